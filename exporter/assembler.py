@@ -1,0 +1,868 @@
+"""SpanAssembler turns one execution's history events into span records and metric observations.
+
+Pure: no I/O, no clock, no globals. Events go in in id order, in batches of any size; the output
+does not depend on how the history was split. Memory is bounded by the spans still open (plus a
+fixed window of recently closed ones), not by the length of the history.
+
+How an event finds its place: `previousEventId` points at the event before it in its own branch
+or iteration, so each event is filed under the span it belongs to (its "owner"), and the next
+event looks its predecessor up. Only the newest event of each span is remembered. Where the chain
+does not say enough (a Map iteration pointing at the previous iteration's last event, masked or
+zero ids), the event's own details (state name, Map name and index) decide, and failing that the
+span that received the last event.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from exporter.catalogue import clip_label
+from exporter.events import parse_event
+from exporter.ids import parse_xray_header, span_id_for, trace_id_for
+from exporter.model import (
+    AttributeValue,
+    ExecutionIdentity,
+    HistoryError,
+    HistoryEvent,
+    Observation,
+    SpanEvent,
+    SpanKind,
+    SpanLink,
+    SpanRecord,
+    Status,
+)
+
+_ENTERED = re.compile(r"^(\w+)StateEntered$")
+_EXITED = re.compile(r"^(\w+)StateExited$")
+_ABORTED = re.compile(r"^(\w+)StateAborted$")
+
+# How many tips of closed spans stay resolvable, for events that point back at them.
+_CLOSED_TIPS_KEPT = 1024
+_MAX_EVENT_ATTRIBUTE = 1024
+
+SCOPE_KINDS = frozenset({SpanKind.EXECUTION, SpanKind.PARALLEL_BRANCH, SpanKind.MAP_ITERATION})
+ATTEMPT_KINDS = frozenset({SpanKind.TASK, SpanKind.LAMBDA, SpanKind.ACTIVITY})
+
+# Attempt event families: the type prefix and the kind of span one attempt gets.
+_ATTEMPT_FAMILIES: dict[str, SpanKind] = {
+    "Task": SpanKind.TASK,
+    "LambdaFunction": SpanKind.LAMBDA,
+    "Activity": SpanKind.ACTIVITY,
+}
+_ATTEMPT_PROGRESS = ("Started", "Submitted")
+_ATTEMPT_CLOSE = {
+    "Succeeded": "succeeded",
+    "Failed": "failed",
+    "TimedOut": "timed_out",
+    "StartFailed": "failed",
+    "SubmitFailed": "failed",
+    "ScheduleFailed": "failed",
+}
+_TERMINAL = {
+    "ExecutionSucceeded": "succeeded",
+    "ExecutionFailed": "failed",
+    "ExecutionTimedOut": "timed_out",
+    "ExecutionAborted": "aborted",
+}
+_EXECUTION_STATUS = {
+    "succeeded": "SUCCEEDED",
+    "failed": "FAILED",
+    "timed_out": "TIMED_OUT",
+    "aborted": "ABORTED",
+}
+_END_SUFFIX = {"Succeeded": "succeeded", "Failed": "failed", "Aborted": "aborted"}
+# Known event types that carry no span of their own; kept as span events, not counted unknown.
+_PLAIN_EVENTS = frozenset({"MapRunRedriven", "TaskStateTimedOut"})
+
+
+@dataclass(frozen=True, slots=True)
+class AssemblerOptions:
+    """What the assembler copies from events besides timing and structure."""
+
+    include_data: bool = False
+    max_data_bytes: int = 4096
+
+
+@dataclass(slots=True)
+class Assembled:
+    """What one `feed` call produced: spans that finished, and metric observations."""
+
+    spans: list[SpanRecord] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+
+
+class _Span:
+    """A span still being built. Mutable; becomes a SpanRecord when it closes."""
+
+    __slots__ = (
+        "attempts",
+        "attributes",
+        "branch_count",
+        "cause",
+        "children",
+        "closed",
+        "end_ns",
+        "error",
+        "events",
+        "iterations",
+        "kind",
+        "last_attempt_failed",
+        "last_ns",
+        "links",
+        "map_run",
+        "name",
+        "opening_event_id",
+        "outcome",
+        "parent",
+        "parent_span_id",
+        "pending_error",
+        "span_id",
+        "start_ns",
+        "started",
+        "state_type",
+        "tip",
+        "trace_id",
+    )  # fmt: skip
+
+    def __init__(
+        self, kind: SpanKind, name: str, parent: _Span | None, trace_id: int, span_id: int,
+        start_ns: int, opening_event_id: int, state_type: str | None = None,
+    ) -> None:  # fmt: skip
+        self.kind = kind
+        self.name = name
+        self.parent = parent
+        self.span_id = span_id
+        self.trace_id = trace_id
+        self.parent_span_id: int | None = parent.span_id if parent is not None else None
+        self.start_ns = start_ns
+        self.end_ns: int | None = None
+        self.last_ns = start_ns
+        self.opening_event_id = opening_event_id
+        self.state_type = state_type
+        self.attributes: dict[str, AttributeValue] = {}
+        self.events: list[SpanEvent] = []
+        self.links: list[SpanLink] = []
+        self.children: dict[int, _Span] = {}
+        self.closed = False
+        self.outcome = ""
+        self.error: str | None = None
+        self.cause: str | None = None
+        self.tip = 0
+        # state spans only
+        self.pending_error: tuple[str | None, str | None] | None = None
+        self.started = False
+        self.attempts = 0
+        self.last_attempt_failed = False
+        self.branch_count = 0
+        self.iterations: dict[int, _Span] = {}
+        self.map_run: _Span | None = None
+
+    def ancestors(self) -> Iterator[_Span]:
+        span: _Span | None = self
+        while span is not None:
+            yield span
+            span = span.parent
+
+    def record(self) -> SpanRecord:
+        if not self.closed:
+            status = Status.UNSET
+        else:
+            status = Status.OK if self.outcome == "succeeded" else Status.ERROR
+        return SpanRecord(
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            parent_span_id=self.parent_span_id,
+            name=self.name,
+            kind=self.kind,
+            start_ns=self.start_ns,
+            end_ns=self.end_ns,
+            status=status,
+            error=self.error,
+            cause=self.cause,
+            attributes=dict(self.attributes),
+            events=tuple(self.events),
+            links=tuple(self.links),
+            state_type=self.state_type,
+            opening_event_id=self.opening_event_id,
+        )
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+class SpanAssembler:
+    """Consumes one execution's history events in id order; yields finished spans and observations."""
+
+    def __init__(self, identity: ExecutionIdentity, options: AssemblerOptions | None = None) -> None:
+        self.identity = identity
+        self.options = options or AssemblerOptions()
+        self.last_event_id = 0
+        self._trace_id = trace_id_for(identity.execution_arn)
+        self._remote_parent: int | None = None
+        joined = parse_xray_header(identity.trace_header)
+        if joined is not None:
+            self._trace_id, self._remote_parent = joined
+        self._root: _Span | None = None
+        self._run: _Span | None = None  # the root, or the span of the latest redrive
+        self._owner: dict[int, _Span] = {}
+        self._closed_tips: deque[int] = deque()
+        self._last_active: _Span | None = None
+        self._open: dict[int, _Span] = {}
+        self._out = Assembled()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def trace_id(self) -> int:
+        return self._trace_id
+
+    @property
+    def finished(self) -> bool:
+        """True once the execution reached a terminal event (a redrive makes it False again)."""
+        return self._run is not None and self._run.closed
+
+    @property
+    def open_span_count(self) -> int:
+        return len(self._open)
+
+    def feed(self, raw_events: Iterable[object]) -> Assembled:
+        """Consume a batch of raw events. The whole batch is checked first: on a HistoryError
+        nothing of it was consumed."""
+        events = [parse_event(raw, position) for position, raw in enumerate(raw_events)]
+        last = self.last_event_id
+        for event in events:
+            if event.id <= last:
+                raise HistoryError(
+                    f"event {event.id} ({event.type}): id is not after event {last}: "
+                    "events must come once each, in id order"
+                )
+            last = event.id
+        for event in events:
+            self._apply(event)
+        out, self._out = self._out, Assembled()
+        return out
+
+    def open_spans(self) -> list[SpanRecord]:
+        """Snapshots of the spans still open, parents first (end is None, status UNSET)."""
+        return [span.record() for span in self._open.values()]
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _apply(self, event: HistoryEvent) -> None:
+        if self.last_event_id and event.id > self.last_event_id + 1:
+            self._anomaly(event, "missing_event_ids", f"ids {self.last_event_id + 1}..{event.id - 1}")
+        self.last_event_id = event.id
+        if event.previous_id >= event.id:
+            self._anomaly(event, "bad_previous_event_id", str(event.previous_id))
+            event = HistoryEvent(event.id, 0, event.timestamp_ns, event.type, event.details)
+        kind = event.type
+        if kind == "ExecutionStarted":
+            self._execution_started(event)
+            return
+        if self._root is None:
+            self._open_root(event, synthesized=True)
+        handler = self._HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, event)
+        elif match := _ENTERED.match(kind):
+            self._state_entered(event, match.group(1))
+        elif match := _EXITED.match(kind):
+            self._state_exited(event, match.group(1))
+        elif match := _ABORTED.match(kind):
+            self._state_aborted(event, match.group(1))
+        elif not self._attempt_event(event):
+            self._span_event(event, unknown=kind not in _PLAIN_EVENTS)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _observe(self, metric: str, *labels: str, value: float = 1.0) -> None:
+        self._out.observations.append(Observation(metric, labels, value))
+
+    def _register(self, event: HistoryEvent, span: _Span) -> None:
+        """File `event` under the innermost open span from `span` up, so that an event pointing
+        back at it lands there."""
+        span = next((s for s in span.ancestors() if not s.closed), span)
+        old = span.tip
+        if old and self._owner.get(old) is span:
+            del self._owner[old]
+        self._owner[event.id] = span
+        span.tip = event.id
+        self._last_active = span
+        if span.closed:  # a terminal event: kept resolvable for a redrive, within the window
+            self._remember_closed_tip(event.id)
+        for ancestor in span.ancestors():
+            if ancestor.last_ns >= event.timestamp_ns:
+                break
+            ancestor.last_ns = event.timestamp_ns
+
+    def _chain(self, event: HistoryEvent) -> tuple[Iterator[_Span], bool]:
+        """The span owning the event's predecessor and its ancestors, and True; or, where the
+        predecessor is unknown (0, masked, or long closed), the last active span's, and False."""
+        start = self._owner.get(event.previous_id) if event.previous_id else None
+        if start is not None:
+            return start.ancestors(), True
+        last = self._last_active
+        return (last.ancestors() if last is not None else iter(())), False
+
+    def _anchor(self, event: HistoryEvent) -> _Span | None:
+        """The innermost open span the event's predecessor belongs to."""
+        chain, _ = self._chain(event)
+        return next((span for span in chain if not span.closed), None)
+
+    def _find(self, event: HistoryEvent, accept: Callable[[_Span], bool]) -> _Span | None:
+        """The nearest open span on the event's chain that `accept`s; where the chain is not
+        known, else the newest open span that does."""
+        chain, known = self._chain(event)
+        for span in chain:
+            if not span.closed and accept(span):
+                return span
+        if known:
+            return None
+        return next((span for span in reversed(self._open.values()) if accept(span)), None)
+
+    def _remember_closed_tip(self, event_id: int) -> None:
+        self._closed_tips.append(event_id)
+        if len(self._closed_tips) > _CLOSED_TIPS_KEPT:
+            old = self._closed_tips.popleft()
+            owner = self._owner.get(old)
+            if owner is not None and owner.closed:
+                del self._owner[old]
+
+    def _anomaly(self, event: HistoryEvent, what: str, detail: str = "") -> None:
+        self._observe("sfn_history_anomalies_total", self.identity.state_machine_name, what)
+        target = self._anchor(event) or self._root
+        if target is not None:
+            attributes: dict[str, AttributeValue] = {
+                "sfn.anomaly": what, "sfn.event.id": event.id, "sfn.event.type": event.type,
+            }  # fmt: skip
+            if detail:
+                attributes["sfn.anomaly.detail"] = detail
+            target.events.append(SpanEvent("sfn.anomaly", event.timestamp_ns, attributes))
+
+    def _data(self, span: _Span, key: str, value: object) -> None:
+        if not self.options.include_data or value is None:
+            return
+        text = _text(value) or ""
+        limit = self.options.max_data_bytes
+        encoded = text.encode()
+        if len(encoded) > limit:
+            text = encoded[:limit].decode(errors="ignore")
+            span.attributes[f"{key}.truncated"] = True
+        span.attributes[key] = text
+
+    # ------------------------------------------------------------------ opening and closing
+
+    def _open_span(
+        self, event: HistoryEvent, kind: SpanKind, name: str, parent: _Span | None,
+        role: str = "", state_type: str | None = None, opening_event_id: int | None = None,
+    ) -> _Span:  # fmt: skip
+        opening = event.id if opening_event_id is None else opening_event_id
+        span_id = span_id_for(self.identity.execution_arn, opening, role)
+        span = _Span(kind, name, parent, self._trace_id, span_id, event.timestamp_ns, opening, state_type)
+        span.attributes["sfn.event.id"] = event.id
+        if parent is not None:
+            parent.children[span.span_id] = span
+        self._open[span.span_id] = span
+        return span
+
+    def _close(
+        self, span: _Span, end_ns: int, outcome: str,
+        error: str | None = None, cause: str | None = None,
+    ) -> None:  # fmt: skip
+        """Close `span` and, first, whatever is still open under it."""
+        child_outcome = "aborted" if outcome == "succeeded" else outcome
+        for child in list(span.children.values()):
+            if child.kind in SCOPE_KINDS and not child.children and child.kind != SpanKind.EXECUTION:
+                self._close_scope_naturally(child)
+                continue
+            child_error, child_cause = child.pending_error or (error, cause)
+            self._close(child, max(end_ns, child.start_ns), child_outcome, child_error, child_cause)
+        span.closed = True
+        span.end_ns = max(end_ns, span.start_ns)
+        span.outcome = outcome
+        if outcome != "succeeded":
+            span.error = error
+            span.cause = cause
+        span.attributes["sfn.outcome"] = outcome
+        if span.parent is not None:
+            span.parent.children.pop(span.span_id, None)
+            if outcome not in ("succeeded", "caught") and span.parent.kind in SCOPE_KINDS:
+                span.parent.pending_error = span.parent.pending_error or (error, cause)
+        self._open.pop(span.span_id, None)
+        if span.tip:
+            self._remember_closed_tip(span.tip)
+        self._observe_close(span)
+        self._out.spans.append(span.record())
+
+    def _close_scope_naturally(self, scope: _Span) -> None:
+        """A branch or iteration whose states are all done ends with its last event."""
+        if scope.pending_error is not None:
+            error, cause = scope.pending_error
+            self._close(scope, scope.last_ns, "failed", error, cause)
+        else:
+            self._close(scope, scope.last_ns, "succeeded")
+
+    def _observe_close(self, span: _Span) -> None:
+        machine = self.identity.state_machine_name
+        seconds = (span.end_ns or span.start_ns) - span.start_ns
+        seconds_f = seconds / 1e9
+        if span.kind == SpanKind.STATE:
+            state_type = span.state_type or ""
+            self._observe("sfn_states_finished_total", machine, span.name, state_type, span.outcome)
+            self._observe("sfn_state_duration_seconds", machine, span.name, state_type, value=seconds_f)
+        elif span.kind in ATTEMPT_KINDS:
+            state = span.parent.name if span.parent is not None else ""
+            self._observe("sfn_task_attempts_total", machine, state, span.kind.value, span.outcome)
+            self._observe("sfn_task_duration_seconds", machine, state, span.kind.value, value=seconds_f)
+            if span.outcome in ("failed", "timed_out"):
+                error = clip_label(span.error) or "unknown"
+                self._observe("sfn_task_failures_total", machine, state, span.kind.value, error)
+        elif span.kind == SpanKind.MAP_ITERATION:
+            state = span.parent.name if span.parent is not None else ""
+            self._observe("sfn_map_iterations_total", machine, state, span.outcome)
+        elif span.kind == SpanKind.EXECUTION:
+            status = _EXECUTION_STATUS.get(span.outcome, "ABORTED")
+            self._observe("sfn_executions_finished_total", machine, status)
+            self._observe("sfn_execution_duration_seconds", machine, status, value=seconds_f)
+
+    # ------------------------------------------------------------------ execution
+
+    def _open_root(self, event: HistoryEvent, synthesized: bool = False) -> _Span:
+        ident = self.identity
+        # The root's id is that of event 1 even when ExecutionStarted is missing from the input.
+        root = self._open_span(
+            event, SpanKind.EXECUTION, ident.state_machine_name, None, "execution", opening_event_id=1
+        )
+        root.parent_span_id = self._remote_parent
+        root.attributes.update({
+            "aws.step_functions.state_machine.arn": ident.state_machine_arn,
+            "sfn.state_machine.name": ident.state_machine_name,
+            "sfn.execution.arn": ident.execution_arn,
+            "sfn.execution.name": ident.execution_name,
+        })  # fmt: skip
+        self._root = self._run = self._last_active = root
+        self._observe("sfn_executions_started_total", ident.state_machine_name)
+        if synthesized:
+            self._anomaly(event, "missing_execution_started")
+        return root
+
+    def _execution_started(self, event: HistoryEvent) -> None:
+        if self._root is not None:
+            self._anomaly(event, "duplicate_execution_started")
+            return
+        root = self._open_root(event)
+        for key in ("stateMachineAliasArn", "stateMachineVersionArn"):
+            value = event.details.get(key)
+            if isinstance(value, str):
+                root.attributes[f"sfn.execution.{key}"] = value
+        self._data(root, "sfn.execution.input", event.details.get("input"))
+        self._register(event, root)
+
+    def _execution_ended(self, event: HistoryEvent) -> None:
+        run = self._run
+        if run is None or run.closed:
+            self._anomaly(event, "event_after_end")
+            return
+        outcome = _TERMINAL[event.type]
+        error = _text(event.details.get("error"))
+        cause = _text(event.details.get("cause"))
+        if outcome == "timed_out":
+            error = error or "States.Timeout"
+        self._data(run, "sfn.execution.output", event.details.get("output"))
+        self._close(run, event.timestamp_ns, outcome, error, cause)
+        self._register(event, run)
+
+    def _execution_redriven(self, event: HistoryEvent) -> None:
+        root = self._root
+        assert root is not None
+        if self._run is not None and not self._run.closed:
+            self._anomaly(event, "redrive_while_running")
+            self._close(self._run, event.timestamp_ns, "aborted")
+        name = f"{self.identity.state_machine_name} redrive"
+        span = self._open_span(event, SpanKind.EXECUTION, name, root)
+        count = event.details.get("redriveCount")
+        if isinstance(count, int) and not isinstance(count, bool):
+            span.attributes["sfn.execution.redrive_count"] = count
+        span.links.append(SpanLink(self._trace_id, root.span_id, {"sfn.link": "redrive_of"}))
+        self._run = span
+        self._observe("sfn_executions_redriven_total", self.identity.state_machine_name)
+        self._register(event, span)
+
+    # ------------------------------------------------------------------ states
+
+    def _scope_for_state(self, anchor: _Span, event: HistoryEvent) -> _Span:
+        """Where a newly entered state goes, given the open span its predecessor belongs to."""
+        if anchor.kind in ATTEMPT_KINDS and anchor.parent is not None:
+            anchor = anchor.parent
+        if anchor.kind == SpanKind.STATE:
+            if anchor.state_type == "Parallel":
+                return self._open_branch(anchor, event)
+            if anchor.state_type == "Map":
+                return next(reversed(anchor.iterations.values()), anchor)
+            anchor = anchor.parent or anchor  # a state already running: its successor is a sibling
+        if anchor.kind == SpanKind.MAP_RUN and anchor.parent is not None:
+            return anchor.parent
+        busy = any(child.kind == SpanKind.STATE for child in anchor.children.values())
+        if busy and anchor.kind == SpanKind.PARALLEL_BRANCH and anchor.parent is not None:
+            # A branch runs one state at a time: a second one belongs to another branch
+            # (seen where previousEventId was masked).
+            return self._open_branch(anchor.parent, event)
+        return anchor
+
+    def _open_branch(self, parallel: _Span, event: HistoryEvent) -> _Span:
+        """A Parallel branch has no event of its own: its first state's event opens it."""
+        branch = self._open_span(
+            event, SpanKind.PARALLEL_BRANCH, f"{parallel.name} branch", parallel, "branch"
+        )
+        branch.attributes["sfn.branch.index"] = parallel.branch_count
+        parallel.branch_count += 1
+        return branch
+
+    def _state_entered(self, event: HistoryEvent, state_type: str) -> None:
+        anchor = self._anchor(event)
+        if anchor is None:
+            self._anomaly(event, "event_after_end")
+            return
+        scope = self._scope_for_state(anchor, event)
+        name = _text(event.details.get("name")) or f"<unnamed {state_type}>"
+        span = self._open_span(event, SpanKind.STATE, name, scope, state_type=state_type)
+        span.attributes["sfn.state.name"] = name
+        span.attributes["sfn.state.type"] = state_type
+        self._data(span, "sfn.state.input", event.details.get("input"))
+        self._observe("sfn_states_entered_total", self.identity.state_machine_name, name, state_type)
+        self._register(event, span)
+
+    def _find_state(self, event: HistoryEvent, state_type: str | None, name: str | None) -> _Span | None:
+        def accept(span: _Span) -> bool:
+            return (
+                span.kind == SpanKind.STATE
+                and (state_type is None or span.state_type == state_type)
+                and (name is None or span.name == name)
+            )
+
+        return self._find(event, accept)
+
+    def _state_exited(self, event: HistoryEvent, state_type: str) -> None:
+        name = _text(event.details.get("name"))
+        state = self._find_state(event, state_type, name)
+        if state is None:
+            self._anomaly(event, "exit_without_entry", name or "")
+            return
+        self._data(state, "sfn.state.output", event.details.get("output"))
+        if state.pending_error is not None:
+            error, cause = state.pending_error
+            state.attributes["sfn.state.caught"] = True
+            self._close(state, event.timestamp_ns, "caught", error, cause)
+        else:
+            self._close(state, event.timestamp_ns, "succeeded")
+        self._register(event, state.parent or state)
+
+    def _state_aborted(self, event: HistoryEvent, state_type: str) -> None:
+        # The aborted state is the one its predecessor belongs to: it may already be closed
+        # (a Map iteration that failed closes its states first), and then nothing is left to do.
+        chain, _ = self._chain(event)
+        for span in chain:
+            if span.kind == SpanKind.STATE and span.state_type == state_type:
+                if not span.closed:
+                    error, cause = span.pending_error or (None, None)
+                    self._close(span, event.timestamp_ns, "aborted", error, cause)
+                self._register(event, span.parent or span)
+                return
+        state = self._find_state(event, state_type, None)
+        if state is None:
+            self._anomaly(event, "abort_without_entry", state_type)
+            return
+        error, cause = state.pending_error or (None, None)
+        self._close(state, event.timestamp_ns, "aborted", error, cause)
+        self._register(event, state.parent or state)
+
+    # ------------------------------------------------------------------ Parallel and Map
+
+    def _parallel_started(self, event: HistoryEvent) -> None:
+        state = self._find_state(event, "Parallel", None)
+        if state is None:
+            self._anomaly(event, "parallel_without_state")
+            return
+        state.started = True
+        self._register(event, state)
+
+    def _parallel_ended(self, event: HistoryEvent) -> None:
+        state = self._find_state(event, "Parallel", None)
+        if state is None:
+            self._anomaly(event, "parallel_without_state")
+            return
+        outcome = _END_SUFFIX[event.type.removeprefix("ParallelState")]
+        self._end_children(state, event, outcome)
+        self._register(event, state)
+
+    def _end_children(self, state: _Span, event: HistoryEvent, outcome: str) -> None:
+        """A Map or Parallel state's own end: close its branches/iterations, note its failure."""
+        first_error: tuple[str | None, str | None] | None = None
+        for child in list(state.children.values()):
+            if child.kind in SCOPE_KINDS and not child.children:
+                self._close_scope_naturally(child)
+            else:
+                child_outcome = "aborted" if outcome == "succeeded" else outcome
+                self._close(child, event.timestamp_ns, child_outcome, *(child.pending_error or (None, None)))
+            if child.outcome not in ("succeeded", "caught") and first_error is None:
+                first_error = (child.error, child.cause)
+        if outcome == "succeeded":
+            state.pending_error = None
+        else:
+            error = _text(event.details.get("error"))
+            cause = _text(event.details.get("cause"))
+            if error is None and first_error is not None:
+                error, cause = first_error
+            state.pending_error = state.pending_error or (error, cause)
+
+    def _find_map(self, event: HistoryEvent) -> _Span | None:
+        name = _text(event.details.get("name"))
+        state = self._find_state(event, "Map", name)
+        if state is None and name is not None:
+            state = self._find_state(event, "Map", None)
+        return state
+
+    def _map_started(self, event: HistoryEvent) -> None:
+        state = self._find_state(event, "Map", None)
+        if state is None:
+            self._anomaly(event, "map_without_state")
+            return
+        state.started = True
+        length = event.details.get("length")
+        if isinstance(length, int) and not isinstance(length, bool):
+            state.attributes["sfn.map.length"] = length
+        self._register(event, state)
+
+    def _iteration_started(self, event: HistoryEvent) -> None:
+        state = self._find_map(event)
+        if state is None:
+            self._anomaly(event, "iteration_without_map")
+            return
+        index = event.details.get("index")
+        index = index if isinstance(index, int) and not isinstance(index, bool) else -1
+        previous = state.iterations.pop(index, None)
+        if previous is not None:
+            self._anomaly(event, "iteration_restarted", str(index))
+            self._close(previous, event.timestamp_ns, "aborted")
+        span = self._open_span(event, SpanKind.MAP_ITERATION, f"{state.name} iteration", state)
+        span.attributes["sfn.map.index"] = index
+        state.iterations[index] = span
+        self._register(event, span)
+
+    def _iteration_ended(self, event: HistoryEvent) -> None:
+        state = self._find_map(event)
+        index = event.details.get("index")
+        iteration = (
+            state.iterations.pop(index, None) if state is not None and isinstance(index, int) else None
+        )
+        if state is None or iteration is None:
+            self._anomaly(event, "iteration_end_without_start", str(index))
+            return
+        outcome = _END_SUFFIX[event.type.removeprefix("MapIteration")]
+        error = _text(event.details.get("error"))
+        cause = _text(event.details.get("cause"))
+        if error is None and iteration.pending_error is not None:
+            error, cause = iteration.pending_error
+        if error is None and outcome != "succeeded":
+            error, cause = next(
+                (c.pending_error for c in iteration.children.values() if c.pending_error),
+                (None, None),
+            )
+        self._close(iteration, event.timestamp_ns, outcome, error, cause)
+        if outcome != "succeeded" and state.pending_error is None:
+            state.pending_error = (error, cause)
+        self._register(event, state)
+
+    def _map_ended(self, event: HistoryEvent) -> None:
+        state = self._find_state(event, "Map", None)
+        if state is None:
+            self._anomaly(event, "map_without_state")
+            return
+        outcome = _END_SUFFIX[event.type.removeprefix("MapState")]
+        self._end_children(state, event, outcome)
+        state.iterations.clear()
+        state.map_run = None
+        self._register(event, state)
+
+    def _map_run_started(self, event: HistoryEvent) -> None:
+        state = self._find_state(event, "Map", None)
+        if state is None:
+            self._anomaly(event, "map_without_state")
+            return
+        span = self._open_span(event, SpanKind.MAP_RUN, f"{state.name} map run", state)
+        arn = _text(event.details.get("mapRunArn"))
+        if arn:
+            span.attributes["sfn.map_run.arn"] = arn
+        state.map_run = span
+        self._register(event, span)
+
+    def _map_run_ended(self, event: HistoryEvent) -> None:
+        run = self._find(event, lambda span: span.kind == SpanKind.MAP_RUN)
+        if run is None:
+            self._anomaly(event, "map_run_end_without_start")
+            return
+        outcome = _END_SUFFIX[event.type.removeprefix("MapRun")]
+        error = _text(event.details.get("error"))
+        cause = _text(event.details.get("cause"))
+        self._close(run, event.timestamp_ns, outcome, error, cause)
+        state = run.parent
+        if state is not None:
+            state.map_run = None
+            if outcome != "succeeded":
+                state.pending_error = state.pending_error or (error, cause)
+            self._register(event, state)
+
+    # ------------------------------------------------------------------ attempts
+
+    def _attempt_event(self, event: HistoryEvent) -> bool:
+        """Task, Lambda and activity attempt events; False if the type is none of them."""
+        for family, kind in _ATTEMPT_FAMILIES.items():
+            if not event.type.startswith(family):
+                continue
+            suffix = event.type[len(family) :]
+            if suffix == "Scheduled":
+                self._attempt_scheduled(event, kind)
+            elif suffix in _ATTEMPT_PROGRESS:
+                self._attempt_progress(event, kind, suffix)
+            elif suffix in _ATTEMPT_CLOSE:
+                self._attempt_closed(event, kind, _ATTEMPT_CLOSE[suffix])
+            else:
+                continue
+            return True
+        return False
+
+    def _attempt_scheduled(self, event: HistoryEvent, kind: SpanKind) -> _Span | None:
+        state = self._find_state(event, "Task", None)
+        if state is None:
+            self._anomaly(event, "attempt_without_task_state")
+            return None
+        for child in list(state.children.values()):
+            if child.kind in ATTEMPT_KINDS:
+                self._anomaly(event, "attempt_overlaps_previous")
+                self._close(child, event.timestamp_ns, "aborted")
+        if state.attempts and state.last_attempt_failed:
+            self._observe("sfn_task_retries_total", self.identity.state_machine_name, state.name)
+        state.attempts += 1
+        details = event.details
+        resource = _text(details.get("resource")) or ""
+        resource_type = _text(details.get("resourceType"))
+        if kind == SpanKind.TASK:
+            name = f"{resource_type}:{resource}" if resource_type else resource or "task"
+        else:
+            name = f"{kind.value} {resource.rsplit(':', 1)[-1]}" if resource else kind.value
+        span = self._open_span(event, kind, name, state)
+        span.attributes["sfn.attempt"] = state.attempts
+        if resource:
+            span.attributes["sfn.task.resource"] = resource
+        if resource_type:
+            span.attributes["sfn.task.resource_type"] = resource_type
+        if kind == SpanKind.ACTIVITY and resource:
+            span.attributes["aws.step_functions.activity.arn"] = resource
+        for key, attribute in (
+            ("timeoutInSeconds", "sfn.task.timeout_seconds"),
+            ("heartbeatInSeconds", "sfn.task.heartbeat_seconds"),
+        ):
+            value = details.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                span.attributes[attribute] = value
+        self._data(span, "sfn.task.input", details.get("parameters", details.get("input")))
+        self._register(event, span)
+        return span
+
+    def _find_attempt(self, event: HistoryEvent, kind: SpanKind) -> _Span | None:
+        return self._find(event, lambda span: span.kind == kind)
+
+    def _attempt_progress(self, event: HistoryEvent, kind: SpanKind, suffix: str) -> None:
+        attempt = self._find_attempt(event, kind)
+        if attempt is None:
+            self._anomaly(event, "attempt_event_without_schedule")
+            return
+        attributes: dict[str, AttributeValue] = {"sfn.event.id": event.id}
+        worker = _text(event.details.get("workerName"))
+        if worker:
+            attributes["sfn.activity.worker_name"] = worker
+        attempt.events.append(SpanEvent(suffix.lower(), event.timestamp_ns, attributes))
+        self._register(event, attempt)
+
+    def _attempt_closed(self, event: HistoryEvent, kind: SpanKind, outcome: str) -> None:
+        attempt = self._find_attempt(event, kind)
+        if attempt is None:
+            # e.g. LambdaFunctionScheduleFailed: the attempt never got scheduled.
+            attempt = self._attempt_scheduled(event, kind)
+            if attempt is None:
+                return
+        error = _text(event.details.get("error"))
+        cause = _text(event.details.get("cause"))
+        if outcome == "timed_out":
+            error = error or "States.Timeout"
+        self._data(attempt, "sfn.task.output", event.details.get("output"))
+        self._close(attempt, event.timestamp_ns, outcome, error, cause)
+        state = attempt.parent
+        if state is not None:
+            state.last_attempt_failed = outcome != "succeeded"
+            state.pending_error = (error, cause) if outcome != "succeeded" else None
+            self._register(event, state)
+
+    # ------------------------------------------------------------------ the rest
+
+    def _evaluation_failed(self, event: HistoryEvent) -> None:
+        name = _text(event.details.get("state"))
+        state = self._find_state(event, None, name) if name else None
+        target = state or self._anchor(event)
+        error = _text(event.details.get("error"))
+        cause = _text(event.details.get("cause"))
+        if target is None:
+            self._anomaly(event, "event_after_end")
+            return
+        if state is not None:
+            state.pending_error = (error, cause)
+        self._attach_event(target, event)
+
+    def _span_event(self, event: HistoryEvent, unknown: bool) -> None:
+        target = self._anchor(event) or self._root
+        if unknown:
+            self._observe(
+                "sfn_unknown_events_total", self.identity.state_machine_name, clip_label(event.type)
+            )
+        if target is not None:
+            self._attach_event(target, event)
+
+    def _attach_event(self, target: _Span, event: HistoryEvent) -> None:
+        attributes: dict[str, AttributeValue] = {"sfn.event.id": event.id}
+        for key, value in sorted(event.details.items()):
+            if isinstance(value, bool | int | float):
+                attributes[f"sfn.{key}"] = value
+            elif isinstance(value, str) and (self.options.include_data or key not in ("input", "output")):
+                attributes[f"sfn.{key}"] = value[:_MAX_EVENT_ATTRIBUTE]
+        target.events.append(SpanEvent(event.type, event.timestamp_ns, attributes))
+
+    _HANDLERS: ClassVar[dict[str, Callable[[SpanAssembler, HistoryEvent], None]]] = {
+        "ExecutionSucceeded": _execution_ended,
+        "ExecutionFailed": _execution_ended,
+        "ExecutionTimedOut": _execution_ended,
+        "ExecutionAborted": _execution_ended,
+        "ExecutionRedriven": _execution_redriven,
+        "ParallelStateStarted": _parallel_started,
+        "ParallelStateSucceeded": _parallel_ended,
+        "ParallelStateFailed": _parallel_ended,
+        "MapStateStarted": _map_started,
+        "MapStateSucceeded": _map_ended,
+        "MapStateFailed": _map_ended,
+        "MapIterationStarted": _iteration_started,
+        "MapIterationSucceeded": _iteration_ended,
+        "MapIterationFailed": _iteration_ended,
+        "MapIterationAborted": _iteration_ended,
+        "MapRunStarted": _map_run_started,
+        "MapRunSucceeded": _map_run_ended,
+        "MapRunFailed": _map_run_ended,
+        "MapRunAborted": _map_run_ended,
+        "EvaluationFailed": _evaluation_failed,
+    }

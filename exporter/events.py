@@ -1,0 +1,66 @@
+"""Validate raw `GetExecutionHistory` events into `HistoryEvent`s, with errors that name the event."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.model import HistoryError, HistoryEvent
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _where(raw: Mapping[str, Any], position: int) -> str:
+    event_id = raw.get("id")
+    event_type = raw.get("type")
+    label = f"event {event_id}" if isinstance(event_id, int) else f"event at position {position}"
+    return f"{label} ({event_type})" if isinstance(event_type, str) else label
+
+
+def timestamp_ns(value: object) -> int:
+    """Nanoseconds since the epoch from a datetime, an ISO 8601 string or epoch seconds."""
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        delta = moment - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    if isinstance(value, bool):
+        raise TypeError("expected a datetime, an ISO 8601 string or epoch seconds, got a boolean")
+    if isinstance(value, int | float):
+        return round(value * 1_000_000_000)
+    if isinstance(value, str):
+        try:
+            return timestamp_ns(dt.datetime.fromisoformat(value))
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is not an ISO 8601 timestamp") from None
+    raise TypeError(f"expected a datetime, an ISO 8601 string or epoch seconds, got {type(value).__name__}")
+
+
+def parse_event(raw: object, position: int = 0) -> HistoryEvent:
+    """One raw event dict as `GetExecutionHistory` returns it, checked field by field."""
+    if not isinstance(raw, Mapping):
+        raise HistoryError(f"event at position {position}: expected an object, got {type(raw).__name__}")
+    where = _where(raw, position)
+    event_id = raw.get("id")
+    if isinstance(event_id, bool) or not isinstance(event_id, int) or event_id < 1:
+        raise HistoryError(f"{where}: id: expected a positive integer, got {event_id!r}")
+    previous = raw.get("previousEventId", 0)
+    if isinstance(previous, bool) or not isinstance(previous, int) or previous < 0:
+        raise HistoryError(f"{where}: previousEventId: expected an integer >= 0, got {previous!r}")
+    event_type = raw.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        raise HistoryError(f"{where}: type: expected a non-empty string, got {event_type!r}")
+    if "timestamp" not in raw:
+        raise HistoryError(f"{where}: timestamp: missing")
+    try:
+        when = timestamp_ns(raw["timestamp"])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise HistoryError(f"{where}: timestamp: {exc}") from None
+    details: Mapping[str, Any] = {}
+    for key, value in raw.items():
+        if key.endswith("EventDetails"):
+            if not isinstance(value, Mapping):
+                raise HistoryError(f"{where}: {key}: expected an object, got {type(value).__name__}")
+            details = value
+            break
+    return HistoryEvent(event_id, previous, when, event_type, details)

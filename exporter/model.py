@@ -1,0 +1,126 @@
+"""The project's own types: execution identity, history events, span records, observations."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+AttributeValue = str | bool | int | float
+
+_EXECUTION_ARN = re.compile(
+    r"^arn:(?P<partition>[\w-]+):states:(?P<region>[\w-]*):(?P<account>\d*):"
+    r"(?:execution|express):(?P<machine>[^:]+):(?P<name>[^:]+)$"
+)
+
+
+class HistoryError(ValueError):
+    """A history that cannot be consumed; the message names the offending event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionIdentity:
+    """Who an execution is: the ARNs and names every span and metric is labelled with."""
+
+    execution_arn: str
+    state_machine_arn: str
+    state_machine_name: str
+    execution_name: str
+    region: str
+    account: str
+    trace_header: str | None = None
+
+    @classmethod
+    def from_arn(cls, execution_arn: str, trace_header: str | None = None) -> ExecutionIdentity:
+        """Derive the identity from an execution ARN (`arn:aws:states:REGION:ACCT:execution:SM:NAME`)."""
+        match = _EXECUTION_ARN.match(execution_arn)
+        if match is None:
+            raise ValueError(
+                f"execution ARN {execution_arn!r}: expected "
+                "arn:PARTITION:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME"
+            )
+        g = match.groupdict()
+        machine_arn = f"arn:{g['partition']}:states:{g['region']}:{g['account']}:stateMachine:{g['machine']}"
+        return cls(
+            execution_arn=execution_arn,
+            state_machine_arn=machine_arn,
+            state_machine_name=g["machine"],
+            execution_name=g["name"],
+            region=g["region"],
+            account=g["account"],
+            trace_header=trace_header,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One `GetExecutionHistory` event, validated; `details` is its `*EventDetails` object."""
+
+    id: int
+    previous_id: int
+    timestamp_ns: int
+    type: str
+    details: Mapping[str, Any]
+
+
+class SpanKind(enum.StrEnum):
+    EXECUTION = "execution"
+    STATE = "state"
+    TASK = "task"
+    LAMBDA = "lambda"
+    ACTIVITY = "activity"
+    MAP_ITERATION = "map_iteration"
+    PARALLEL_BRANCH = "parallel_branch"
+    MAP_RUN = "map_run"
+
+
+class Status(enum.StrEnum):
+    UNSET = "UNSET"
+    OK = "OK"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class SpanEvent:
+    name: str
+    time_ns: int
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanLink:
+    trace_id: int
+    span_id: int
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """A span as the assembler sees it: ids as integers, times in ns since the epoch."""
+
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None
+    name: str
+    kind: SpanKind
+    start_ns: int
+    end_ns: int | None
+    status: Status
+    error: str | None
+    cause: str | None
+    attributes: Mapping[str, AttributeValue]
+    events: tuple[SpanEvent, ...]
+    links: tuple[SpanLink, ...]
+    state_type: str | None = None
+    opening_event_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One metric update: `metric` names a catalogue entry, `labels` follow its label order."""
+
+    metric: str
+    labels: tuple[str, ...]
+    value: float = 1.0
