@@ -1,0 +1,57 @@
+"""Loads the recorded AWS histories and normalises what the snapshot tooling masked."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter.model import ExecutionIdentity
+
+REPO = Path(__file__).resolve().parent.parent
+AWS_RECORDED = REPO.parent / "shared" / "fixtures" / "aws-recorded"
+BASE_TIME_S = 1_700_000_000
+
+
+@dataclass(frozen=True)
+class RecordedHistory:
+    source: str
+    case: str
+    events: list[dict[str, Any]]
+
+    @property
+    def identity(self) -> ExecutionIdentity:
+        slug = "".join(ch if ch.isalnum() else "-" for ch in self.case)[:70]
+        return ExecutionIdentity.from_arn(
+            f"arn:aws:states:us-east-1:111111111111:execution:{self.source}:{slug}"
+        )
+
+
+def normalise(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Undo the snapshot masking: synthetic increasing times, positional ids for masked ones,
+    input/output re-serialised as strings, events in id order."""
+    out = copy.deepcopy(events)
+    if all(isinstance(e.get("id"), int) for e in out):
+        out.sort(key=lambda e: e["id"])
+    for position, event in enumerate(out):
+        if not isinstance(event.get("id"), int):
+            event["id"] = position + 1
+        if not isinstance(event.get("previousEventId"), int):
+            event["previousEventId"] = 0
+        event["timestamp"] = float(BASE_TIME_S + position)
+        for key, value in event.items():
+            if key.endswith("EventDetails") and isinstance(value, dict):
+                for field in ("input", "output", "parameters", "cause"):
+                    if field in value and not isinstance(value[field], str):
+                        value[field] = json.dumps(value[field])
+    return out
+
+
+def recorded_histories() -> Iterator[RecordedHistory]:
+    for path in sorted(AWS_RECORDED.glob("*.json")):
+        data = json.loads(path.read_text())
+        for index, history in enumerate(data["histories"]):
+            yield RecordedHistory(path.stem, f"{index}:{history['case']}", normalise(history["events"]))

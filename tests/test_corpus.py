@@ -1,0 +1,52 @@
+"""Every recorded AWS history goes through the assembler and gives a well-formed tree,
+however the history is split into batches."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.assembler import SpanAssembler
+from exporter.model import SpanRecord
+from tests.corpus import AWS_RECORDED, RecordedHistory, recorded_histories
+from tests.treecheck import assert_well_formed
+
+HISTORIES = list(recorded_histories())
+
+
+def run(history: RecordedHistory, batches: list[list[dict[str, object]]]) -> tuple[list[SpanRecord], list[object]]:
+    assembler = SpanAssembler(history.identity)
+    spans: list[SpanRecord] = []
+    observations: list[object] = []
+    for batch in batches:
+        out = assembler.feed(batch)
+        spans += out.spans
+        observations += out.observations
+    return spans + assembler.open_spans(), observations
+
+
+def test_the_whole_corpus_is_there() -> None:
+    assert AWS_RECORDED.is_dir(), f"missing {AWS_RECORDED}"
+    assert len(HISTORIES) == 691
+
+
+@pytest.mark.parametrize("history", HISTORIES, ids=lambda h: f"{h.source}/{h.case}"[:120])
+def test_recorded_history_gives_a_well_formed_tree(history: RecordedHistory) -> None:
+    spans, _ = run(history, [history.events])
+    assert_well_formed(spans)
+    closed = [s for s in spans if s.end_ns is not None]
+    # Histories that end in a terminal event leave nothing open.
+    if history.events[-1]["type"].startswith("Execution") and history.events[-1]["type"] != "ExecutionStarted":
+        assert len(closed) == len(spans)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+@pytest.mark.parametrize("history", HISTORIES, ids=lambda h: f"{h.source}/{h.case}"[:120])
+def test_batching_never_changes_the_result(history: RecordedHistory, data: st.DataObject) -> None:
+    events = history.events
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(events)), max_size=len(events) + 1)))
+    bounds = [0, *cuts, len(events)]
+    batches = [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert run(history, batches) == run(history, [events])
