@@ -338,8 +338,8 @@ class SpanAssembler:
 
     def _anomaly(self, event: HistoryEvent, what: str, detail: str = "") -> None:
         self._observe("sfn_history_anomalies_total", self.identity.state_machine_name, what)
-        target = self._anchor(event) or self._root
-        if target is not None:
+        target = self._anchor(event)
+        if target is not None:  # after the end nothing is open: the counter alone records it
             attributes: dict[str, AttributeValue] = {
                 "sfn.anomaly": what, "sfn.event.id": event.id, "sfn.event.type": event.type,
             }  # fmt: skip
@@ -827,7 +827,7 @@ class SpanAssembler:
         self._attach_event(target, event)
 
     def _span_event(self, event: HistoryEvent, unknown: bool) -> None:
-        target = self._anchor(event) or self._root
+        target = self._anchor(event)
         if unknown:
             self._observe(
                 "sfn_unknown_events_total", self.identity.state_machine_name, clip_label(event.type)

@@ -88,12 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("file", metavar="FILE", help="history JSON file, or - for standard input")
     translate.add_argument("--execution-arn", help="the execution's ARN, when the file does not name it")
     translate.add_argument("--trace-header", help="the execution's X-Ray trace header, to join that trace")
-    translate.add_argument("--format", choices=("json", "tree"), default="json", help="output (default: json)")
+    translate.add_argument(
+        "--format", choices=("json", "tree"), default="json", help="output (default: json)"
+    )
     translate.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     translate.add_argument("--width", type=int, default=0, help="tree width in columns (default: terminal)")
-    translate.add_argument("--include-data", action="store_true", help="copy execution/state input and output")
-    translate.add_argument("--max-data-bytes", type=int, default=4096, help="truncate captured data to this size")
-    translate.add_argument("--otlp-endpoint", help="send the spans over OTLP to this endpoint instead of printing")
+    translate.add_argument(
+        "--include-data", action="store_true", help="copy execution/state input and output"
+    )
+    translate.add_argument(
+        "--max-data-bytes", type=int, default=4096, help="truncate captured data to this size"
+    )
+    translate.add_argument(
+        "--otlp-endpoint", help="send the spans over OTLP to this endpoint instead of printing"
+    )
     translate.add_argument(
         "--otlp-protocol",
         choices=("grpc", "http/protobuf"),

@@ -31,7 +31,9 @@ def _resource(service_name: str, region: str, account: str, extra: tuple[tuple[s
     return Resource.create(attributes)
 
 
-def resource_for(identity: ExecutionIdentity, resource_attributes: Mapping[str, str] | None = None) -> Resource:
+def resource_for(
+    identity: ExecutionIdentity, resource_attributes: Mapping[str, str] | None = None
+) -> Resource:
     """The resource of an execution's spans: service, cloud provider, region and account.
 
     `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` are honoured by `Resource.create`."""
@@ -92,7 +94,9 @@ def _description(error: str | None, cause: str | None) -> str | None:
 
 
 def to_readable_spans(
-    records: Iterable[SpanRecord], identity: ExecutionIdentity, resource_attributes: Mapping[str, str] | None = None
+    records: Iterable[SpanRecord],
+    identity: ExecutionIdentity,
+    resource_attributes: Mapping[str, str] | None = None,
 ) -> list[ReadableSpan]:
     resource = resource_for(identity, resource_attributes)
     return [to_readable_span(record, resource) for record in records]

@@ -30,7 +30,9 @@ def load_history(text: str) -> tuple[list[dict[str, Any]], str | None]:
     elif isinstance(document, list):
         pages = [{"events": document}]
     else:
-        raise HistoryError(f"input: expected an object with 'events' or a list, got {type(document).__name__}")
+        raise HistoryError(
+            f"input: expected an object with 'events' or a list, got {type(document).__name__}"
+        )
     arn: str | None = None
     by_id: dict[int, dict[str, Any]] = {}
     for number, page in enumerate(pages):
@@ -42,7 +44,9 @@ def load_history(text: str) -> tuple[list[dict[str, Any]], str | None]:
             arn = page["executionArn"]
         for position, event in enumerate(events):
             if not isinstance(event, dict) or not isinstance(event.get("id"), int):
-                raise HistoryError(f"page {number}, event at position {position}: expected an object with an integer 'id'")
+                raise HistoryError(
+                    f"page {number}, event at position {position}: expected an object with an integer 'id'"
+                )
             seen = by_id.get(event["id"])
             if seen is not None and seen != event:
                 raise HistoryError(f"event {event['id']}: appears twice with different contents")
@@ -86,7 +90,11 @@ def span_to_json(span: SpanRecord) -> dict[str, Any]:
             {"name": e.name, "time": _iso(e.time_ns), "attributes": dict(e.attributes)} for e in span.events
         ],
         "links": [
-            {"trace_id": f"{link.trace_id:032x}", "span_id": f"{link.span_id:016x}", "attributes": dict(link.attributes)}
+            {
+                "trace_id": f"{link.trace_id:032x}",
+                "span_id": f"{link.span_id:016x}",
+                "attributes": dict(link.attributes),
+            }
             for link in span.links
         ],
     }

@@ -3,6 +3,8 @@ however the history is split into batches."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,9 @@ from tests.treecheck import assert_well_formed
 HISTORIES = list(recorded_histories())
 
 
-def run(history: RecordedHistory, batches: list[list[dict[str, object]]]) -> tuple[list[SpanRecord], list[object]]:
+def run(
+    history: RecordedHistory, batches: list[list[dict[str, object]]]
+) -> tuple[list[SpanRecord], list[object]]:
     assembler = SpanAssembler(history.identity)
     spans: list[SpanRecord] = []
     observations: list[object] = []
@@ -37,7 +41,10 @@ def test_recorded_history_gives_a_well_formed_tree(history: RecordedHistory) -> 
     assert_well_formed(spans)
     closed = [s for s in spans if s.end_ns is not None]
     # Histories that end in a terminal event leave nothing open.
-    if history.events[-1]["type"].startswith("Execution") and history.events[-1]["type"] != "ExecutionStarted":
+    if (
+        history.events[-1]["type"].startswith("Execution")
+        and history.events[-1]["type"] != "ExecutionStarted"
+    ):
         assert len(closed) == len(spans)
 
 
@@ -48,5 +55,5 @@ def test_batching_never_changes_the_result(history: RecordedHistory, data: st.Da
     events = history.events
     cuts = sorted(data.draw(st.sets(st.integers(0, len(events)), max_size=len(events) + 1)))
     bounds = [0, *cuts, len(events)]
-    batches = [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    batches = [events[a:b] for a, b in itertools.pairwise(bounds)]
     assert run(history, batches) == run(history, [events])

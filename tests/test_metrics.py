@@ -1,0 +1,78 @@
+"""The catalogue in a fresh registry, fed from real assembler output."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.assembler import SpanAssembler
+from exporter.catalogue import WORKFLOW_METRICS, MetricType, clip_label
+from exporter.metrics import WorkflowMetrics
+from exporter.model import ExecutionIdentity, Observation
+from tests.corpus import recorded_histories
+
+IDENTITY = ExecutionIdentity.from_arn("arn:aws:states:eu-west-1:123456789012:execution:Orders:run-1")
+
+
+def test_catalogue_names_follow_prometheus_conventions() -> None:
+    for spec in WORKFLOW_METRICS:
+        assert spec.name.startswith("sfn_")
+        if spec.type == MetricType.COUNTER:
+            assert spec.name.endswith("_total"), spec.name
+        if spec.type == MetricType.HISTOGRAM:
+            assert spec.name.endswith("_seconds"), spec.name
+        assert "execution_arn" not in spec.labels and "execution" not in spec.labels
+
+
+def test_observations_land_in_the_injected_registry() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkflowMetrics(registry)
+    history = next(h for h in recorded_histories() if "test_service_lambda_map_timeout" in h.case)
+    out = SpanAssembler(IDENTITY).feed(history.events)
+    metrics.apply(out.observations)
+    value = registry.get_sample_value
+    assert value("sfn_executions_started_total", {"state_machine": "Orders"}) == 1
+    assert value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "TIMED_OUT"}) is None
+    assert value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "FAILED"}) == 1
+    assert (
+        value(
+            "sfn_map_iterations_total", {"state_machine": "Orders", "state": "MapWait", "outcome": "failed"}
+        )
+        == 1
+    )
+    assert (
+        value(
+            "sfn_map_iterations_total", {"state_machine": "Orders", "state": "MapWait", "outcome": "aborted"}
+        )
+        == 3
+    )
+    failures = {"state_machine": "Orders", "state": "LambdaInvoke", "kind": "task", "error": "States.Timeout"}
+    assert value("sfn_task_failures_total", failures) == 4
+    assert value("sfn_execution_duration_seconds_count", {"state_machine": "Orders", "status": "FAILED"}) == 1
+    assert (
+        value("sfn_execution_duration_seconds_sum", {"state_machine": "Orders", "status": "FAILED"}) == 32.0
+    )
+    # nothing landed in the global registry
+    assert b"sfn_executions_started_total" not in generate_latest()
+
+
+def test_running_gauge_is_set_not_counted() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkflowMetrics(registry)
+    metrics.set_running("Orders", 3)
+    metrics.set_running("Orders", 2)
+    assert registry.get_sample_value("sfn_running_executions", {"state_machine": "Orders"}) == 2
+
+
+def test_wrong_label_count_is_a_clear_error() -> None:
+    metrics = WorkflowMetrics(CollectorRegistry())
+    with pytest.raises(
+        ValueError, match=r"sfn_executions_started_total: expected labels \('state_machine',\)"
+    ):
+        metrics.apply([Observation("sfn_executions_started_total", ("a", "b"))])
+
+
+def test_long_error_names_are_clipped() -> None:
+    assert clip_label("x" * 500) == "x" * 63 + "…"
+    assert clip_label(None) == ""
+    assert clip_label("States.Timeout") == "States.Timeout"
