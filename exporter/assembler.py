@@ -41,6 +41,10 @@ _ENTERED = re.compile(r"^(\w+)StateEntered$")
 _EXITED = re.compile(r"^(\w+)StateExited$")
 _ABORTED = re.compile(r"^(\w+)StateAborted$")
 
+# How many of each open span's newest events stay resolvable. More than one, because several
+# events can point at the same one (MapStateSucceeded and MapStateExited both point at the last
+# iteration's end, with other events of the same Map state in between).
+_TIPS_KEPT = 4
 # How many tips of closed spans stay resolvable, for events that point back at them.
 _CLOSED_TIPS_KEPT = 1024
 _MAX_EVENT_ATTRIBUTE = 1024
@@ -125,7 +129,7 @@ class _Span:
         "start_ns",
         "started",
         "state_type",
-        "tip",
+        "tips",
         "trace_id",
     )  # fmt: skip
 
@@ -152,7 +156,7 @@ class _Span:
         self.outcome = ""
         self.error: str | None = None
         self.cause: str | None = None
-        self.tip = 0
+        self.tips: deque[int] = deque()
         # state spans only
         self.pending_error: tuple[str | None, str | None] | None = None
         self.started = False
@@ -269,17 +273,8 @@ class SpanAssembler:
             return
         if self._root is None:
             self._open_root(event, synthesized=True)
-        handler = self._HANDLERS.get(kind)
-        if handler is not None:
-            handler(self, event)
-        elif match := _ENTERED.match(kind):
-            self._state_entered(event, match.group(1))
-        elif match := _EXITED.match(kind):
-            self._state_exited(event, match.group(1))
-        elif match := _ABORTED.match(kind):
-            self._state_aborted(event, match.group(1))
-        elif not self._attempt_event(event):
-            self._span_event(event, unknown=kind not in _PLAIN_EVENTS)
+        handler = _ROUTES.get(kind) or _route(kind)
+        handler(self, event)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -289,19 +284,19 @@ class SpanAssembler:
     def _register(self, event: HistoryEvent, span: _Span) -> None:
         """File `event` under the innermost open span from `span` up, so that an event pointing
         back at it lands there."""
-        span = next((s for s in span.ancestors() if not s.closed), span)
-        old = span.tip
-        if old and self._owner.get(old) is span:
-            del self._owner[old]
+        if span.closed:
+            span = next((s for s in span.ancestors() if not s.closed), span)
+        span.tips.append(event.id)
+        if len(span.tips) > _TIPS_KEPT:
+            old = span.tips.popleft()
+            if self._owner.get(old) is span:
+                del self._owner[old]
         self._owner[event.id] = span
-        span.tip = event.id
         self._last_active = span
         if span.closed:  # a terminal event: kept resolvable for a redrive, within the window
             self._remember_closed_tip(event.id)
-        for ancestor in span.ancestors():
-            if ancestor.last_ns >= event.timestamp_ns:
-                break
-            ancestor.last_ns = event.timestamp_ns
+        # A branch or iteration ends with the last event filed under it: its last state's exit.
+        span.last_ns = max(span.last_ns, event.timestamp_ns)
 
     def _chain(self, event: HistoryEvent) -> tuple[Iterator[_Span], bool]:
         """The span owning the event's predecessor and its ancestors, and True; or, where the
@@ -397,8 +392,8 @@ class SpanAssembler:
             if outcome not in ("succeeded", "caught") and span.parent.kind in SCOPE_KINDS:
                 span.parent.pending_error = span.parent.pending_error or (error, cause)
         self._open.pop(span.span_id, None)
-        if span.tip:
-            self._remember_closed_tip(span.tip)
+        for tip in span.tips:
+            self._remember_closed_tip(tip)
         self._observe_close(span)
         self._out.spans.append(span.record())
 
@@ -722,22 +717,8 @@ class SpanAssembler:
 
     # ------------------------------------------------------------------ attempts
 
-    def _attempt_event(self, event: HistoryEvent) -> bool:
-        """Task, Lambda and activity attempt events; False if the type is none of them."""
-        for family, kind in _ATTEMPT_FAMILIES.items():
-            if not event.type.startswith(family):
-                continue
-            suffix = event.type[len(family) :]
-            if suffix == "Scheduled":
-                self._attempt_scheduled(event, kind)
-            elif suffix in _ATTEMPT_PROGRESS:
-                self._attempt_progress(event, kind, suffix)
-            elif suffix in _ATTEMPT_CLOSE:
-                self._attempt_closed(event, kind, _ATTEMPT_CLOSE[suffix])
-            else:
-                continue
-            return True
-        return False
+    def _attempt_started(self, event: HistoryEvent, kind: SpanKind) -> None:
+        self._attempt_scheduled(event, kind)
 
     def _attempt_scheduled(self, event: HistoryEvent, kind: SpanKind) -> _Span | None:
         state = self._find_state(event, "Task", None)
@@ -780,7 +761,8 @@ class SpanAssembler:
     def _find_attempt(self, event: HistoryEvent, kind: SpanKind) -> _Span | None:
         return self._find(event, lambda span: span.kind == kind)
 
-    def _attempt_progress(self, event: HistoryEvent, kind: SpanKind, suffix: str) -> None:
+    def _attempt_progress(self, event: HistoryEvent, kind: SpanKind) -> None:
+        suffix = "started" if event.type.endswith("Started") else "submitted"
         attempt = self._find_attempt(event, kind)
         if attempt is None:
             self._anomaly(event, "attempt_event_without_schedule")
@@ -789,7 +771,7 @@ class SpanAssembler:
         worker = _text(event.details.get("workerName"))
         if worker:
             attributes["sfn.activity.worker_name"] = worker
-        attempt.events.append(SpanEvent(suffix.lower(), event.timestamp_ns, attributes))
+        attempt.events.append(SpanEvent(suffix, event.timestamp_ns, attributes))
         self._register(event, attempt)
 
     def _attempt_closed(self, event: HistoryEvent, kind: SpanKind, outcome: str) -> None:
@@ -825,6 +807,12 @@ class SpanAssembler:
         if state is not None:
             state.pending_error = (error, cause)
         self._attach_event(target, event)
+
+    def _known_event(self, event: HistoryEvent) -> None:
+        self._span_event(event, unknown=False)
+
+    def _unknown_event(self, event: HistoryEvent) -> None:
+        self._span_event(event, unknown=True)
 
     def _span_event(self, event: HistoryEvent, unknown: bool) -> None:
         target = self._anchor(event)
@@ -866,3 +854,46 @@ class SpanAssembler:
         "MapRunAborted": _map_run_ended,
         "EvaluationFailed": _evaluation_failed,
     }
+
+
+Handler = Callable[[SpanAssembler, HistoryEvent], None]
+_ROUTES: dict[str, Handler] = {}
+
+
+def _route(event_type: str) -> Handler:
+    """The handler for an event type, worked out once per type and remembered."""
+    handler: Handler | None = SpanAssembler._HANDLERS.get(event_type)
+    if handler is None:
+        for pattern, method in (
+            (_ENTERED, SpanAssembler._state_entered),
+            (_EXITED, SpanAssembler._state_exited),
+            (_ABORTED, SpanAssembler._state_aborted),
+        ):
+            if match := pattern.match(event_type):
+                handler = _bind(method, match.group(1))
+                break
+    if handler is None:
+        for family, kind in _ATTEMPT_FAMILIES.items():
+            suffix = event_type.removeprefix(family)
+            if suffix == event_type:
+                continue
+            if suffix == "Scheduled":
+                handler = _bind(SpanAssembler._attempt_started, kind)
+            elif suffix in _ATTEMPT_PROGRESS:
+                handler = _bind(SpanAssembler._attempt_progress, kind)
+            elif suffix in _ATTEMPT_CLOSE:
+                handler = _bind(SpanAssembler._attempt_closed, kind, _ATTEMPT_CLOSE[suffix])
+            if handler is not None:
+                break
+    if handler is None:
+        handler = SpanAssembler._known_event if event_type in _PLAIN_EVENTS else SpanAssembler._unknown_event
+    if len(_ROUTES) < 4096:  # event types are few; a flood of made-up ones is not remembered
+        _ROUTES[event_type] = handler
+    return handler
+
+
+def _bind(method: Callable[..., None], *extra: object) -> Handler:
+    def handler(assembler: SpanAssembler, event: HistoryEvent) -> None:
+        method(assembler, event, *extra)
+
+    return handler

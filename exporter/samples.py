@@ -37,8 +37,17 @@ SAMPLES: tuple[SampleWorkflow, ...] = (
                 "FanOut": {
                     "Type": "Parallel",
                     "Branches": [
-                        {"StartAt": "Reserve", "States": {"Reserve": {"Type": "Pass", "Next": "Hold"}, "Hold": _wait(1)}},
-                        {"StartAt": "Notify", "States": {"Notify": {"Type": "Pass", "Next": "Log"}, "Log": {"Type": "Pass", "End": True}}},
+                        {
+                            "StartAt": "Reserve",
+                            "States": {"Reserve": {"Type": "Pass", "Next": "Hold"}, "Hold": _wait(1)},
+                        },
+                        {
+                            "StartAt": "Notify",
+                            "States": {
+                                "Notify": {"Type": "Pass", "Next": "Log"},
+                                "Log": {"Type": "Pass", "End": True},
+                            },
+                        },
                     ],
                     "Next": "Done",
                 },
@@ -77,7 +86,14 @@ SAMPLES: tuple[SampleWorkflow, ...] = (
                     "Type": "Task",
                     "Resource": "arn:aws:states:::dynamodb:getItem",
                     "Parameters": {"TableName": "no-such-table", "Key": {"id": {"S": "1"}}},
-                    "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1.0}],
+                    "Retry": [
+                        {
+                            "ErrorEquals": ["States.ALL"],
+                            "IntervalSeconds": 1,
+                            "MaxAttempts": 2,
+                            "BackoffRate": 1.0,
+                        }
+                    ],
                     "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Recover"}],
                     "Next": "Done",
                 },
@@ -93,9 +109,17 @@ SAMPLES: tuple[SampleWorkflow, ...] = (
         {
             "StartAt": "Check",
             "States": {
-                "Check": {"Type": "Choice", "Choices": [{"Variable": "$.ok", "BooleanEquals": True, "Next": "Fine"}], "Default": "Reject"},
+                "Check": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.ok", "BooleanEquals": True, "Next": "Fine"}],
+                    "Default": "Reject",
+                },
                 "Fine": {"Type": "Succeed"},
-                "Reject": {"Type": "Fail", "Error": "OrderRejected", "Cause": "the order did not pass the checks"},
+                "Reject": {
+                    "Type": "Fail",
+                    "Error": "OrderRejected",
+                    "Cause": "the order did not pass the checks",
+                },
             },
         },
         {"ok": False},
@@ -127,7 +151,10 @@ SAMPLES: tuple[SampleWorkflow, ...] = (
                                             "Inner": {
                                                 "Type": "Map",
                                                 "ItemsPath": "$.members",
-                                                "Iterator": {"StartAt": "Leaf", "States": {"Leaf": {"Type": "Pass", "End": True}}},
+                                                "Iterator": {
+                                                    "StartAt": "Leaf",
+                                                    "States": {"Leaf": {"Type": "Pass", "End": True}},
+                                                },
                                                 "End": True,
                                             }
                                         },

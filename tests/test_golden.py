@@ -85,3 +85,11 @@ def test_a_fresh_recording_gives_the_golden_trees(tmp_path: Path) -> None:
         golden = spans_of((FIXTURES / f"{name}.spans.jsonl").read_text())
         assert documents[name]["status"] == next(s for s in SAMPLES if s.name == name).expected_status
         assert _structure(fresh) == _structure(golden), name
+
+
+def test_another_interleaving_gives_the_same_tree() -> None:
+    """A recording whose concurrent events interleave differently from the golden one; it once
+    made the assembler close the wrong Inner Map (two events pointed at one iteration end)."""
+    document = json.loads((FIXTURES / "nested-map-parallel-interleaved.json").read_text())
+    golden = spans_of((FIXTURES / "nested-map-parallel.spans.jsonl").read_text())
+    assert _structure(spans_of(golden_lines(document))) == _structure(golden)
