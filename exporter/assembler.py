@@ -173,27 +173,19 @@ class _Span:
             span = span.parent
 
     def record(self) -> SpanRecord:
+        """The span as a record. A closed span never changes again, so it hands over its
+        attributes; an open one gives a copy."""
         if not self.closed:
             status = Status.UNSET
+            attributes = dict(self.attributes)
         else:
             status = Status.OK if self.outcome == "succeeded" else Status.ERROR
+            attributes = self.attributes
         return SpanRecord(
-            trace_id=self.trace_id,
-            span_id=self.span_id,
-            parent_span_id=self.parent_span_id,
-            name=self.name,
-            kind=self.kind,
-            start_ns=self.start_ns,
-            end_ns=self.end_ns,
-            status=status,
-            error=self.error,
-            cause=self.cause,
-            attributes=dict(self.attributes),
-            events=tuple(self.events),
-            links=tuple(self.links),
-            state_type=self.state_type,
-            opening_event_id=self.opening_event_id,
-        )
+            self.trace_id, self.span_id, self.parent_span_id, self.name, self.kind, self.start_ns,
+            self.end_ns, status, self.error, self.cause, attributes, tuple(self.events),
+            tuple(self.links), self.state_type, self.opening_event_id,
+        )  # fmt: skip
 
 
 def _text(value: object) -> str | None:
@@ -273,8 +265,8 @@ class SpanAssembler:
             return
         if self._root is None:
             self._open_root(event, synthesized=True)
-        handler = _ROUTES.get(kind) or _route(kind)
-        handler(self, event)
+        method, extra = _ROUTES.get(kind) or _route(kind)
+        method(self, event, *extra)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -294,7 +286,7 @@ class SpanAssembler:
         self._owner[event.id] = span
         self._last_active = span
         if span.closed:  # a terminal event: kept resolvable for a redrive, within the window
-            self._remember_closed_tip(event.id)
+            self._remember_closed_tips((event.id,))
         # A branch or iteration ends with the last event filed under it: its last state's exit.
         span.last_ns = max(span.last_ns, event.timestamp_ns)
 
@@ -323,10 +315,11 @@ class SpanAssembler:
             return None
         return next((span for span in reversed(self._open.values()) if accept(span)), None)
 
-    def _remember_closed_tip(self, event_id: int) -> None:
-        self._closed_tips.append(event_id)
-        if len(self._closed_tips) > _CLOSED_TIPS_KEPT:
-            old = self._closed_tips.popleft()
+    def _remember_closed_tips(self, event_ids: Iterable[int]) -> None:
+        tips = self._closed_tips
+        tips.extend(event_ids)
+        while len(tips) > _CLOSED_TIPS_KEPT:
+            old = tips.popleft()
             owner = self._owner.get(old)
             if owner is not None and owner.closed:
                 del self._owner[old]
@@ -374,7 +367,7 @@ class SpanAssembler:
     ) -> None:  # fmt: skip
         """Close `span` and, first, whatever is still open under it."""
         child_outcome = "aborted" if outcome == "succeeded" else outcome
-        for child in list(span.children.values()):
+        for child in list(span.children.values()) if span.children else ():
             if child.kind in SCOPE_KINDS and not child.children and child.kind != SpanKind.EXECUTION:
                 self._close_scope_naturally(child)
                 continue
@@ -392,8 +385,8 @@ class SpanAssembler:
             if outcome not in ("succeeded", "caught") and span.parent.kind in SCOPE_KINDS:
                 span.parent.pending_error = span.parent.pending_error or (error, cause)
         self._open.pop(span.span_id, None)
-        for tip in span.tips:
-            self._remember_closed_tip(tip)
+        if span.tips:
+            self._remember_closed_tips(span.tips)
         self._observe_close(span)
         self._out.spans.append(span.record())
 
@@ -538,7 +531,7 @@ class SpanAssembler:
     def _find_state(self, event: HistoryEvent, state_type: str | None, name: str | None) -> _Span | None:
         def accept(span: _Span) -> bool:
             return (
-                span.kind == SpanKind.STATE
+                span.kind is SpanKind.STATE
                 and (state_type is None or span.state_type == state_type)
                 and (name is None or span.name == name)
             )
@@ -759,7 +752,7 @@ class SpanAssembler:
         return span
 
     def _find_attempt(self, event: HistoryEvent, kind: SpanKind) -> _Span | None:
-        return self._find(event, lambda span: span.kind == kind)
+        return self._find(event, lambda span: span.kind is kind)
 
     def _attempt_progress(self, event: HistoryEvent, kind: SpanKind) -> None:
         suffix = "started" if event.type.endswith("Started") else "submitted"
@@ -856,44 +849,43 @@ class SpanAssembler:
     }
 
 
-Handler = Callable[[SpanAssembler, HistoryEvent], None]
+# An event type's handler: a method of SpanAssembler and the arguments it takes after the event.
+Handler = tuple[Callable[..., None], tuple[object, ...]]
 _ROUTES: dict[str, Handler] = {}
 
 
 def _route(event_type: str) -> Handler:
     """The handler for an event type, worked out once per type and remembered."""
-    handler: Handler | None = SpanAssembler._HANDLERS.get(event_type)
+    method = SpanAssembler._HANDLERS.get(event_type)
+    handler = (method, ()) if method else _state_route(event_type) or _attempt_route(event_type)
     if handler is None:
-        for pattern, method in (
-            (_ENTERED, SpanAssembler._state_entered),
-            (_EXITED, SpanAssembler._state_exited),
-            (_ABORTED, SpanAssembler._state_aborted),
-        ):
-            if match := pattern.match(event_type):
-                handler = _bind(method, match.group(1))
-                break
-    if handler is None:
-        for family, kind in _ATTEMPT_FAMILIES.items():
-            suffix = event_type.removeprefix(family)
-            if suffix == event_type:
-                continue
-            if suffix == "Scheduled":
-                handler = _bind(SpanAssembler._attempt_started, kind)
-            elif suffix in _ATTEMPT_PROGRESS:
-                handler = _bind(SpanAssembler._attempt_progress, kind)
-            elif suffix in _ATTEMPT_CLOSE:
-                handler = _bind(SpanAssembler._attempt_closed, kind, _ATTEMPT_CLOSE[suffix])
-            if handler is not None:
-                break
-    if handler is None:
-        handler = SpanAssembler._known_event if event_type in _PLAIN_EVENTS else SpanAssembler._unknown_event
+        plain = event_type in _PLAIN_EVENTS
+        handler = (SpanAssembler._known_event if plain else SpanAssembler._unknown_event, ())
     if len(_ROUTES) < 4096:  # event types are few; a flood of made-up ones is not remembered
         _ROUTES[event_type] = handler
     return handler
 
 
-def _bind(method: Callable[..., None], *extra: object) -> Handler:
-    def handler(assembler: SpanAssembler, event: HistoryEvent) -> None:
-        method(assembler, event, *extra)
+def _state_route(event_type: str) -> Handler | None:
+    for pattern, method in (
+        (_ENTERED, SpanAssembler._state_entered),
+        (_EXITED, SpanAssembler._state_exited),
+        (_ABORTED, SpanAssembler._state_aborted),
+    ):
+        if match := pattern.match(event_type):
+            return method, (match.group(1),)
+    return None
 
-    return handler
+
+def _attempt_route(event_type: str) -> Handler | None:
+    for family, kind in _ATTEMPT_FAMILIES.items():
+        suffix = event_type.removeprefix(family)
+        if suffix == event_type:
+            continue
+        if suffix == "Scheduled":
+            return SpanAssembler._attempt_started, (kind,)
+        if suffix in _ATTEMPT_PROGRESS:
+            return SpanAssembler._attempt_progress, (kind,)
+        if suffix in _ATTEMPT_CLOSE:
+            return SpanAssembler._attempt_closed, (kind, _ATTEMPT_CLOSE[suffix])
+    return None

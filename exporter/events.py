@@ -36,10 +36,62 @@ def timestamp_ns(value: object) -> int:
     raise TypeError(f"expected a datetime, an ISO 8601 string or epoch seconds, got {type(value).__name__}")
 
 
+_DETAILS_KEYS: dict[str, str] = {}
+
+
+def _details_key(event_type: str) -> str:
+    """Where AWS puts an event type's details: `TaskScheduled` -> `taskScheduledEventDetails`,
+    every `*StateEntered` -> `stateEnteredEventDetails`."""
+    key = _DETAILS_KEYS.get(event_type)
+    if key is None:
+        if event_type.endswith("StateEntered"):
+            key = "stateEnteredEventDetails"
+        elif event_type.endswith("StateExited"):
+            key = "stateExitedEventDetails"
+        else:
+            key = event_type[:1].lower() + event_type[1:] + "EventDetails"
+        if len(_DETAILS_KEYS) < 4096:
+            _DETAILS_KEYS[event_type] = key
+    return key
+
+
 def parse_event(raw: object, position: int = 0) -> HistoryEvent:
     """One raw event dict as `GetExecutionHistory` returns it, checked field by field."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise HistoryError(f"event at position {position}: expected an object, got {type(raw).__name__}")
+    event_id = raw.get("id")
+    previous = raw.get("previousEventId", 0)
+    event_type = raw.get("type")
+    stamp = raw.get("timestamp")
+    # The common case, checked with exact types for speed; anything else takes the slow path.
+    if (
+        type(event_id) is int
+        and event_id > 0
+        and type(previous) is int
+        and previous >= 0
+        and type(event_type) is str
+        and event_type
+    ):
+        if type(stamp) is float or type(stamp) is int:
+            when = round(stamp * 1_000_000_000)
+        else:
+            when = _timestamp(raw, position, stamp)
+        details = raw.get(_details_key(event_type))
+        if type(details) is dict:
+            return HistoryEvent(event_id, previous, when, event_type, details)
+    return _parse_slowly(raw, position)
+
+
+def _timestamp(raw: Mapping[str, Any], position: int, stamp: object) -> int:
+    if stamp is None and "timestamp" not in raw:
+        raise HistoryError(f"{_where(raw, position)}: timestamp: missing")
+    try:
+        return timestamp_ns(stamp)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise HistoryError(f"{_where(raw, position)}: timestamp: {exc}") from None
+
+
+def _parse_slowly(raw: Mapping[str, Any], position: int) -> HistoryEvent:
     where = _where(raw, position)
     event_id = raw.get("id")
     if isinstance(event_id, bool) or not isinstance(event_id, int) or event_id < 1:
@@ -50,12 +102,7 @@ def parse_event(raw: object, position: int = 0) -> HistoryEvent:
     event_type = raw.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise HistoryError(f"{where}: type: expected a non-empty string, got {event_type!r}")
-    if "timestamp" not in raw:
-        raise HistoryError(f"{where}: timestamp: missing")
-    try:
-        when = timestamp_ns(raw["timestamp"])
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise HistoryError(f"{where}: timestamp: {exc}") from None
+    when = _timestamp(raw, position, raw.get("timestamp"))
     details: Mapping[str, Any] = {}
     for key, value in raw.items():
         if key.endswith("EventDetails"):
