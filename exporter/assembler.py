@@ -45,7 +45,8 @@ _ABORTED = re.compile(r"^(\w+)StateAborted$")
 # events can point at the same one (MapStateSucceeded and MapStateExited both point at the last
 # iteration's end, with other events of the same Map state in between).
 _TIPS_KEPT = 4
-# How many tips of closed spans stay resolvable, for events that point back at them.
+# How many events of closed spans stay resolvable, at the least, for events that point back
+# at them (the newest ones are kept; they are pruned in sweeps, not one by one).
 _CLOSED_TIPS_KEPT = 1024
 _MAX_EVENT_ATTRIBUTE = 1024
 
@@ -209,7 +210,7 @@ class SpanAssembler:
         self._root: _Span | None = None
         self._run: _Span | None = None  # the root, or the span of the latest redrive
         self._owner: dict[int, _Span] = {}
-        self._closed_tips: deque[int] = deque()
+        self._owner_limit = _CLOSED_TIPS_KEPT
         self._last_active: _Span | None = None
         self._open: dict[int, _Span] = {}
         self._out = Assembled()
@@ -278,15 +279,17 @@ class SpanAssembler:
         back at it lands there."""
         if span.closed:
             span = next((s for s in span.ancestors() if not s.closed), span)
-        span.tips.append(event.id)
-        if len(span.tips) > _TIPS_KEPT:
-            old = span.tips.popleft()
+        tips = span.tips
+        tips.append(event.id)
+        if len(tips) > _TIPS_KEPT:
+            old = tips.popleft()
             if self._owner.get(old) is span:
                 del self._owner[old]
-        self._owner[event.id] = span
+        owner = self._owner
+        owner[event.id] = span
+        if len(owner) > self._owner_limit:
+            self._prune_owner()
         self._last_active = span
-        if span.closed:  # a terminal event: kept resolvable for a redrive, within the window
-            self._remember_closed_tips((event.id,))
         # A branch or iteration ends with the last event filed under it: its last state's exit.
         span.last_ns = max(span.last_ns, event.timestamp_ns)
 
@@ -315,14 +318,13 @@ class SpanAssembler:
             return None
         return next((span for span in reversed(self._open.values()) if accept(span)), None)
 
-    def _remember_closed_tips(self, event_ids: Iterable[int]) -> None:
-        tips = self._closed_tips
-        tips.extend(event_ids)
-        while len(tips) > _CLOSED_TIPS_KEPT:
-            old = tips.popleft()
-            owner = self._owner.get(old)
-            if owner is not None and owner.closed:
-                del self._owner[old]
+    def _prune_owner(self) -> None:
+        """Forget all but the newest events of closed spans. Run when the map has grown by
+        `_CLOSED_TIPS_KEPT` since the last sweep, so it costs O(1) per event."""
+        closed = sorted(event_id for event_id, span in self._owner.items() if span.closed)
+        for event_id in closed[: max(0, len(closed) - _CLOSED_TIPS_KEPT)]:
+            del self._owner[event_id]
+        self._owner_limit = len(self._owner) + _CLOSED_TIPS_KEPT
 
     def _anomaly(self, event: HistoryEvent, what: str, detail: str = "") -> None:
         self._observe("sfn_history_anomalies_total", self.identity.state_machine_name, what)
@@ -385,8 +387,6 @@ class SpanAssembler:
             if outcome not in ("succeeded", "caught") and span.parent.kind in SCOPE_KINDS:
                 span.parent.pending_error = span.parent.pending_error or (error, cause)
         self._open.pop(span.span_id, None)
-        if span.tips:
-            self._remember_closed_tips(span.tips)
         self._observe_close(span)
         self._out.spans.append(span.record())
 
@@ -529,6 +529,20 @@ class SpanAssembler:
         self._register(event, span)
 
     def _find_state(self, event: HistoryEvent, state_type: str | None, name: str | None) -> _Span | None:
+        start = self._owner.get(event.previous_id) if event.previous_id else None
+        if start is not None:  # the usual case, inlined: this runs for most events
+            span: _Span | None = start
+            while span is not None:
+                if (
+                    span.kind is SpanKind.STATE
+                    and not span.closed
+                    and (state_type is None or span.state_type == state_type)
+                    and (name is None or span.name == name)
+                ):
+                    return span
+                span = span.parent
+            return None
+
         def accept(span: _Span) -> bool:
             return (
                 span.kind is SpanKind.STATE
