@@ -19,33 +19,53 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.assembler import SpanAssembler  # noqa: E402
-from exporter.model import ExecutionIdentity  # noqa: E402
-from tests.builder import History  # noqa: E402
-from tests.corpus import recorded_histories  # noqa: E402
+from exporter.assembler import SpanAssembler
+from exporter.model import ExecutionIdentity
+from tests.builder import History
+from tests.corpus import recorded_histories
 
 ARN = "arn:aws:states:us-east-1:123456789012:execution:Bench:long"
 
 
+def _templates() -> dict[str, dict[str, Any]]:
+    """Real event details from the recorded AWS corpus, one per event type (the first seen),
+    so the long history carries AWS's own payload shapes and sizes."""
+    first: dict[str, dict[str, Any]] = {}
+    lambda_first: dict[str, dict[str, Any]] = {}
+    for history in recorded_histories():
+        for event in history.events:
+            if not event["type"].startswith(("Choice", "Task")):
+                continue
+            details = {k: v for k, v in event.items() if k.endswith("EventDetails")}
+            first.setdefault(event["type"], details)
+            if '"resourceType": "lambda"' in json.dumps(details):
+                lambda_first.setdefault(event["type"], details)
+    return first | lambda_first
+
+
 def long_history(events: int = 25_000) -> list[dict[str, Any]]:
-    """A loop of Task (with Lambda attempts, every third one retried) and Choice states, as
-    AWS would return it, cut at `events` with the last event an ExecutionFailed."""
+    """A loop of a Lambda Task (every third attempt fails and is retried) and a Choice, built
+    from real AWS event details, cut at `events` with the last event an ExecutionFailed."""
+    templates = _templates()
     h = History(step_s=0.01)
     h.start()
+
+    def add(event_type: str) -> None:
+        (key, details), *_ = templates[event_type].items()
+        h.add(event_type)
+        h.events[-1][key] = details
+
     loop = 0
     while len(h.events) < events:
         loop += 1
-        h.add("TaskStateEntered", name="Poll", input='{"cursor": %d}' % loop)
+        add("TaskStateEntered")
         for attempt in range(2 if loop % 3 == 0 else 1):
-            h.add("TaskScheduled", resource="invoke", resourceType="lambda", region="us-east-1",
-                  parameters='{"FunctionName": "poll", "Payload": {"n": %d}}' % loop, timeoutInSeconds=60)  # fmt: skip
-            h.add("TaskStarted", resource="invoke", resourceType="lambda")
-            if attempt == 0 and loop % 3 == 0:
-                h.add("TaskFailed", resource="invoke", resourceType="lambda", error="Lambda.TooManyRequestsException", cause="rate")
-            else:
-                h.add("TaskSucceeded", resource="invoke", resourceType="lambda", output='{"more": true}')
-        h.add("TaskStateExited", name="Poll", output='{"more": true}')
-        h.state("Choice", "More?")
+            add("TaskScheduled")
+            add("TaskStarted")
+            add("TaskFailed" if attempt == 0 and loop % 3 == 0 else "TaskSucceeded")
+        add("TaskStateExited")
+        add("ChoiceStateEntered")
+        add("ChoiceStateExited")
     del h.events[events - 1 :]
     h.add("ExecutionFailed", error="States.Runtime", cause="history limit")
     return h.events
@@ -82,17 +102,22 @@ def measure(label: str, documents: list[tuple[ExecutionIdentity, bytes]], repeat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--events", type=int, default=25_000)
     args = parser.parse_args()
     long = [(ExecutionIdentity.from_arn(ARN), json.dumps(long_history(args.events)).encode())]
+    assert len(json.loads(long[0][1])) == args.events
     corpus = [(h.identity, json.dumps(h.events).encode()) for h in recorded_histories()]
     rows = [
         measure(f"one history of {args.events:,} events", long, args.repeat),
         measure(f"recorded corpus ({len(corpus)} histories)", corpus, args.repeat),
     ]
-    print(f"{'workload':<36} {'events':>8} {'MB':>6} {'json.loads ev/s':>16} {'assembler ev/s':>15} {'ratio':>6}")
+    print(
+        f"{'workload':<36} {'events':>8} {'MB':>6} {'json.loads ev/s':>16} {'assembler ev/s':>15} {'ratio':>6}"
+    )
     for row in rows:
         print(
             f"{row['workload']:<36} {row['events']:>8,} {row['bytes'] / 1e6:>6.1f} {row['parse_eps']:>16,.0f} "

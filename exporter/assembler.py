@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from exporter.catalogue import clip_label
 from exporter.events import parse_event
-from exporter.ids import parse_xray_header, span_id_for, trace_id_for
+from exporter.ids import SpanIds, parse_xray_header, trace_id_for
 from exporter.model import (
     AttributeValue,
     ExecutionIdentity,
@@ -101,6 +100,9 @@ class Assembled:
     observations: list[Observation] = field(default_factory=list)
 
 
+_NO_ITERATIONS: dict[int, _Span] = {}  # shared, never written to
+
+
 class _Span:
     """A span still being built. Mutable; becomes a SpanRecord when it closes."""
 
@@ -149,22 +151,24 @@ class _Span:
         self.last_ns = start_ns
         self.opening_event_id = opening_event_id
         self.state_type = state_type
-        self.attributes: dict[str, AttributeValue] = {}
-        self.events: list[SpanEvent] = []
-        self.links: list[SpanLink] = []
+        self.attributes: dict[str, AttributeValue] = {"sfn.event.id": opening_event_id}
+        # Most spans have no events, links or iterations: empty tuples and a shared empty dict
+        # spare the allocations (and the garbage collector's passes over them).
+        self.events: tuple[SpanEvent, ...] = ()
+        self.links: tuple[SpanLink, ...] = ()
         self.children: dict[int, _Span] = {}
         self.closed = False
         self.outcome = ""
         self.error: str | None = None
         self.cause: str | None = None
-        self.tips: deque[int] = deque()
+        self.tips: list[int] = []
         # state spans only
         self.pending_error: tuple[str | None, str | None] | None = None
         self.started = False
         self.attempts = 0
         self.last_attempt_failed = False
         self.branch_count = 0
-        self.iterations: dict[int, _Span] = {}
+        self.iterations: dict[int, _Span] = _NO_ITERATIONS
         self.map_run: _Span | None = None
 
     def ancestors(self) -> Iterator[_Span]:
@@ -184,8 +188,8 @@ class _Span:
             attributes = self.attributes
         return SpanRecord(
             self.trace_id, self.span_id, self.parent_span_id, self.name, self.kind, self.start_ns,
-            self.end_ns, status, self.error, self.cause, attributes, tuple(self.events),
-            tuple(self.links), self.state_type, self.opening_event_id,
+            self.end_ns, status, self.error, self.cause, attributes, self.events,
+            self.links, self.state_type, self.opening_event_id,
         )  # fmt: skip
 
 
@@ -203,6 +207,7 @@ class SpanAssembler:
         self.options = options or AssemblerOptions()
         self.last_event_id = 0
         self._trace_id = trace_id_for(identity.execution_arn)
+        self._span_ids = SpanIds(identity.execution_arn)
         self._remote_parent: int | None = None
         joined = parse_xray_header(identity.trace_header)
         if joined is not None:
@@ -254,8 +259,9 @@ class SpanAssembler:
     # ------------------------------------------------------------------ dispatch
 
     def _apply(self, event: HistoryEvent) -> None:
-        if self.last_event_id and event.id > self.last_event_id + 1:
-            self._anomaly(event, "missing_event_ids", f"ids {self.last_event_id + 1}..{event.id - 1}")
+        last = self.last_event_id
+        if event.id > last + 1 and last:
+            self._anomaly(event, "missing_event_ids", f"ids {last + 1}..{event.id - 1}")
         self.last_event_id = event.id
         if event.previous_id >= event.id:
             self._anomaly(event, "bad_previous_event_id", str(event.previous_id))
@@ -267,7 +273,10 @@ class SpanAssembler:
         if self._root is None:
             self._open_root(event, synthesized=True)
         method, extra = _ROUTES.get(kind) or _route(kind)
-        method(self, event, *extra)
+        if extra:
+            method(self, event, *extra)
+        else:
+            method(self, event)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -282,7 +291,7 @@ class SpanAssembler:
         tips = span.tips
         tips.append(event.id)
         if len(tips) > _TIPS_KEPT:
-            old = tips.popleft()
+            old = tips.pop(0)
             if self._owner.get(old) is span:
                 del self._owner[old]
         owner = self._owner
@@ -304,8 +313,12 @@ class SpanAssembler:
 
     def _anchor(self, event: HistoryEvent) -> _Span | None:
         """The innermost open span the event's predecessor belongs to."""
-        chain, _ = self._chain(event)
-        return next((span for span in chain if not span.closed), None)
+        span = self._owner.get(event.previous_id) if event.previous_id else None
+        if span is None:
+            span = self._last_active
+        while span is not None and span.closed:
+            span = span.parent
+        return span
 
     def _find(self, event: HistoryEvent, accept: Callable[[_Span], bool]) -> _Span | None:
         """The nearest open span on the event's chain that `accept`s; where the chain is not
@@ -335,7 +348,7 @@ class SpanAssembler:
             }  # fmt: skip
             if detail:
                 attributes["sfn.anomaly.detail"] = detail
-            target.events.append(SpanEvent("sfn.anomaly", event.timestamp_ns, attributes))
+            target.events += (SpanEvent("sfn.anomaly", event.timestamp_ns, attributes),)
 
     def _data(self, span: _Span, key: str, value: object) -> None:
         if not self.options.include_data or value is None:
@@ -355,9 +368,8 @@ class SpanAssembler:
         role: str = "", state_type: str | None = None, opening_event_id: int | None = None,
     ) -> _Span:  # fmt: skip
         opening = event.id if opening_event_id is None else opening_event_id
-        span_id = span_id_for(self.identity.execution_arn, opening, role)
+        span_id = self._span_ids.span_id(opening, role)
         span = _Span(kind, name, parent, self._trace_id, span_id, event.timestamp_ns, opening, state_type)
-        span.attributes["sfn.event.id"] = event.id
         if parent is not None:
             parent.children[span.span_id] = span
         self._open[span.span_id] = span
@@ -400,26 +412,27 @@ class SpanAssembler:
 
     def _observe_close(self, span: _Span) -> None:
         machine = self.identity.state_machine_name
-        seconds = (span.end_ns or span.start_ns) - span.start_ns
-        seconds_f = seconds / 1e9
-        if span.kind == SpanKind.STATE:
+        seconds = ((span.end_ns or span.start_ns) - span.start_ns) / 1e9
+        observe = self._out.observations.append
+        kind = span.kind
+        if kind is SpanKind.STATE:
             state_type = span.state_type or ""
-            self._observe("sfn_states_finished_total", machine, span.name, state_type, span.outcome)
-            self._observe("sfn_state_duration_seconds", machine, span.name, state_type, value=seconds_f)
-        elif span.kind in ATTEMPT_KINDS:
+            observe(Observation("sfn_states_finished_total", (machine, span.name, state_type, span.outcome)))
+            observe(Observation("sfn_state_duration_seconds", (machine, span.name, state_type), seconds))
+        elif kind in ATTEMPT_KINDS:
             state = span.parent.name if span.parent is not None else ""
-            self._observe("sfn_task_attempts_total", machine, state, span.kind.value, span.outcome)
-            self._observe("sfn_task_duration_seconds", machine, state, span.kind.value, value=seconds_f)
+            observe(Observation("sfn_task_attempts_total", (machine, state, kind.value, span.outcome)))
+            observe(Observation("sfn_task_duration_seconds", (machine, state, kind.value), seconds))
             if span.outcome in ("failed", "timed_out"):
                 error = clip_label(span.error) or "unknown"
-                self._observe("sfn_task_failures_total", machine, state, span.kind.value, error)
-        elif span.kind == SpanKind.MAP_ITERATION:
+                observe(Observation("sfn_task_failures_total", (machine, state, kind.value, error)))
+        elif kind is SpanKind.MAP_ITERATION:
             state = span.parent.name if span.parent is not None else ""
-            self._observe("sfn_map_iterations_total", machine, state, span.outcome)
-        elif span.kind == SpanKind.EXECUTION:
+            observe(Observation("sfn_map_iterations_total", (machine, state, span.outcome)))
+        elif kind is SpanKind.EXECUTION:
             status = _EXECUTION_STATUS.get(span.outcome, "ABORTED")
-            self._observe("sfn_executions_finished_total", machine, status)
-            self._observe("sfn_execution_duration_seconds", machine, status, value=seconds_f)
+            observe(Observation("sfn_executions_finished_total", (machine, status)))
+            observe(Observation("sfn_execution_duration_seconds", (machine, status), seconds))
 
     # ------------------------------------------------------------------ execution
 
@@ -479,7 +492,7 @@ class SpanAssembler:
         count = event.details.get("redriveCount")
         if isinstance(count, int) and not isinstance(count, bool):
             span.attributes["sfn.execution.redrive_count"] = count
-        span.links.append(SpanLink(self._trace_id, root.span_id, {"sfn.link": "redrive_of"}))
+        span.links += (SpanLink(self._trace_id, root.span_id, {"sfn.link": "redrive_of"}),)
         self._run = span
         self._observe("sfn_executions_redriven_total", self.identity.state_machine_name)
         self._register(event, span)
@@ -525,7 +538,9 @@ class SpanAssembler:
         span.attributes["sfn.state.name"] = name
         span.attributes["sfn.state.type"] = state_type
         self._data(span, "sfn.state.input", event.details.get("input"))
-        self._observe("sfn_states_entered_total", self.identity.state_machine_name, name, state_type)
+        self._out.observations.append(
+            Observation("sfn_states_entered_total", (self.identity.state_machine_name, name, state_type))
+        )
         self._register(event, span)
 
     def _find_state(self, event: HistoryEvent, state_type: str | None, name: str | None) -> _Span | None:
@@ -656,6 +671,8 @@ class SpanAssembler:
             self._close(previous, event.timestamp_ns, "aborted")
         span = self._open_span(event, SpanKind.MAP_ITERATION, f"{state.name} iteration", state)
         span.attributes["sfn.map.index"] = index
+        if state.iterations is _NO_ITERATIONS:
+            state.iterations = {}
         state.iterations[index] = span
         self._register(event, span)
 
@@ -690,7 +707,7 @@ class SpanAssembler:
             return
         outcome = _END_SUFFIX[event.type.removeprefix("MapState")]
         self._end_children(state, event, outcome)
-        state.iterations.clear()
+        state.iterations = _NO_ITERATIONS
         state.map_run = None
         self._register(event, state)
 
@@ -766,6 +783,14 @@ class SpanAssembler:
         return span
 
     def _find_attempt(self, event: HistoryEvent, kind: SpanKind) -> _Span | None:
+        start = self._owner.get(event.previous_id) if event.previous_id else None
+        if start is not None:  # the usual case, inlined
+            span: _Span | None = start
+            while span is not None:
+                if span.kind is kind and not span.closed:
+                    return span
+                span = span.parent
+            return None
         return self._find(event, lambda span: span.kind is kind)
 
     def _attempt_progress(self, event: HistoryEvent, kind: SpanKind) -> None:
@@ -778,7 +803,7 @@ class SpanAssembler:
         worker = _text(event.details.get("workerName"))
         if worker:
             attributes["sfn.activity.worker_name"] = worker
-        attempt.events.append(SpanEvent(suffix, event.timestamp_ns, attributes))
+        attempt.events += (SpanEvent(suffix, event.timestamp_ns, attributes),)
         self._register(event, attempt)
 
     def _attempt_closed(self, event: HistoryEvent, kind: SpanKind, outcome: str) -> None:
@@ -837,7 +862,7 @@ class SpanAssembler:
                 attributes[f"sfn.{key}"] = value
             elif isinstance(value, str) and (self.options.include_data or key not in ("input", "output")):
                 attributes[f"sfn.{key}"] = value[:_MAX_EVENT_ATTRIBUTE]
-        target.events.append(SpanEvent(event.type, event.timestamp_ns, attributes))
+        target.events += (SpanEvent(event.type, event.timestamp_ns, attributes),)
 
     _HANDLERS: ClassVar[dict[str, Callable[[SpanAssembler, HistoryEvent], None]]] = {
         "ExecutionSucceeded": _execution_ended,

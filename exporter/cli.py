@@ -71,6 +71,39 @@ def _send(spans: list, identity: ExecutionIdentity, args: argparse.Namespace) ->
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import time
+
+    from exporter.emulator import REGION, Workload, embedded_step_functions
+
+    with embedded_step_functions() as endpoint:
+        workload = Workload(endpoint, interval_s=args.interval)
+        workload.deploy()
+        print(f"Step Functions emulator on {endpoint}; starting sample executions every {args.interval}s")
+        pending: set[str] = set()
+        workload.start()
+        try:
+            deadline = time.monotonic() + args.duration if args.duration else None
+            while deadline is None or time.monotonic() < deadline:
+                for machine in workload.machines.values():
+                    for execution in workload.client.list_executions(stateMachineArn=machine)["executions"]:
+                        arn = execution["executionArn"]
+                        if execution["status"] == "RUNNING":
+                            pending.add(arn)
+                        elif arn in pending:
+                            pending.discard(arn)
+                            events = workload.client.get_execution_history(executionArn=arn)["events"]
+                            spans = assemble(events, ExecutionIdentity.from_arn(arn))
+                            print(f"\n{arn.replace(f'arn:aws:states:{REGION}:', '')} {execution['status']}")
+                            sys.stdout.write(render_tree(spans, width=100, color=sys.stdout.isatty()))
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            workload.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sfn-exporter",
@@ -108,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc",
     )
     translate.set_defaults(handler=_translate)
+
+    demo = commands.add_parser(
+        "demo", help="run against an embedded Step Functions emulator with sample workflows"
+    )
+    demo.add_argument("--interval", type=float, default=2.0, help="seconds between new executions")
+    demo.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (default: run until Ctrl-C)"
+    )
+    demo.set_defaults(handler=_demo)
     return parser
 
 

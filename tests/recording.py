@@ -1,11 +1,13 @@
 """Runs the sample workflows on moto's interpreter and records their histories.
 
-`python -m tests.recording` rewrites tests/fixtures/moto/ (histories and golden span files)."""
+`python -m tests.recording` rewrites tests/fixtures/moto/ (histories and golden span files);
+`python -m tests.recording --goldens-only` rewrites only the golden files from the histories."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,12 @@ def golden_lines(document: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    if "--goldens-only" in sys.argv[1:]:
+        for path in sorted(FIXTURES.glob("*.spans.jsonl")):
+            document = json.loads(path.with_name(path.name.replace(".spans.jsonl", ".json")).read_text())
+            path.write_text(golden_lines(document))
+            print(f"{path.name}: rewritten")
+        return
     with MotoServer() as server:
         documents = record_samples(server.endpoint)
     for name, document in documents.items():

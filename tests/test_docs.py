@@ -1,0 +1,22 @@
+"""The README stays in step with the code it documents."""
+
+from __future__ import annotations
+
+import re
+
+from exporter.catalogue import WORKFLOW_METRICS
+from tests.corpus import REPO
+
+
+def test_readme_metric_table_is_the_catalogue() -> None:
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `(sfn_[a-z_]+)` \| (\w+) \| ([a-z_, ]+) \| (.+) \|$", readme, re.MULTILINE)
+    documented = {name: (kind, tuple(labels.split(", ")), text) for name, kind, labels, text in rows}
+    expected = {spec.name: (spec.type.value, spec.labels, spec.help) for spec in WORKFLOW_METRICS}
+    assert {k: v for k, v in documented.items() if k in expected} == expected
+
+
+def test_readme_names_the_two_commands_and_ci_calls_one() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "./dev demo" in readme and "./dev test" in readme
+    assert "./dev test" in (REPO / ".ci" / "run").read_text()
