@@ -90,6 +90,7 @@ class AssemblerOptions:
 
     include_data: bool = False
     max_data_bytes: int = 4096
+    redact: Callable[[str], str] | None = None  # applied before truncation
 
 
 @dataclass(slots=True)
@@ -354,6 +355,8 @@ class SpanAssembler:
         if not self.options.include_data or value is None:
             return
         text = _text(value) or ""
+        if self.options.redact is not None:
+            text = self.options.redact(text)
         limit = self.options.max_data_bytes
         encoded = text.encode()
         if len(encoded) > limit:

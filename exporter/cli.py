@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter.assembler import AssemblerOptions
-from exporter.model import ExecutionIdentity, HistoryError
+from exporter.config import Config, ConfigError, load_config
+from exporter.model import ExecutionIdentity, HistoryError, SpanRecord
 from exporter.translate import PLACEHOLDER_ARN, assemble, json_lines, load_history, render_tree
 
 EXIT_BAD_INPUT = 2
@@ -53,7 +54,7 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _send(spans: list, identity: ExecutionIdentity, args: argparse.Namespace) -> int:  # type: ignore[type-arg]
+def _send(spans: list[SpanRecord], identity: ExecutionIdentity, args: argparse.Namespace) -> int:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     from exporter.otlp import make_span_exporter, to_readable_spans
@@ -71,37 +72,100 @@ def _send(spans: list, identity: ExecutionIdentity, args: argparse.Namespace) ->
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    import time
+_FLAG_FIELDS = {
+    "web_listen_address": "web.listen_address",
+    "web_telemetry_path": "web.telemetry_path",
+    "log_format": "log.format",
+    "log_level": "log.level",
+    "checkpoint_path": "checkpoint.path",
+    "otlp_endpoint": "otlp.endpoint",
+    "otlp_protocol": "otlp.protocol",
+    "region": "aws.region",
+}
 
-    from exporter.emulator import REGION, Workload, embedded_step_functions
 
-    with embedded_step_functions() as endpoint:
-        workload = Workload(endpoint, interval_s=args.interval)
-        workload.deploy()
-        print(f"Step Functions emulator on {endpoint}; starting sample executions every {args.interval}s")
-        pending: set[str] = set()
-        workload.start()
-        try:
-            deadline = time.monotonic() + args.duration if args.duration else None
-            while deadline is None or time.monotonic() < deadline:
-                for machine in workload.machines.values():
-                    for execution in workload.client.list_executions(stateMachineArn=machine)["executions"]:
-                        arn = execution["executionArn"]
-                        if execution["status"] == "RUNNING":
-                            pending.add(arn)
-                        elif arn in pending:
-                            pending.discard(arn)
-                            events = workload.client.get_execution_history(executionArn=arn)["events"]
-                            spans = assemble(events, ExecutionIdentity.from_arn(arn))
-                            print(f"\n{arn.replace(f'arn:aws:states:{REGION}:', '')} {execution['status']}")
-                            sys.stdout.write(render_tree(spans, width=100, color=sys.stdout.isatty()))
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            workload.stop()
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    import yaml
+
+    overrides: dict[str, object] = {field: getattr(args, flag, None) for flag, field in _FLAG_FIELDS.items()}
+    for item in args.set or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. polling.page_size=200")
+        overrides[key] = yaml.safe_load(value) if value else value
+    return overrides
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config, _overrides(args))
+
+
+def _verify_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    print("configuration OK", file=sys.stderr)
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from exporter.app import run_exporter
+    from exporter.logs import setup_logging
+
+    try:
+        config = _load(args)
+        setup_logging(config.log.format, config.log.level)
+        return asyncio.run(run_exporter(config))
+    except ConfigError as exc:
+        print(f"sfn-exporter: refusing to start: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from exporter.demo import run_demo
+
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_demo(config, interval_s=args.interval, duration_s=args.duration, color=sys.stdout.isatty())
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    parser.add_argument(
+        "--web.listen-address", dest="web_listen_address", metavar="[HOST]:PORT",
+        help="where /metrics, /healthz and /readyz are served (default :9810)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.telemetry-path", dest="web_telemetry_path", metavar="PATH", help="default /metrics"
+    )
+    parser.add_argument("--log.format", dest="log_format", choices=("text", "json"))
+    parser.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument(
+        "--checkpoint.path", dest="checkpoint_path", metavar="FILE", help="SQLite file, or :memory:"
+    )
+    parser.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION)")
+    parser.add_argument(
+        "--otlp-endpoint", help="default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    parser.add_argument(
+        "--otlp-protocol",
+        choices=("grpc", "http/protobuf"),
+        help="default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc",
+    )
+    parser.add_argument(
+        "--set", action="append", metavar="FIELD=VALUE",
+        help="any configuration field, e.g. --set polling.page_size=200 (repeatable)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,12 +206,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     translate.set_defaults(handler=_translate)
 
+    run = commands.add_parser(
+        "run", help="the exporter: watch executions and export traces and metrics until SIGTERM",
+        description="Discover state machines and executions, tail their histories and export spans "
+        "over OTLP and metrics on /metrics. Configuration: --config FILE, SFN_EXPORTER_* variables "
+        "(SFN_EXPORTER_POLLING__PAGE_SIZE=200), flags; the standard AWS and OTEL variables apply.",
+    )  # fmt: skip
+    _add_config_flags(run)
+    run.set_defaults(handler=_run)
+
+    verify = commands.add_parser(
+        "verify-config", help="check a configuration and print it with its defaults",
+        description="Exit 0 and print the effective configuration, or exit 2 with one line per problem.",
+    )  # fmt: skip
+    _add_config_flags(verify)
+    verify.set_defaults(handler=_verify_config)
+
     demo = commands.add_parser(
-        "demo", help="run against an embedded Step Functions emulator with sample workflows"
-    )
-    demo.add_argument("--interval", type=float, default=2.0, help="seconds between new executions")
+        "demo", help="the exporter against an embedded Step Functions emulator with sample workflows",
+        description="Starts moto's Step Functions (with its interpreter) in this process on 127.0.0.1, "
+        "deploys sample workflows, keeps starting executions and runs the exporter against it: traces are "
+        "drawn here as their executions end, /metrics is served (default 127.0.0.1:9810), and "
+        "--otlp-endpoint sends the spans on to a collector.",
+    )  # fmt: skip
+    _add_config_flags(demo)
     demo.add_argument(
-        "--duration", type=float, default=0, help="stop after this many seconds (default: run until Ctrl-C)"
+        "--interval", type=float, default=2.0, help="seconds between new executions (default 2)"
+    )
+    demo.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (default: until Ctrl-C)"
     )
     demo.set_defaults(handler=_demo)
     return parser

@@ -32,6 +32,7 @@ def embedded_step_functions() -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     # The interpreter logs every failing state as an error; in the demo, failing is the point.
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    patch_moto_history_paging()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -98,3 +99,75 @@ class Workload:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+
+_DATA_KEYS = ("input", "inputDetails", "output", "outputDetails")
+
+
+def _page_token(arn: str, reverse: bool, offset: int) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps([arn, reverse, offset]).encode()).decode()
+
+
+def _page_offset(token: str, arn: str, reverse: bool) -> int:
+    import base64
+
+    try:
+        token_arn, token_reverse, offset = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError:
+        token_arn, token_reverse, offset = None, None, None
+    if token_arn != arn or token_reverse != reverse or not isinstance(offset, int) or offset < 0:
+        from moto.stepfunctions.exceptions import InvalidToken
+
+        raise InvalidToken(f"{token[:20]}")
+    return int(offset)
+
+
+def aws_history_page(
+    events: list[dict[str, Any]], arn: str, reverse: bool, max_results: int | None, token: str | None,
+    include_data: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """One GetExecutionHistory page with AWS's semantics: newest first on `reverse`,
+    `maxResults` 1..1000 (default 100), `nextToken` only while more remain, data left out on request."""
+    from moto.core.exceptions import JsonRESTError
+
+    size = 100 if max_results is None else max_results
+    if not 1 <= size <= 1000:
+        raise JsonRESTError("ValidationException", f"maxResults: {size} is not between 1 and 1000")
+    ordered = sorted(events, key=lambda e: e["id"], reverse=reverse)
+    offset = _page_offset(token, arn, reverse) if token else 0
+    page = ordered[offset : offset + size]
+    if not include_data:
+        page = [
+            {k: ({dk: dv for dk, dv in v.items() if dk not in _DATA_KEYS} if k.endswith("EventDetails") else v)
+             for k, v in event.items()}
+            for event in page
+        ]  # fmt: skip
+    result: dict[str, Any] = {"events": page}
+    if offset + size < len(ordered):
+        result["nextToken"] = _page_token(arn, reverse, offset + size)
+    return result
+
+
+def patch_moto_history_paging() -> None:
+    """Make moto's GetExecutionHistory honour `reverseOrder`, `maxResults`, `nextToken` and
+    `includeExecutionData` as AWS does (moto ignores them); the exporter relies on all four."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    if getattr(StepFunctionResponse, "_aws_paging", False):
+        return
+
+    def get_execution_history(self: Any) -> ActionResult:
+        arn = self._get_param("executionArn")
+        history = self.stepfunction_backend.get_execution_history(arn)
+        include = self._get_param("includeExecutionData")
+        page = aws_history_page(
+            list(history["events"]), arn, bool(self._get_param("reverseOrder")), self._get_int_param("maxResults"),
+            self._get_param("nextToken"), include is None or bool(include),
+        )  # fmt: skip
+        return ActionResult(page)
+
+    StepFunctionResponse.get_execution_history = get_execution_history  # type: ignore[method-assign]
+    StepFunctionResponse._aws_paging = True  # type: ignore[attr-defined]

@@ -19,7 +19,8 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """Starts `moto_server`, waits until it answers, enables the interpreter; stops on exit."""
+    """Starts moto's server (with AWS's history paging, see tests/moto_aws.py), waits until it
+    answers, enables the interpreter; stops on exit."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -27,13 +28,14 @@ class MotoServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MotoServer:
-        moto_server = Path(sys.executable).with_name("moto_server")
         env = dict(os.environ, MOTO_PORT=str(self.port))
         self._process = subprocess.Popen(
-            [str(moto_server), "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "tests.moto_aws", "127.0.0.1", str(self.port)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
+            cwd=Path(__file__).resolve().parent.parent,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -43,7 +45,7 @@ class MotoServer:
             except OSError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"moto_server did not start on port {self.port}") from None
+                    raise RuntimeError(f"moto did not start on port {self.port}") from None
                 time.sleep(0.1)
         return self
 
@@ -56,6 +58,8 @@ class MotoServer:
 
     def stop(self) -> None:
         if self._process is not None:
+            if self._process.stdin is not None:
+                self._process.stdin.close()
             self._process.terminate()
             try:
                 self._process.wait(timeout=10)

@@ -51,7 +51,11 @@ def record_samples(endpoint: str, timeout_s: float = 30.0) -> dict[str, dict[str
         for name, arn in started.items():
             status = client.describe_execution(executionArn=arn)["status"]
             if name not in documents and status != "RUNNING":
-                events = client.get_execution_history(executionArn=arn)["events"]
+                events = [
+                    event
+                    for page in client.get_paginator("get_execution_history").paginate(executionArn=arn)
+                    for event in page["events"]
+                ]
                 # through JSON, as `aws stepfunctions get-execution-history` would print it
                 events = json.loads(json.dumps(events, default=_json_default))
                 documents[name] = {"executionArn": arn, "status": status, "events": events}

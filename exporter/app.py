@@ -1,0 +1,92 @@
+"""Wiring: builds the exporter's parts from a Config and runs them until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from exporter.checkpoint import CursorStore
+from exporter.config import DEFAULT_QUOTAS, Config, ConfigError
+from exporter.daemon import Exporter, Tracked
+from exporter.health import HealthMetrics
+from exporter.metrics import WorkflowMetrics
+from exporter.model import SpanRecord
+from exporter.otlp import make_span_exporter
+from exporter.ratelimit import RateLimiter
+from exporter.sinks import SpanSink
+from exporter.source import aws_step_functions
+from exporter.web import make_app, serve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hooks:
+    """For tests and the demo: where the exporter is, and what it emitted."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    handle_signals: bool = True
+    on_listening: Callable[[int], None] | None = None
+    on_spans: Callable[[Tracked, list[SpanRecord]], None] | None = None
+    exporter: Exporter | None = None
+
+
+async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
+    """Run until stopped; 0 after a clean shutdown."""
+    from botocore.exceptions import NoRegionError
+
+    hooks = hooks or Hooks()
+    registry = hooks.registry
+    health = HealthMetrics(registry)
+    workflow = WorkflowMetrics(registry)
+    quotas = {op: config.api.quota(op) for op in DEFAULT_QUOTAS}
+    limiter = RateLimiter({op: (q.bucket, q.refill_per_second) for op, q in quotas.items()})
+    for op, quota in quotas.items():
+        health.api_rate.labels(op).set(quota.refill_per_second)
+    otlp = config.otlp
+    span_exporter = (
+        make_span_exporter(otlp.endpoint, otlp.protocol, otlp.timeout_seconds) if otlp.enabled else None
+    )
+    store = CursorStore(config.checkpoint.path)
+    sink = SpanSink(span_exporter, health, otlp.batch_max_spans, otlp.batch_linger_seconds)
+    sink.start()
+    loop = asyncio.get_running_loop()
+    if hooks.handle_signals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, hooks.stop.set)
+    runner = None
+    try:
+        async with aws_step_functions(
+            config.aws.region, config.aws.endpoint_url, limiter, health,
+            connect_timeout=config.aws.connect_timeout_seconds, read_timeout=config.aws.read_timeout_seconds,
+            max_connections=max(10, config.polling.concurrency + 4),
+        ) as api:  # fmt: skip
+            exporter = Exporter(config, api, store, sink, workflow, health, on_spans=hooks.on_spans)
+            hooks.exporter = exporter
+            host, port = config.web.host_port
+            runner, bound = await serve(
+                make_app(registry, config.web.telemetry_path, lambda: exporter.ready), host, port
+            )
+            log.info("serving %s, /healthz and /readyz on %s:%d", config.web.telemetry_path, host, bound)
+            if hooks.on_listening is not None:
+                hooks.on_listening(bound)
+            await exporter.run(hooks.stop)
+            remaining = max(1.0, config.shutdown.grace_period_seconds - exporter.seconds_since_stop())
+            await sink.close(remaining)
+    except NoRegionError:
+        raise ConfigError("aws.region: no AWS region: set AWS_REGION, or aws.region in the config") from None
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        store.close()
+        if hooks.handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+    log.info("stopped")
+    return 0

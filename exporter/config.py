@@ -1,0 +1,298 @@
+"""Configuration: defaults < YAML file < `SFN_EXPORTER_*` variables < flags, validated into one model.
+
+Errors name the field, as a dotted path: `polling.page_size: Input should be less than or equal
+to 1000`. The standard AWS and OpenTelemetry variables keep their usual meaning and are read by
+the libraries that own them (botocore, the OTLP exporters); this model holds only overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "SFN_EXPORTER_"
+
+# Published quotas (bucket size, refill per second) in the large regions; AWS changes them.
+DEFAULT_QUOTAS: dict[str, tuple[float, float]] = {
+    "GetExecutionHistory": (400, 20),
+    "ListExecutions": (200, 5),
+    "DescribeExecution": (300, 15),
+    "ListStateMachines": (100, 5),
+    "DescribeStateMachine": (200, 20),
+    "ListTagsForResource": (100, 5),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; one line per problem, each naming its field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Quota(_Section):
+    bucket: float = Field(gt=0, description="burst size (tokens)")
+    refill_per_second: float = Field(gt=0, description="tokens added per second")
+
+
+class AwsSettings(_Section):
+    region: str | None = Field(None, description="default: AWS_REGION, AWS_DEFAULT_REGION")
+    endpoint_url: str | None = Field(None, description="default: AWS_ENDPOINT_URL_SFN, AWS_ENDPOINT_URL")
+    connect_timeout_seconds: float = Field(5, gt=0)
+    read_timeout_seconds: float = Field(20, gt=0)
+
+    @field_validator("region")
+    @classmethod
+    def _region_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class StateMachineFilter(_Section):
+    name_pattern: str | None = Field(None, description="regular expression the name must contain a match of")
+    exclude_pattern: str | None = Field(None, description="regular expression excluding names")
+    arns: list[str] = Field(default_factory=list, description="only these state machines, if set")
+    tags: dict[str, str] = Field(default_factory=dict, description="tags that must all match")
+
+    @field_validator("name_pattern", "exclude_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("arns")
+    @classmethod
+    def _are_state_machine_arns(cls, values: list[str]) -> list[str]:
+        for index, value in enumerate(values):
+            if not re.match(r"^arn:[\w-]+:states:[\w-]+:\d+:stateMachine:[^:]+$", value):
+                raise ValueError(f"item {index}: {value!r} is not a state machine ARN")
+        return values
+
+    def accepts(self, arn: str, name: str) -> bool:
+        """Whether a state machine passes the name and ARN filters (tags are checked apart)."""
+        if self.arns and arn not in self.arns:
+            return False
+        if self.name_pattern and not re.search(self.name_pattern, name):
+            return False
+        return not (self.exclude_pattern and re.search(self.exclude_pattern, name))
+
+
+class DiscoverySettings(_Section):
+    state_machines_interval_seconds: float = Field(300, gt=0)
+    executions_interval_seconds: float = Field(10, gt=0)
+    running_scan_every: int = Field(6, ge=1, description="list RUNNING executions every Nth pass")
+    lookback_seconds: float = Field(
+        300, ge=0, description="on a first start, also export executions that ended this recently"
+    )
+    overlap_seconds: float = Field(60, ge=0, description="how far each pass re-lists behind the previous one")
+
+
+class PollingSettings(_Section):
+    min_interval_seconds: float = Field(1, gt=0)
+    max_interval_seconds: float = Field(30, gt=0)
+    page_size: int = Field(100, ge=1, le=1000)
+    concurrency: int = Field(8, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PollingSettings:
+        if self.max_interval_seconds < self.min_interval_seconds:
+            raise ValueError("max_interval_seconds must not be below min_interval_seconds")
+        return self
+
+
+class ApiSettings(_Section):
+    quota_share: float = Field(0.5, gt=0, le=1, description="share of each quota this exporter may use")
+    quotas: dict[str, Quota] = Field(
+        default_factory=dict, description="overrides of the published quotas, by operation"
+    )
+
+    @field_validator("quotas")
+    @classmethod
+    def _known_operations(cls, value: dict[str, Quota]) -> dict[str, Quota]:
+        for name in value:
+            if name not in DEFAULT_QUOTAS:
+                raise ValueError(f"unknown operation {name!r}; known: {', '.join(sorted(DEFAULT_QUOTAS))}")
+        return value
+
+    def quota(self, operation: str) -> Quota:
+        """The quota this exporter may spend on `operation` (its share of the account's)."""
+        bucket, refill = DEFAULT_QUOTAS[operation]
+        override = self.quotas.get(operation)
+        if override is not None:
+            bucket, refill = override.bucket, override.refill_per_second
+        return Quota(bucket=max(1.0, bucket * self.quota_share), refill_per_second=refill * self.quota_share)
+
+
+class DataSettings(_Section):
+    include_execution_data: bool = False
+    max_bytes: int = Field(4096, ge=0, le=262144)
+    redact_paths: list[str] = Field(default_factory=list, description='JSON paths replaced by "[REDACTED]"')
+
+    @field_validator("redact_paths")
+    @classmethod
+    def _paths_parse(cls, values: list[str]) -> list[str]:
+        from exporter.redact import parse_path
+
+        for index, value in enumerate(values):
+            try:
+                parse_path(value)
+            except ValueError as exc:
+                raise ValueError(f"item {index}: {exc}") from None
+        return values
+
+
+class CheckpointSettings(_Section):
+    path: str = Field(
+        "sfn-exporter.sqlite", description="SQLite file; ':memory:' keeps nothing across restarts"
+    )
+    retention_hours: float = Field(24, gt=0, description="how long finished executions are remembered")
+
+
+class OtlpSettings(_Section):
+    enabled: bool = True
+    endpoint: str | None = Field(
+        None, description="default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    protocol: Literal["grpc", "http/protobuf"] | None = Field(
+        None, description="default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc"
+    )
+    timeout_seconds: float = Field(10, gt=0)
+    batch_max_spans: int = Field(512, ge=1)
+    batch_linger_seconds: float = Field(0.2, ge=0)
+
+
+class WebSettings(_Section):
+    listen_address: str = Field(":9810", description="host:port for /metrics, /healthz and /readyz")
+    telemetry_path: str = "/metrics"
+
+    @field_validator("listen_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        port = value.rpartition(":")[2]
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r}: expected [HOST]:PORT with PORT from 0 to 65535")
+        return value
+
+    @field_validator("telemetry_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen_address.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class ShutdownSettings(_Section):
+    grace_period_seconds: float = Field(20, gt=0, description="keep below terminationGracePeriodSeconds")
+
+
+class LogSettings(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    aws: AwsSettings = AwsSettings()
+    state_machines: StateMachineFilter = StateMachineFilter()
+    discovery: DiscoverySettings = DiscoverySettings()
+    polling: PollingSettings = PollingSettings()
+    api: ApiSettings = ApiSettings()
+    data: DataSettings = DataSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
+    otlp: OtlpSettings = OtlpSettings()
+    web: WebSettings = WebSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
+    log: LogSettings = LogSettings()
+
+
+def _format_errors(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{origin}{where}: {message}")
+    return "\n".join(lines)
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        nested = target.setdefault(key, {})
+        if not isinstance(nested, dict):
+            raise ConfigError(f"{'.'.join(path)}: {key} is not a section")
+        target = nested
+    target[path[-1]] = value
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`SFN_EXPORTER_POLLING__PAGE_SIZE=200` -> {"polling": {"page_size": 200}}; values are YAML."""
+    data: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name.removeprefix(ENV_PREFIX).lower().split("__")
+        try:
+            value = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            value = raw
+        _set_path(data, path, value)
+    return data
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the configuration from a YAML file, the environment and flag overrides.
+
+    `overrides` maps dotted field paths (`"web.listen_address"`) to values from flags."""
+    data: dict[str, Any] = {}
+    origin = ""
+    if path is not None:
+        origin = f"{path}: "
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
+        data = loaded or {}
+    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, dotted.split("."), value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None

@@ -1,0 +1,302 @@
+"""Exporter: the long-running loop. Discovers executions, tails each one's history, assembles
+spans and observations, hands them to the sinks, and only then advances the checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exporter.assembler import AssemblerOptions, SpanAssembler
+from exporter.checkpoint import CursorStore
+from exporter.config import Config
+from exporter.discovery import Discovery, WatchedMachine
+from exporter.events import timestamp_ns
+from exporter.health import HealthMetrics
+from exporter.metrics import WorkflowMetrics
+from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanRecord
+from exporter.otlp import to_readable_spans
+from exporter.redact import make_redactor
+from exporter.scheduler import PollScheduler
+from exporter.sinks import ExportFailed, SpanSink
+from exporter.source import Denied, ExecutionSummary, NotFound, SourceError, StepFunctionsApi, Throttled
+from exporter.tail import read_new_events, read_whole_history
+from exporter.waits import quiet_until
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pending:
+    """What one poll produced, until it has reached every sink and the checkpoint."""
+
+    spans: list[SpanRecord]
+    observations: list[Observation]
+    event_times_ns: list[int]
+    cursor: int
+    finished: bool
+    exported: bool = False
+    applied: bool = False
+
+
+@dataclass(eq=False)
+class Tracked:
+    arn: str
+    identity: ExecutionIdentity
+    watched: WatchedMachine
+    replay_to: int = 0  # events up to here were exported before: rebuild state, emit nothing
+    assembler: SpanAssembler | None = None
+    pending: Pending | None = None
+    log: logging.LoggerAdapter[logging.Logger] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = logging.LoggerAdapter(log, {"execution_arn": self.arn})
+
+
+class Exporter:
+    def __init__(
+        self, config: Config, api: StepFunctionsApi, store: CursorStore, sink: SpanSink,
+        workflow: WorkflowMetrics, health: HealthMetrics, *,
+        clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+        on_spans: Callable[[Tracked, list[SpanRecord]], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.api = api
+        self.store = store
+        self.sink = sink
+        self.workflow = workflow
+        self.health = health
+        self._clock = clock
+        self._wall = wall
+        self.tracked: dict[str, Tracked] = {}
+        self.scheduler = PollScheduler(
+            config.polling.min_interval_seconds, config.polling.max_interval_seconds, clock
+        )
+        self.discovery = Discovery(config, api, store, health, self._on_execution, wall)
+        data = config.data
+        self._options = AssemblerOptions(
+            include_data=data.include_execution_data, max_data_bytes=data.max_bytes,
+            redact=make_redactor(data.redact_paths),
+        )  # fmt: skip
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._on_spans = on_spans
+        self._stopped_at: float | None = None
+        self.polls = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def ready(self) -> bool:
+        """Discovery has completed a pass and AWS answered recently."""
+        window = max(60.0, 3 * self.config.discovery.executions_interval_seconds)
+        return self.discovery.completed_pass and self._wall() - self.health.last_success_time < window
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set; then finish the polls under way within the grace period."""
+        workers = [
+            asyncio.create_task(self._worker(), name=f"poller-{n}")
+            for n in range(self.config.polling.concurrency)
+        ]
+        background = [
+            asyncio.create_task(self._discovery_loop(), name="discovery"),
+            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+        ]
+        await stop.wait()
+        self._stopped_at = self._clock()
+        log.info("stopping: no new polls; finishing the ones under way")
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for task in workers:
+            task.cancel()  # they take no more work; the polls under way go on
+        await asyncio.gather(*workers, return_exceptions=True)
+        if self._in_flight:
+            grace = self.config.shutdown.grace_period_seconds
+            _, late = await asyncio.wait(self._in_flight, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning(
+                    "%d polls did not finish within %.0fs; their events are read again next time",
+                    len(late),
+                    grace,
+                )
+        self.store.prune(self.config.checkpoint.retention_hours * 3600)
+
+    def seconds_since_stop(self) -> float:
+        return 0.0 if self._stopped_at is None else self._clock() - self._stopped_at
+
+    async def _discovery_loop(self) -> None:
+        settings = self.config.discovery
+        next_machines = 0.0
+        while True:
+            started = self._clock()
+            if started >= next_machines:
+                await self.discovery.refresh_state_machines()
+                next_machines = started + settings.state_machines_interval_seconds
+                self.store.prune(self.config.checkpoint.retention_hours * 3600)
+            await self.discovery.discover_executions()
+            self._update_gauges()
+            await asyncio.sleep(max(0.0, settings.executions_interval_seconds - (self._clock() - started)))
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            for key in self.scheduler.pop_due():
+                self._queue.put_nowait(key)
+            self.health.staleness.set(self.scheduler.staleness())
+            next_due = self.scheduler.next_due()
+            timeout = None if next_due is None else max(0.0, next_due - self._clock())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            tracked = self.tracked.get(key)
+            if tracked is None:
+                continue
+            task = asyncio.create_task(self._poll_and_reschedule(tracked))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            await asyncio.shield(task)  # on shutdown the worker stops; the poll finishes (see run)
+
+    # ------------------------------------------------------------------ tracking
+
+    def _on_execution(self, summary: ExecutionSummary, watched: WatchedMachine) -> None:
+        if summary.arn in self.tracked:
+            if summary.status != "RUNNING":
+                self.scheduler.wake(summary.arn)
+                self._wake.set()
+            return
+        cursor = self.store.get(summary.arn)
+        if cursor is not None and cursor.finished and summary.status != "RUNNING":
+            return  # exported to its end already
+        try:
+            identity = ExecutionIdentity.from_arn(summary.arn)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return
+        tracked = Tracked(summary.arn, identity, watched, replay_to=cursor.event_id if cursor else 0)
+        self.tracked[summary.arn] = tracked
+        self.scheduler.add(summary.arn)
+        self._wake.set()
+        tracked.log.debug("tracking (%s, cursor %d)", summary.status, tracked.replay_to)
+        self._update_gauges()
+
+    def _untrack(self, tracked: Tracked) -> None:
+        self.tracked.pop(tracked.arn, None)
+        self.scheduler.remove(tracked.arn)
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        self.health.tracked.set(len(self.tracked))
+        running: dict[str, int] = {w.machine.name: 0 for w in self.discovery.machines.values()}
+        for tracked in self.tracked.values():
+            name = tracked.identity.state_machine_name
+            running[name] = running.get(name, 0) + 1
+        for name, count in running.items():
+            self.workflow.set_running(name, count)
+
+    # ------------------------------------------------------------------ polling
+
+    async def _poll_and_reschedule(self, tracked: Tracked) -> None:
+        found, failed, not_before = False, False, None
+        try:
+            found = await self.poll(tracked)
+            not_before = self._quiet_until(tracked)
+        except NotFound:
+            tracked.log.warning("execution no longer exists; forgetting it")
+            self.store.delete(tracked.arn)
+            self._untrack(tracked)
+            return
+        except (SourceError, ExportFailed, HistoryError) as exc:
+            failed = True
+            level = logging.DEBUG if isinstance(exc, Throttled) else logging.WARNING
+            if isinstance(exc, Denied):
+                level = logging.ERROR
+            tracked.log.log(level, "poll failed: %s", exc)
+        except Exception:
+            failed = True
+            tracked.log.exception("poll failed unexpectedly")
+        self.polls += 1
+        if tracked.pending is None and tracked.assembler is not None and tracked.assembler.finished:
+            self._untrack(tracked)
+            return
+        self.scheduler.done(tracked.arn, found, not_before, failed)
+        self._wake.set()
+
+    def _quiet_until(self, tracked: Tracked) -> float | None:
+        assembler = tracked.assembler
+        if assembler is None or assembler.finished:
+            return None
+        end = quiet_until(assembler.open_spans(), tracked.watched.machine.definition)
+        if end is None:
+            return None
+        return self._clock() + (end - self._wall())
+
+    async def poll(self, tracked: Tracked) -> bool:
+        """Read what is new, assemble it, emit it, checkpoint it. True if there was anything."""
+        if tracked.pending is not None:
+            await self._emit(tracked, tracked.pending)
+        assembler = tracked.assembler
+        if assembler is None:
+            assembler = tracked.assembler = await self._new_assembler(tracked)
+        include = self.config.data.include_execution_data
+        if tracked.replay_to > assembler.last_event_id:
+            events = await read_whole_history(self.api, tracked.arn, include)
+            old = [e for e in events if e["id"] <= tracked.replay_to]
+            assembler.feed(old)  # exported before the restart: rebuild the state only
+            events = events[len(old) :]
+            tracked.log.info("resumed after event %d", tracked.replay_to)
+        else:
+            events = await read_new_events(
+                self.api, tracked.arn, assembler.last_event_id, self.config.polling.page_size, include
+            )
+        if not events:
+            return False
+        out = assembler.feed(events)
+        tracked.pending = Pending(
+            out.spans, out.observations, [timestamp_ns(e.get("timestamp")) for e in events],
+            cursor=assembler.last_event_id, finished=assembler.finished,
+        )  # fmt: skip
+        await self._emit(tracked, tracked.pending)
+        return True
+
+    async def _new_assembler(self, tracked: Tracked) -> SpanAssembler:
+        identity = tracked.identity
+        if tracked.watched.machine.tracing:  # X-Ray on: join the execution's trace
+            description = await self.api.describe_execution(tracked.arn)
+            header = description.get("traceHeader")
+            if header:
+                identity = ExecutionIdentity.from_arn(tracked.arn, trace_header=header)
+                tracked.identity = identity
+        return SpanAssembler(identity, self._options)
+
+    async def _emit(self, tracked: Tracked, pending: Pending) -> None:
+        """Spans to OTLP, then observations to the registry, then the cursor to the checkpoint;
+        each step once, resumed where a failure left it."""
+        if not pending.exported:
+            await self.sink.export(to_readable_spans(pending.spans, tracked.identity))
+            pending.exported = True
+            if self._on_spans is not None:
+                self._on_spans(tracked, pending.spans)
+        if not pending.applied:
+            self.workflow.apply(pending.observations)
+            self.health.events.inc(len(pending.event_times_ns))
+            now_ns = time.time_ns()
+            for when in pending.event_times_ns:
+                self.health.lag.observe(max(0.0, (now_ns - when) / 1e9))
+            pending.applied = True
+        try:
+            await self.store.save(tracked.arn, pending.cursor, pending.finished)
+        except Exception:
+            self.health.checkpoint_writes.labels("error").inc()
+            raise
+        self.health.checkpoint_writes.labels("ok").inc()
+        tracked.pending = None

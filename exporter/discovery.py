@@ -1,0 +1,183 @@
+"""Discovery: which state machines to watch, and which of their executions to track.
+
+Each pass lists a state machine's executions newest first, down to a little before the previous
+pass began, so an execution that started and finished between two passes is still found; every
+few passes (and on the first) it also lists the RUNNING ones, for those that began long ago.
+One state machine whose calls fail is logged, counted and skipped; the others go on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exporter.checkpoint import CursorStore
+from exporter.config import Config
+from exporter.health import HealthMetrics
+from exporter.source import ExecutionSummary, NotFound, SourceError, StateMachine, StepFunctionsApi
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WatchedMachine:
+    machine: StateMachine
+    passes: int = 0
+    failing: bool = False
+
+
+@dataclass
+class Discovery:
+    config: Config
+    api: StepFunctionsApi
+    store: CursorStore
+    health: HealthMetrics
+    on_execution: Callable[[ExecutionSummary, WatchedMachine], None]
+    wall: Callable[[], float] = time.time
+    machines: dict[str, WatchedMachine] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # arn -> reason, logged once
+    completed_pass: bool = False
+    filtered_out: int = 0  # by name or ARN, at the last refresh
+
+    async def refresh_state_machines(self) -> None:
+        """List (or, with an ARN list, describe) the state machines and keep those that pass."""
+        wanted = self.config.state_machines
+        try:
+            if wanted.arns:
+                listed = [
+                    StateMachine(arn=arn, name=arn.rsplit(":", 1)[-1], type="UNKNOWN") for arn in wanted.arns
+                ]
+            else:
+                listed, token = await self.api.list_state_machines()
+                while token:
+                    more, token = await self.api.list_state_machines(token)
+                    listed += more
+        except SourceError as exc:
+            self.health.discovery_errors.labels(exc.operation).inc()
+            log.error("cannot list state machines: %s", exc)
+            return
+        seen: set[str] = set()
+        filtered = 0
+        for item in listed:
+            if not wanted.accepts(item.arn, item.name):
+                filtered += 1
+                continue
+            seen.add(item.arn)
+            if item.arn in self.machines or item.arn in self.skipped:
+                continue
+            await self._admit(item)
+        for arn in set(self.machines) - seen:
+            log.info(
+                "state machine no longer listed; not discovering its executions",
+                extra={"state_machine_arn": arn},
+            )
+            del self.machines[arn]
+        self.filtered_out = filtered
+        self._count()
+
+    async def _admit(self, item: StateMachine) -> None:
+        try:
+            machine = await self.api.describe_state_machine(item.arn)
+            tags = await self.api.list_tags(item.arn) if self.config.state_machines.tags else {}
+        except SourceError as exc:
+            self.health.discovery_errors.labels(exc.operation).inc()
+            log.error("cannot describe state machine: %s", exc, extra={"state_machine_arn": item.arn})
+            if isinstance(exc, NotFound):
+                return
+            self.machines[item.arn] = WatchedMachine(item, failing=True)  # retried on its next pass
+            return
+        if machine.type == "EXPRESS":
+            self.skipped[item.arn] = "express"
+            log.info(
+                "skipping EXPRESS state machine %s: GetExecutionHistory does not support EXPRESS workflows",
+                machine.name, extra={"state_machine_arn": item.arn},
+            )  # fmt: skip
+            return
+        if any(tags.get(key) != value for key, value in self.config.state_machines.tags.items()):
+            self.skipped[item.arn] = "tags"
+            return
+        self.machines[item.arn] = WatchedMachine(machine)
+        log.info("watching state machine %s", machine.name, extra={"state_machine_arn": item.arn})
+
+    def _count(self) -> None:
+        failing = sum(1 for w in self.machines.values() if w.failing)
+        self.health.state_machines.labels("tracked").set(len(self.machines) - failing)
+        self.health.state_machines.labels("failing").set(failing)
+        self.health.state_machines.labels("skipped_express").set(
+            sum(1 for reason in self.skipped.values() if reason == "express")
+        )
+        by_tags = sum(1 for reason in self.skipped.values() if reason == "tags")
+        self.health.state_machines.labels("filtered_out").set(self.filtered_out + by_tags)
+
+    async def discover_executions(self) -> None:
+        """One pass over every watched state machine, a few at a time."""
+        semaphore = asyncio.Semaphore(4)
+
+        async def one(watched: WatchedMachine) -> None:
+            async with semaphore:
+                await self._discover_machine(watched)
+
+        await asyncio.gather(*(one(w) for w in list(self.machines.values())))
+        self._count()
+        self.completed_pass = True
+
+    async def _discover_machine(self, watched: WatchedMachine) -> None:
+        arn = watched.machine.arn
+        started = self.wall()
+        try:
+            if watched.failing or watched.machine.type == "UNKNOWN":
+                watched.machine = await self.api.describe_state_machine(arn)
+                if watched.machine.type == "EXPRESS":
+                    self.skipped[arn] = "express"
+                    del self.machines[arn]
+                    log.info(
+                        "skipping EXPRESS state machine %s",
+                        watched.machine.name,
+                        extra={"state_machine_arn": arn},
+                    )
+                    return
+            watermark = self.store.watermark(arn)
+            if watermark is None:
+                floor = started - self.config.discovery.lookback_seconds
+            else:
+                floor = watermark - self.config.discovery.overlap_seconds
+            await self._list_recent(watched, floor)
+            if watched.passes % self.config.discovery.running_scan_every == 0:
+                await self._list_running(watched)
+        except SourceError as exc:
+            self.health.discovery_errors.labels(exc.operation).inc()
+            if not watched.failing:
+                log.error("cannot discover executions: %s", exc, extra={"state_machine_arn": arn})
+            watched.failing = True
+            if isinstance(exc, NotFound):
+                self.machines.pop(arn, None)
+            return
+        if watched.failing:
+            log.info("discovering executions again", extra={"state_machine_arn": arn})
+        watched.failing = False
+        watched.passes += 1
+        self.store.set_watermark(arn, started)
+
+    async def _list_recent(self, watched: WatchedMachine, floor: float) -> None:
+        token: str | None = None
+        while True:
+            page, token = await self.api.list_executions(watched.machine.arn, next_token=token)
+            for summary in page:
+                if summary.start_date.timestamp() < floor:
+                    return
+                self.on_execution(summary, watched)
+            if not token:
+                return
+
+    async def _list_running(self, watched: WatchedMachine) -> None:
+        token: str | None = None
+        while True:
+            page, token = await self.api.list_executions(
+                watched.machine.arn, status="RUNNING", max_results=1000, next_token=token
+            )
+            for summary in page:
+                self.on_execution(summary, watched)
+            if not token:
+                return

@@ -1,0 +1,81 @@
+"""The exporter's own metrics: API calls, throttles, lag, tracked executions, exports, checkpoints."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from exporter import __version__
+
+LAG_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+class HealthMetrics:
+    """All `sfn_exporter_*` metrics, in an injected registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.build_info = Info("sfn_exporter_build", "Version of this exporter.", registry=r)
+        self.build_info.info({"version": __version__})
+        self.api_calls = Counter(
+            "sfn_exporter_api_calls", "AWS API calls, by operation and outcome (success, throttled, client_error, server_error, network_error).",
+            ["operation", "outcome"], registry=r,
+        )  # fmt: skip
+        self.api_throttles = Counter(
+            "sfn_exporter_api_throttles",
+            "ThrottlingException answers, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.api_rate = Gauge(
+            "sfn_exporter_api_rate_limit", "Calls per second this exporter currently allows itself, by operation.",
+            ["operation"], registry=r,
+        )  # fmt: skip
+        self.history_bytes = Counter(
+            "sfn_exporter_history_response_bytes", "Bytes of GetExecutionHistory responses.", registry=r
+        )
+        self.events = Counter(
+            "sfn_exporter_events_processed", "History events handed to the sinks.", registry=r
+        )
+        self.lag = Histogram(
+            "sfn_exporter_event_lag_seconds", "Time from an event's timestamp to its export.",
+            buckets=LAG_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tracked = Gauge("sfn_exporter_tracked_executions", "Executions being tailed.", registry=r)
+        self.state_machines = Gauge(
+            "sfn_exporter_state_machines", "State machines seen, by status (tracked, skipped_express, filtered_out, failing).",
+            ["status"], registry=r,
+        )  # fmt: skip
+        self.spans_exported = Counter(
+            "sfn_exporter_spans_exported", "Spans the OTLP backend accepted.", registry=r
+        )
+        self.spans_failed = Counter(
+            "sfn_exporter_spans_failed", "Spans whose export failed (they are sent again).", registry=r
+        )
+        self.checkpoint_writes = Counter(
+            "sfn_exporter_checkpoint_writes", "Checkpoint writes, by outcome.", ["outcome"], registry=r
+        )
+        self.history_errors = Counter(
+            "sfn_exporter_history_errors",
+            "Histories the assembler refused (see the log for the event).",
+            registry=r,
+        )
+        self.discovery_errors = Counter(
+            "sfn_exporter_discovery_errors", "Discovery failures, by operation.", ["operation"], registry=r
+        )
+        self.last_success = Gauge(
+            "sfn_exporter_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful AWS API call.", registry=r,
+        )  # fmt: skip
+        self.staleness = Gauge(
+            "sfn_exporter_poll_staleness_seconds",
+            "How overdue the most overdue tracked execution's poll is (0 when the budget keeps up).", registry=r,
+        )  # fmt: skip
+        self.last_success_time = 0.0
+        for status in ("tracked", "skipped_express", "filtered_out", "failing"):
+            self.state_machines.labels(status).set(0)
+        for outcome in ("ok", "error"):
+            self.checkpoint_writes.labels(outcome)
+
+    def api_succeeded(self, now: float) -> None:
+        self.last_success_time = now
+        self.last_success.set(now)

@@ -1,0 +1,120 @@
+"""PollScheduler: which execution to poll next, and when.
+
+Busy executions are polled again soon, idle ones back off to a maximum interval, an execution
+sitting in a Wait state is left alone until the wait can end, and none is polled twice at once.
+Due executions come out oldest-due first, so when the API budget cannot keep up every execution
+is still polled, each a little late (the lateness is reported as staleness)."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(eq=False)
+class Slot:
+    """Scheduling state of one execution."""
+
+    key: str
+    due: float
+    interval: float
+    in_flight: bool = False
+    failures: int = 0
+
+
+class PollScheduler:
+    def __init__(
+        self, min_interval: float, max_interval: float, clock: Callable[[], float],
+        jitter: Callable[[], float] = random.random,
+    ) -> None:  # fmt: skip
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self._clock = clock
+        self._jitter = jitter
+        self._slots: dict[str, Slot] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._slots
+
+    def _push(self, slot: Slot) -> None:
+        heapq.heappush(self._heap, (slot.due, next(self._seq), slot.key))
+
+    def add(self, key: str, delay: float = 0.0) -> None:
+        if key in self._slots:
+            return
+        slot = Slot(key, self._clock() + delay, self.min_interval)
+        self._slots[key] = slot
+        self._push(slot)
+
+    def remove(self, key: str) -> None:
+        self._slots.pop(key, None)  # its heap entry is skipped when it surfaces
+
+    def wake(self, key: str) -> None:
+        """Poll soon: discovery saw this execution change status."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return
+        slot.interval = self.min_interval
+        now = self._clock()
+        if not slot.in_flight and slot.due > now:
+            slot.due = now
+            self._push(slot)
+
+    def pop_due(self) -> list[str]:
+        """Keys due now (oldest due first), marked in flight until `done`."""
+        now = self._clock()
+        due: list[str] = []
+        while self._heap and self._heap[0][0] <= now:
+            when, _, key = heapq.heappop(self._heap)
+            slot = self._slots.get(key)
+            if slot is None or slot.in_flight or slot.due != when:
+                continue  # removed, already out, or rescheduled since
+            slot.in_flight = True
+            due.append(key)
+        return due
+
+    def next_due(self) -> float | None:
+        while self._heap:
+            when, _, key = self._heap[0]
+            slot = self._slots.get(key)
+            if slot is None or slot.in_flight or slot.due != when:
+                heapq.heappop(self._heap)
+                continue
+            return when
+        return None
+
+    def done(
+        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False
+    ) -> None:
+        """A poll ended: schedule the next one. `not_before` (monotonic time) keeps it away
+        until, say, a Wait state can end."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return
+        slot.in_flight = False
+        now = self._clock()
+        if failed:
+            slot.failures += 1
+            backoff = min(self.max_interval, self.min_interval * 2 ** min(slot.failures, 10))
+            slot.interval = backoff * (0.5 + self._jitter() / 2)  # jittered, capped
+        else:
+            slot.failures = 0
+            slot.interval = self.min_interval if found_events else min(self.max_interval, slot.interval * 2)
+        slot.due = now + slot.interval
+        if not_before is not None and not_before > slot.due:
+            slot.due = not_before
+        self._push(slot)
+
+    def staleness(self) -> float:
+        """How late the most overdue execution is (waiting in the queue or not yet taken)."""
+        now = self._clock()
+        overdue = [now - slot.due for slot in self._slots.values() if slot.due < now]
+        return max(overdue, default=0.0)

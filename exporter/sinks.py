@@ -1,0 +1,118 @@
+"""SpanSink: batches spans from many polls into OTLP requests, sent off the event loop.
+
+`await sink.export(spans)` returns once the request carrying those spans succeeded, and raises
+ExportFailed otherwise; the caller advances its cursor only after the former."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from exporter.health import HealthMetrics
+
+log = logging.getLogger(__name__)
+
+
+class ExportFailed(Exception):
+    """The OTLP backend did not take the spans; they are to be sent again."""
+
+
+@dataclass
+class _Batch:
+    spans: list[ReadableSpan] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class SpanSink:
+    """One OTLP exporter, called from one worker thread, with spans gathered into batches of up
+    to `max_spans` or whatever arrived within `linger_s`."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter | None,
+        health: HealthMetrics,
+        max_spans: int = 512,
+        linger_s: float = 0.2,
+    ) -> None:
+        self._exporter = exporter
+        self._health = health
+        self._max_spans = max_spans
+        self._linger_s = linger_s
+        self._pending = _Batch()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otlp-export")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="span-sink")
+
+    async def export(self, spans: Sequence[ReadableSpan]) -> None:
+        if not spans:
+            return
+        if self._exporter is None:  # OTLP switched off: metrics only
+            return
+        if self._closing:
+            raise ExportFailed("the exporter is shutting down")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.spans.extend(spans)
+        self._pending.waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._closing and len(self._pending.spans) < self._max_spans and self._linger_s:
+                await asyncio.sleep(self._linger_s)
+            batch, self._pending = self._pending, _Batch()
+            self._wake.clear()
+            if batch.spans:
+                await self._send(batch)
+            if self._closing and not self._pending.spans:
+                return
+
+    async def _send(self, batch: _Batch) -> None:
+        assert self._exporter is not None
+        loop = asyncio.get_running_loop()
+        error: BaseException | None = None
+        for start in range(0, len(batch.spans), self._max_spans):
+            chunk = batch.spans[start : start + self._max_spans]
+            try:
+                result = await loop.run_in_executor(self._thread, self._exporter.export, chunk)
+            except Exception as exc:  # an exporter bug must not stop the sink
+                log.exception("OTLP export raised")
+                result, error = SpanExportResult.FAILURE, exc
+            if result == SpanExportResult.SUCCESS:
+                self._health.spans_exported.inc(len(chunk))
+            else:
+                self._health.spans_failed.inc(len(batch.spans) - start)
+                error = error or ExportFailed(f"OTLP export of {len(chunk)} spans failed")
+                break
+        for waiter in batch.waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(ExportFailed(str(error)))
+
+    async def close(self, timeout_s: float) -> None:
+        """Send what is queued (within `timeout_s`), then shut the exporter down."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                log.warning("spans still queued after %.0fs of shutdown were not sent", timeout_s)
+                self._task.cancel()
+        if self._exporter is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._exporter.shutdown)
+        self._thread.shutdown(wait=False)

@@ -1,0 +1,270 @@
+"""The one module that talks to AWS: Step Functions through aiobotocore, behind a narrow interface.
+
+Responses become the project's own types at once; errors become the exceptions below, so the
+rest of the exporter never sees botocore."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from exporter.health import HealthMetrics
+from exporter.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(Exception):
+    """An API call that did not succeed; `operation` and `code` say which and why."""
+
+    def __init__(self, operation: str, code: str, message: str) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.operation = operation
+        self.code = code
+
+
+class Throttled(SourceError):
+    """ThrottlingException: retry after slowing down."""
+
+
+class Transient(SourceError):
+    """A 5xx answer, a reset or a timeout: retry with backoff."""
+
+
+class NotFound(SourceError):
+    """ExecutionDoesNotExist, StateMachineDoesNotExist: stop tracking it."""
+
+
+class InvalidToken(SourceError):
+    """A pagination token AWS no longer accepts: start that read again."""
+
+
+class Denied(SourceError):
+    """AccessDenied, bad credentials, an invalid ARN or another client error: this one
+    resource (or all, if the credentials are wrong) cannot be read; retrying soon won't help."""
+
+
+class NotSupported(SourceError):
+    """The operation does not apply to this resource (an EXPRESS state machine's history)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateMachine:
+    arn: str
+    name: str
+    type: str  # STANDARD or EXPRESS
+    definition: dict[str, Any] | None = None
+    tracing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSummary:
+    arn: str
+    state_machine_arn: str
+    name: str
+    status: str
+    start_date: dt.datetime
+    stop_date: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    events: list[dict[str, Any]]
+    next_token: str | None
+
+
+class StepFunctionsApi(Protocol):
+    """What the exporter needs from Step Functions."""
+
+    async def list_state_machines(
+        self, next_token: str | None = None
+    ) -> tuple[list[StateMachine], str | None]: ...
+
+    async def describe_state_machine(self, arn: str) -> StateMachine: ...
+
+    async def list_tags(self, arn: str) -> dict[str, str]: ...
+
+    async def list_executions(
+        self,
+        state_machine_arn: str,
+        status: str | None = None,
+        max_results: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[ExecutionSummary], str | None]: ...
+
+    async def describe_execution(self, arn: str) -> dict[str, Any]: ...
+
+    async def history_page(
+        self, arn: str, *, reverse: bool, max_results: int, next_token: str | None, include_data: bool
+    ) -> HistoryPage: ...
+
+
+_NOT_FOUND = {
+    "ExecutionDoesNotExist",
+    "StateMachineDoesNotExist",
+    "ResourceNotFound",
+    "ResourceNotFoundException",
+}
+_THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+
+
+def _classify(operation: str, exc: Exception) -> SourceError:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _THROTTLED or status == 429:
+            return Throttled(operation, code, message)
+        if code in _NOT_FOUND:
+            return NotFound(operation, code, message)
+        if code == "InvalidToken":
+            return InvalidToken(operation, code, message)
+        if code == "StateMachineTypeNotSupported":
+            return NotSupported(operation, code, message)
+        if status >= 500 or code in {"InternalFailure", "ServiceUnavailable", "InternalServerError"}:
+            return Transient(operation, code, message)
+        return Denied(operation, code, message)
+    return Transient(operation, type(exc).__name__, str(exc) or type(exc).__name__)
+
+
+_OUTCOME = {Throttled: "throttled", Transient: "server_error", NotFound: "client_error",
+            InvalidToken: "client_error", Denied: "client_error", NotSupported: "client_error"}  # fmt: skip
+
+
+class AwsStepFunctions:
+    """StepFunctionsApi over an aiobotocore client, paced by a RateLimiter, counted in HealthMetrics."""
+
+    def __init__(self, client: Any, limiter: RateLimiter, health: HealthMetrics) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._health = health
+
+    async def _call(self, operation: str, method: str, **params: Any) -> dict[str, Any]:
+        await self._limiter.acquire(operation)
+        try:
+            response: dict[str, Any] = await getattr(self._client, method)(**params)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = _classify(operation, exc)
+            outcome = _OUTCOME[type(error)]
+            if isinstance(error, Transient) and error.code in ("EndpointConnectionError", "ConnectTimeoutError",
+                                                               "ReadTimeoutError", "ClientConnectorError"):  # fmt: skip
+                outcome = "network_error"
+            self._health.api_calls.labels(operation, outcome).inc()
+            if isinstance(error, Throttled):
+                self._health.api_throttles.labels(operation).inc()
+                self._limiter.throttled(operation)
+                self._health.api_rate.labels(operation).set(self._limiter.rate(operation))
+            raise error from exc
+        self._health.api_calls.labels(operation, "success").inc()
+        self._health.api_succeeded(time.time())
+        self._limiter.succeeded(operation)
+        return response
+
+    async def list_state_machines(
+        self, next_token: str | None = None
+    ) -> tuple[list[StateMachine], str | None]:
+        params: dict[str, Any] = {"maxResults": 1000}
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._call("ListStateMachines", "list_state_machines", **params)
+        machines = [
+            StateMachine(arn=item["stateMachineArn"], name=item["name"], type=item.get("type", "STANDARD"))
+            for item in response.get("stateMachines", [])
+        ]
+        return machines, response.get("nextToken")
+
+    async def describe_state_machine(self, arn: str) -> StateMachine:
+        response = await self._call("DescribeStateMachine", "describe_state_machine", stateMachineArn=arn)
+        try:
+            definition = json.loads(response.get("definition") or "{}")
+        except ValueError:
+            definition = None
+        if not isinstance(definition, dict):
+            definition = None
+        tracing = bool((response.get("tracingConfiguration") or {}).get("enabled"))
+        return StateMachine(
+            arn=response["stateMachineArn"], name=response["name"], type=response.get("type", "STANDARD"),
+            definition=definition, tracing=tracing,
+        )  # fmt: skip
+
+    async def list_tags(self, arn: str) -> dict[str, str]:
+        response = await self._call("ListTagsForResource", "list_tags_for_resource", resourceArn=arn)
+        return {tag["key"]: tag["value"] for tag in response.get("tags", [])}
+
+    async def list_executions(
+        self,
+        state_machine_arn: str,
+        status: str | None = None,
+        max_results: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[ExecutionSummary], str | None]:
+        params: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": max_results}
+        if status:
+            params["statusFilter"] = status
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._call("ListExecutions", "list_executions", **params)
+        executions = [
+            ExecutionSummary(
+                arn=item["executionArn"],
+                state_machine_arn=item.get("stateMachineArn", state_machine_arn),
+                name=item["name"],
+                status=item["status"],
+                start_date=item["startDate"],
+                stop_date=item.get("stopDate"),
+            )
+            for item in response.get("executions", [])
+        ]
+        return executions, response.get("nextToken")
+
+    async def describe_execution(self, arn: str) -> dict[str, Any]:
+        return await self._call("DescribeExecution", "describe_execution", executionArn=arn)
+
+    async def history_page(
+        self, arn: str, *, reverse: bool, max_results: int, next_token: str | None, include_data: bool
+    ) -> HistoryPage:
+        params: dict[str, Any] = {
+            "executionArn": arn, "reverseOrder": reverse, "maxResults": max_results,
+            "includeExecutionData": include_data,
+        }  # fmt: skip
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._call("GetExecutionHistory", "get_execution_history", **params)
+        length = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("content-length")
+        if length and str(length).isdigit():
+            self._health.history_bytes.inc(int(length))
+        return HistoryPage(response.get("events", []), response.get("nextToken"))
+
+
+@asynccontextmanager
+async def aws_step_functions(
+    region: str | None, endpoint_url: str | None, limiter: RateLimiter, health: HealthMetrics,
+    *, connect_timeout: float = 5, read_timeout: float = 20, max_connections: int = 32,
+) -> AsyncIterator[AwsStepFunctions]:  # fmt: skip
+    """An AwsStepFunctions with its own aiobotocore client. The standard AWS variables apply
+    (credentials chain, AWS_REGION, AWS_ENDPOINT_URL_SFN, AWS_ENDPOINT_URL). botocore's own
+    retries are off: the exporter paces, counts and retries calls itself."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    config = AioConfig(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=max_connections,
+    )  # fmt: skip
+    session = get_session()
+    async with session.create_client(
+        "stepfunctions", region_name=region, endpoint_url=endpoint_url, config=config
+    ) as client:
+        yield AwsStepFunctions(client, limiter, health)

@@ -1,0 +1,77 @@
+"""Reading an execution's history: only what is new since a cursor, newest page first."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from exporter.model import HistoryError
+from exporter.source import InvalidToken, StepFunctionsApi
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+_TOKEN_RETRIES = 3
+
+
+def _event_id(event: Any, arn: str) -> int:
+    event_id = event.get("id") if isinstance(event, dict) else None
+    if isinstance(event_id, bool) or not isinstance(event_id, int):
+        raise HistoryError(
+            f"{arn}: GetExecutionHistory returned an event without an integer id: {str(event)[:200]}"
+        )
+    return event_id
+
+
+async def read_new_events(
+    api: StepFunctionsApi, arn: str, after: int, page_size: int, include_data: bool
+) -> list[dict[str, Any]]:
+    """Events with id > `after`, in id order. Pages newest first (`reverseOrder`) and stops at the
+    first event already handled, so a poll costs one call while fewer than `page_size` events
+    are new. An expired token (InvalidToken) starts the read again."""
+    for attempt in range(_TOKEN_RETRIES):
+        collected: list[dict[str, Any]] = []
+        token: str | None = None
+        size = page_size if after else MAX_PAGE
+        try:
+            while True:
+                page = await api.history_page(
+                    arn, reverse=True, max_results=size, next_token=token, include_data=include_data
+                )
+                reached = False
+                for event in page.events:
+                    if _event_id(event, arn) <= after:
+                        reached = True
+                        break
+                    collected.append(event)
+                if reached or not page.next_token:
+                    break
+                token, size = page.next_token, MAX_PAGE
+        except InvalidToken:
+            if attempt == _TOKEN_RETRIES - 1:
+                raise
+            log.info("history token expired; reading again", extra={"execution_arn": arn})
+            continue
+        collected.reverse()
+        return collected
+    raise AssertionError("unreachable")
+
+
+async def read_whole_history(api: StepFunctionsApi, arn: str, include_data: bool) -> list[dict[str, Any]]:
+    """Every event, oldest first, in pages of 1,000 (to rebuild an execution's state)."""
+    for attempt in range(_TOKEN_RETRIES):
+        events: list[dict[str, Any]] = []
+        token: str | None = None
+        try:
+            while True:
+                page = await api.history_page(
+                    arn, reverse=False, max_results=MAX_PAGE, next_token=token, include_data=include_data
+                )
+                events.extend(page.events)
+                if not page.next_token:
+                    return events
+                token = page.next_token
+        except InvalidToken:
+            if attempt == _TOKEN_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")

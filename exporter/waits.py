@@ -1,0 +1,66 @@
+"""When can an execution next change? Not before every running state is a Wait that has ended."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from exporter.model import SpanKind, SpanRecord
+
+
+def _states(definition: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every (name, state) of a definition, branches and Map iterators included."""
+    states = definition.get("States")
+    if not isinstance(states, Mapping):
+        return
+    for name, state in states.items():
+        if not isinstance(state, Mapping):
+            continue
+        yield name, state
+        for branch in state.get("Branches") or ():
+            if isinstance(branch, Mapping):
+                yield from _states(branch)
+        for key in ("Iterator", "ItemProcessor"):
+            inner = state.get(key)
+            if isinstance(inner, Mapping):
+                yield from _states(inner)
+
+
+def wait_end(definition: Mapping[str, Any] | None, state_name: str, entered_s: float) -> float | None:
+    """Epoch seconds at which the Wait state `state_name`, entered at `entered_s`, ends; None when
+    the definition does not say (a path into the input, or two different states of that name)."""
+    if not definition:
+        return None
+    ends: set[float] = set()
+    for name, state in _states(definition):
+        if name != state_name or state.get("Type") != "Wait":
+            continue
+        seconds = state.get("Seconds")
+        stamp = state.get("Timestamp")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            ends.add(entered_s + float(seconds))
+        elif isinstance(stamp, str) and not stamp.startswith("{%"):
+            try:
+                ends.add(dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                return None
+        else:
+            return None
+    return ends.pop() if len(ends) == 1 else None
+
+
+def quiet_until(open_spans: list[SpanRecord], definition: Mapping[str, Any] | None) -> float | None:
+    """Epoch seconds before which the execution cannot produce an event: when every innermost
+    open span is a Wait state whose end the definition gives, the earliest of those ends."""
+    parents = {span.parent_span_id for span in open_spans}
+    leaves = [span for span in open_spans if span.span_id not in parents]
+    ends = []
+    for leaf in leaves:
+        if leaf.kind != SpanKind.STATE or leaf.state_type != "Wait":
+            return None
+        end = wait_end(definition, leaf.name, leaf.start_ns / 1e9)
+        if end is None:
+            return None
+        ends.append(end)
+    return min(ends) if ends else None
