@@ -39,7 +39,6 @@ class Pending:
     cursor: int
     finished: bool
     exported: bool = False
-    applied: bool = False
 
 
 @dataclass(eq=False)
@@ -279,24 +278,26 @@ class Exporter:
         return SpanAssembler(identity, self._options)
 
     async def _emit(self, tracked: Tracked, pending: Pending) -> None:
-        """Spans to OTLP, then observations to the registry, then the cursor to the checkpoint;
-        each step once, resumed where a failure left it."""
+        """Spans to OTLP, then the cursor to the checkpoint, then observations to the registry,
+        each step once, resumed where a failure left it.
+
+        Spans go first: after a crash they are sent again, which the deterministic ids make
+        harmless. Counters go last: after a crash between the checkpoint and the counters, an
+        event is counted by neither process, never by both."""
         if not pending.exported:
             await self.sink.export(to_readable_spans(pending.spans, tracked.identity))
             pending.exported = True
             if self._on_spans is not None:
                 self._on_spans(tracked, pending.spans)
-        if not pending.applied:
-            self.workflow.apply(pending.observations)
-            self.health.events.inc(len(pending.event_times_ns))
-            now_ns = time.time_ns()
-            for when in pending.event_times_ns:
-                self.health.lag.observe(max(0.0, (now_ns - when) / 1e9))
-            pending.applied = True
         try:
             await self.store.save(tracked.arn, pending.cursor, pending.finished)
         except Exception:
             self.health.checkpoint_writes.labels("error").inc()
             raise
         self.health.checkpoint_writes.labels("ok").inc()
+        self.workflow.apply(pending.observations)
+        self.health.events.inc(len(pending.event_times_ns))
+        now_ns = time.time_ns()
+        for when in pending.event_times_ns:
+            self.health.lag.observe(max(0.0, (now_ns - when) / 1e9))
         tracked.pending = None

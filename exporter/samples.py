@@ -132,6 +132,19 @@ SAMPLES: tuple[SampleWorkflow, ...] = (
         "TIMED_OUT",
     ),
     SampleWorkflow(
+        "long-wait",
+        {
+            "StartAt": "Prepare",
+            "States": {
+                "Prepare": {"Type": "Pass", "Next": "Sleep"},
+                "Sleep": _wait(3, "Finish"),
+                "Finish": {"Type": "Pass", "End": True},
+            },
+        },
+        {},
+        "SUCCEEDED",
+    ),
+    SampleWorkflow(
         "nested-map-parallel",
         {
             "StartAt": "Outer",

@@ -57,6 +57,8 @@ def quiet_until(open_spans: list[SpanRecord], definition: Mapping[str, Any] | No
     leaves = [span for span in open_spans if span.span_id not in parents]
     ends = []
     for leaf in leaves:
+        if leaf.kind == SpanKind.PARALLEL_BRANCH:
+            continue  # a branch opens with its first state: with none open, it is done
         if leaf.kind != SpanKind.STATE or leaf.state_type != "Wait":
             return None
         end = wait_end(definition, leaf.name, leaf.start_ns / 1e9)

@@ -1,0 +1,236 @@
+"""Small pure parts of the daemon: redaction, token buckets, the scheduler, Wait states, the checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from exporter.checkpoint import Cursor, CursorStore
+from exporter.model import SpanKind, SpanRecord, Status
+from exporter.ratelimit import RateLimiter
+from exporter.redact import REDACTED, make_redactor, parse_path
+from exporter.scheduler import PollScheduler
+from exporter.waits import quiet_until, wait_end
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+# ---------------------------------------------------------------- redaction
+
+
+def test_redaction_by_path() -> None:
+    redact = make_redactor(["$.customer.email", "$..password", "$.items[*].card", "$['odd key']", "$.list[1]"])
+    assert redact is not None
+    document = {
+        "customer": {"email": "a@b.c", "name": "Ann"},
+        "auth": {"password": "x", "nested": {"password": "y"}},
+        "items": [{"card": "4111", "sku": 1}, {"card": "5500", "sku": 2}],
+        "odd key": 1,
+        "list": [0, 1, 2],
+    }
+    out = json.loads(redact(json.dumps(document)))
+    assert out["customer"] == {"email": REDACTED, "name": "Ann"}
+    assert out["auth"] == {"password": REDACTED, "nested": {"password": REDACTED}}
+    assert [item["card"] for item in out["items"]] == [REDACTED, REDACTED]
+    assert [item["sku"] for item in out["items"]] == [1, 2]
+    assert out["odd key"] == REDACTED and out["list"] == [0, REDACTED, 2]
+
+
+def test_redaction_of_text_that_is_not_json_replaces_it_whole() -> None:
+    redact = make_redactor(["$.a"])
+    assert redact is not None and redact('{"a": 1, "b": "trunc') == REDACTED
+    assert make_redactor([]) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("a.b", "'a.b': a path starts with $"), ("$", "'$': redacting the whole document"), ("$.a[x]", "cannot parse at character 4")],
+)
+def test_bad_paths_are_named(path: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("$", r"\$")):
+        parse_path(path)
+
+
+def test_redaction_happens_before_truncation_in_the_assembler() -> None:
+    from exporter.assembler import AssemblerOptions, SpanAssembler
+    from exporter.model import ExecutionIdentity
+    from tests.builder import History
+
+    h = History()
+    h.add("ExecutionStarted", prev=0, input=json.dumps({"card": "4111111111111111", "pad": "x" * 100}))
+    h.add("ExecutionSucceeded")
+    options = AssemblerOptions(include_data=True, max_data_bytes=30, redact=make_redactor(["$.card"]))
+    identity = ExecutionIdentity.from_arn("arn:aws:states:eu-west-1:1:execution:M:e")
+    (root,) = SpanAssembler(identity, options).feed(h.events).spans
+    assert root.attributes["sfn.execution.input"] == '{"card":"[REDACTED]","pad":"xx'
+    assert "4111" not in json.dumps(root.attributes)
+
+
+# ---------------------------------------------------------------- token buckets
+
+
+def test_token_bucket_allows_the_burst_then_the_refill_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter({"Op": (5, 2)}, clock=clock, sleep=clock.sleep)
+
+    async def take(n: int) -> None:
+        for _ in range(n):
+            await limiter.acquire("Op")
+
+    asyncio.run(take(5))
+    assert clock.slept == []  # the burst
+    asyncio.run(take(4))
+    assert sum(clock.slept) == pytest.approx(2.0)  # then 2 per second
+
+
+def test_throttling_halves_the_rate_and_successes_bring_it_back() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter({"Op": (10, 20)}, clock=clock, sleep=clock.sleep)
+    limiter.throttled("Op")
+    assert limiter.rate("Op") == 10
+    limiter.throttled("Op")
+    assert limiter.rate("Op") == 5
+    for _ in range(200):
+        limiter.succeeded("Op")
+    assert limiter.rate("Op") == 20
+
+
+# ---------------------------------------------------------------- scheduler
+
+
+def test_busy_executions_come_back_soon_idle_ones_back_off() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 16, clock, jitter=lambda: 1.0)
+    scheduler.add("a")
+    assert scheduler.pop_due() == ["a"]
+    assert scheduler.pop_due() == []  # never twice at once
+    intervals = []
+    for _ in range(6):
+        scheduler.done("a", found_events=False)
+        due = scheduler.next_due()
+        assert due is not None
+        intervals.append(due - clock.now)
+        clock.now = due
+        assert scheduler.pop_due() == ["a"]
+    assert intervals == [2, 4, 8, 16, 16, 16]
+    scheduler.done("a", found_events=True)
+    assert scheduler.next_due() == clock.now + 1
+
+
+def test_a_wait_keeps_the_execution_away_until_it_ends_unless_woken() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 16, clock)
+    scheduler.add("a")
+    scheduler.pop_due()
+    scheduler.done("a", found_events=True, not_before=clock.now + 300)
+    assert scheduler.next_due() == clock.now + 300
+    scheduler.wake("a")
+    assert scheduler.pop_due() == ["a"]
+
+
+def test_failures_back_off_with_jitter_and_cap() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 30, clock, jitter=lambda: 0.0)
+    scheduler.add("a")
+    delays = []
+    for _ in range(8):
+        scheduler.pop_due()
+        scheduler.done("a", found_events=False, failed=True)
+        due = scheduler.next_due()
+        assert due is not None
+        delays.append(due - clock.now)
+        clock.now = due
+    assert delays == [1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 15.0]  # half of min(30, 2^n), jitter 0
+
+
+def test_overdue_executions_come_out_oldest_first_and_staleness_says_how_late() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 10, clock)
+    for key in ("a", "b", "c"):
+        scheduler.add(key)
+        clock.now += 1
+    clock.now += 5
+    assert scheduler.staleness() == 8
+    assert scheduler.pop_due() == ["a", "b", "c"]
+    scheduler.remove("b")
+    scheduler.done("b", found_events=True)  # removed meanwhile: ignored
+    assert "b" not in scheduler and len(scheduler) == 2
+
+
+# ---------------------------------------------------------------- Wait states
+
+DEFINITION = {
+    "StartAt": "Fan",
+    "States": {
+        "Fan": {
+            "Type": "Parallel",
+            "Branches": [
+                {"StartAt": "Sleep", "States": {"Sleep": {"Type": "Wait", "Seconds": 600, "End": True}}},
+                {"StartAt": "Until", "States": {"Until": {"Type": "Wait", "Timestamp": "2030-01-01T00:00:00Z", "End": True}}},
+            ],
+            "End": True,
+        },
+        "ByPath": {"Type": "Wait", "SecondsPath": "$.s", "End": True},
+    },
+}
+
+
+def span(name: str, kind: SpanKind, span_id: int, parent: int | None, state_type: str | None = None, start_s: float = 100.0) -> SpanRecord:
+    return SpanRecord(1, span_id, parent, name, kind, int(start_s * 1e9), None, Status.UNSET, None, None, {}, (), (), state_type)
+
+
+def test_wait_end_from_the_definition() -> None:
+    assert wait_end(DEFINITION, "Sleep", 100.0) == 700.0
+    assert wait_end(DEFINITION, "Until", 100.0) == 1893456000.0
+    assert wait_end(DEFINITION, "ByPath", 100.0) is None
+    assert wait_end(None, "Sleep", 100.0) is None
+
+
+def test_quiet_only_when_every_running_leaf_is_a_known_wait() -> None:
+    root = span("M", SpanKind.EXECUTION, 1, None)
+    fan = span("Fan", SpanKind.STATE, 2, 1, "Parallel")
+    b1, b2 = span("Fan branch", SpanKind.PARALLEL_BRANCH, 3, 2), span("Fan branch", SpanKind.PARALLEL_BRANCH, 4, 2)
+    sleep = span("Sleep", SpanKind.STATE, 5, 3, "Wait", start_s=100)
+    task = span("Work", SpanKind.STATE, 6, 4, "Task")
+    assert quiet_until([root, fan, b1, b2, sleep], DEFINITION) == 700.0
+    assert quiet_until([root, fan, b1, b2, sleep, task], DEFINITION) is None
+    assert quiet_until([root], DEFINITION) is None
+    by_path = span("ByPath", SpanKind.STATE, 7, 1, "Wait")
+    assert quiet_until([root, by_path], DEFINITION) is None
+
+
+# ---------------------------------------------------------------- checkpoint
+
+
+def test_cursor_store_survives_reopening_and_prunes_finished_ones(tmp_path: Path) -> None:
+    clock = FakeClock(1_000_000.0)
+    path = str(tmp_path / "state" / "c.sqlite")
+    store = CursorStore(path, clock=clock)
+    store.save_now("a", 5, False)
+    store.save_now("b", 9, True)
+    asyncio.run(store.save("a", 7, False))
+    store.set_watermark("sm", 123.5)
+    store.close()
+    clock.now += 3600
+    store = CursorStore(path, clock=clock)
+    assert store.load() == {"a": Cursor(7, False), "b": Cursor(9, True)}
+    assert store.watermark("sm") == 123.5 and store.watermark("other") is None
+    assert store.prune(1800) == 1  # b: finished an hour ago
+    assert store.get("b") is None and store.get("a") == Cursor(7, False)
+    store.delete("a")
+    assert store.load() == {}
+    store.close()
