@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,8 +63,10 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
             loop.add_signal_handler(signum, hooks.stop.set)
     runner = None
     try:
+        # botocore reads AWS_DEFAULT_REGION and profiles; the SDKs' newer AWS_REGION is read here.
+        region = config.aws.region or os.environ.get("AWS_REGION") or None
         async with aws_step_functions(
-            config.aws.region, config.aws.endpoint_url, limiter, health,
+            region, config.aws.endpoint_url, limiter, health,
             connect_timeout=config.aws.connect_timeout_seconds, read_timeout=config.aws.read_timeout_seconds,
             max_connections=max(10, config.polling.concurrency + 4),
         ) as api:  # fmt: skip
