@@ -20,7 +20,7 @@ from exporter.model import SpanRecord
 from exporter.otlp import make_span_exporter
 from exporter.ratelimit import RateLimiter
 from exporter.sinks import SpanSink
-from exporter.source import aws_step_functions
+from exporter.source import StepFunctionsApi, aws_step_functions
 from exporter.web import make_app, serve
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class Hooks:
     handle_signals: bool = True
     on_listening: Callable[[int], None] | None = None
     on_spans: Callable[[Tracked, list[SpanRecord]], None] | None = None
+    wrap_api: Callable[[StepFunctionsApi], StepFunctionsApi] | None = None  # fault injection
     exporter: Exporter | None = None
 
 
@@ -69,7 +70,8 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
             region, config.aws.endpoint_url, limiter, health,
             connect_timeout=config.aws.connect_timeout_seconds, read_timeout=config.aws.read_timeout_seconds,
             max_connections=max(10, config.polling.concurrency + 4),
-        ) as api:  # fmt: skip
+        ) as aws:  # fmt: skip
+            api: StepFunctionsApi = hooks.wrap_api(aws) if hooks.wrap_api else aws
             exporter = Exporter(config, api, store, sink, workflow, health, on_spans=hooks.on_spans)
             hooks.exporter = exporter
             host, port = config.web.host_port
