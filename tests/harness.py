@@ -38,7 +38,11 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, inter
 def fast_config(tmp: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     """Quick intervals for tests; sections override."""
     config: dict[str, Any] = {
-        "discovery": {"executions_interval_seconds": 1, "state_machines_interval_seconds": 2, "lookback_seconds": 600},
+        "discovery": {
+            "executions_interval_seconds": 1,
+            "state_machines_interval_seconds": 2,
+            "lookback_seconds": 600,
+        },
         "polling": {"min_interval_seconds": 0.3, "max_interval_seconds": 2, "concurrency": 4},
         "checkpoint": {"path": str(tmp / "checkpoint.sqlite")},
         "otlp": {"batch_linger_seconds": 0.05, "timeout_seconds": 5},
@@ -54,13 +58,17 @@ def fast_config(tmp: Path, **sections: dict[str, Any]) -> dict[str, Any]:
 class ExporterProcess:
     """`sfn-exporter run` as a subprocess, with its log in a file."""
 
-    def __init__(self, tmp: Path, config: dict[str, Any], moto_endpoint: str, otlp_endpoint: str | None) -> None:
+    def __init__(
+        self, tmp: Path, config: dict[str, Any], moto_endpoint: str, otlp_endpoint: str | None
+    ) -> None:
         self.tmp = tmp
         self.config_path = tmp / f"config-{uuid.uuid4().hex[:6]}.yml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.listen = config["web"]["listen_address"]
         self.log_path = tmp / f"exporter-{uuid.uuid4().hex[:6]}.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_"))}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_"))
+        }
         self.env.update(CREDENTIALS, AWS_ENDPOINT_URL_SFN=moto_endpoint)
         if otlp_endpoint:
             self.env.update(OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
@@ -144,7 +152,9 @@ class Workload:
     def deploy(self, names: list[str] | None = None) -> None:
         for sample in SAMPLES:
             if names is None or sample.name in names:
-                arn = self.client.create_state_machine(name=sample.name, definition=sample.definition_json, roleArn=ROLE_ARN)
+                arn = self.client.create_state_machine(
+                    name=sample.name, definition=sample.definition_json, roleArn=ROLE_ARN
+                )
                 self.machines[sample.name] = arn["stateMachineArn"]
 
     def start(self, name: str) -> str:

@@ -61,7 +61,9 @@ class PrometheusServer:
                 pass
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.__exit__()
-                raise RuntimeError(f"prometheus did not start: {(self.workdir / 'prometheus.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"prometheus did not start: {(self.workdir / 'prometheus.log').read_text()[-2000:]}"
+                )
             time.sleep(0.2)
 
     def __exit__(self, *exc: object) -> None:

@@ -16,7 +16,11 @@ BAD = sorted(CASES.glob("*.bad.yml"))
 
 
 def expected_errors(path: Path) -> list[str]:
-    return [line.removeprefix("# error: ") for line in path.read_text().splitlines() if line.startswith("# error: ")]
+    return [
+        line.removeprefix("# error: ")
+        for line in path.read_text().splitlines()
+        if line.startswith("# error: ")
+    ]
 
 
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.name)
@@ -60,7 +64,11 @@ def test_bad_files_are_refused_with_exact_errors(path: Path) -> None:
 def test_environment_overrides_the_file_and_flags_override_both(tmp_path: Path) -> None:
     path = tmp_path / "c.yml"
     path.write_text("polling:\n  page_size: 10\n  concurrency: 3\n")
-    env = {"SFN_EXPORTER_POLLING__PAGE_SIZE": "20", "SFN_EXPORTER_DATA__REDACT_PATHS": '["$.a"]', "OTHER": "x"}
+    env = {
+        "SFN_EXPORTER_POLLING__PAGE_SIZE": "20",
+        "SFN_EXPORTER_DATA__REDACT_PATHS": '["$.a"]',
+        "OTHER": "x",
+    }
     config = load_config(path, {"polling.concurrency": 7}, environ=env)
     assert (config.polling.page_size, config.polling.concurrency) == (20, 7)
     assert config.data.redact_paths == ["$.a"]
@@ -78,7 +86,14 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
 
 
 def test_verify_config_prints_the_effective_configuration() -> None:
@@ -99,7 +114,9 @@ def test_verify_config_and_run_refuse_a_bad_file_with_the_same_message() -> None
 
 
 def test_set_flag_reaches_any_field() -> None:
-    result = run_cli("verify-config", "--set", "polling.page_size=300", "--set", "data.include_execution_data=true")
+    result = run_cli(
+        "verify-config", "--set", "polling.page_size=300", "--set", "data.include_execution_data=true"
+    )
     assert result.returncode == 0, result.stderr
     assert "page_size: 300" in result.stdout and "include_execution_data: true" in result.stdout
     bad = run_cli("verify-config", "--set", "polling.page_size")

@@ -37,7 +37,14 @@ def test_executions_become_traces_and_metrics(tmp_path: Path) -> None:
     with MotoServer() as moto, GrpcOtlpServer() as otlp:
         workload = Workload(moto.endpoint)
         workload.deploy()
-        for name in ("long-wait", "long-wait", "map-concurrency", "parallel-fanout", "always-fails", "retry-then-catch"):
+        for name in (
+            "long-wait",
+            "long-wait",
+            "map-concurrency",
+            "parallel-fanout",
+            "always-fails",
+            "retry-then-catch",
+        ):
             workload.start(name)  # some still running when the exporter starts, some already done
         exporter = ExporterProcess(tmp_path, fast_config(tmp_path), moto.endpoint, otlp.endpoint).start()
         try:
@@ -68,10 +75,16 @@ def test_executions_become_traces_and_metrics(tmp_path: Path) -> None:
 
                 # The counters in Prometheus equal the events in the histories.
                 exported_at = time.time()
-                wait_until(lambda: prometheus.scraped_after(exported_at + 0.2), 30, "a scrape after the export")
-                events = [(arn.split(":")[6], event) for arn, history in histories.items() for event in history]
+                wait_until(
+                    lambda: prometheus.scraped_after(exported_at + 0.2), 30, "a scrape after the export"
+                )
+                events = [
+                    (arn.split(":")[6], event) for arn, history in histories.items() for event in history
+                ]
                 started = Counter(machine for machine, e in events if e["type"] == "ExecutionStarted")
-                finished = Counter((machine, TERMINAL[e["type"]]) for machine, e in events if e["type"] in TERMINAL)
+                finished = Counter(
+                    (machine, TERMINAL[e["type"]]) for machine, e in events if e["type"] in TERMINAL
+                )
                 entered = Counter(
                     (machine, e["stateEnteredEventDetails"]["name"], e["type"].removesuffix("StateEntered"))
                     for machine, e in events
@@ -80,7 +93,9 @@ def test_executions_become_traces_and_metrics(tmp_path: Path) -> None:
                 assert prometheus.vector("sfn_executions_started_total", "state_machine") == {
                     (k,): v for k, v in started.items()
                 }
-                assert prometheus.vector("sfn_executions_finished_total", "state_machine", "status") == dict(finished)
+                assert prometheus.vector("sfn_executions_finished_total", "state_machine", "status") == dict(
+                    finished
+                )
                 assert prometheus.vector(
                     "sfn_states_entered_total", "state_machine", "state", "state_type"
                 ) == dict(entered)

@@ -99,20 +99,34 @@ async def test_one_broken_state_machine_does_not_stop_the_others(
     config = Config.model_validate(fast_config(tmp_path))
     task = asyncio.create_task(run_exporter(config, hooks))
     try:
-        await until(lambda: hooks.exporter is not None and hooks.exporter.discovery.completed_pass, 30, "a discovery pass")
+        await until(
+            lambda: hooks.exporter is not None and hooks.exporter.discovery.completed_pass,
+            30,
+            "a discovery pass",
+        )
         # the deleted one: its executions and listings now answer "does not exist"
-        await asyncio.to_thread(workload.client.delete_state_machine, stateMachineArn=workload.machines["long-wait"])
+        await asyncio.to_thread(
+            workload.client.delete_state_machine, stateMachineArn=workload.machines["long-wait"]
+        )
         good += [await asyncio.to_thread(workload.start, "parallel-fanout") for _ in range(3)]
-        await until(lambda: spans_of(workload, good) <= {s.span_id for s in otlp.receiver.snapshot()}, 60, "the good spans")
+        await until(
+            lambda: spans_of(workload, good) <= {s.span_id for s in otlp.receiver.snapshot()},
+            60,
+            "the good spans",
+        )
         registry = hooks.registry
         value = registry.get_sample_value
         assert value("sfn_exporter_discovery_errors_total", {"operation": "ListExecutions"}) >= 1
         assert value("sfn_exporter_state_machines", {"status": "failing"}) == 1
         assert value("sfn_exporter_state_machines", {"status": "skipped_express"}) == 1
-        assert value("sfn_exporter_api_calls_total", {"operation": "ListExecutions", "outcome": "success"}) >= 3
+        assert (
+            value("sfn_exporter_api_calls_total", {"operation": "ListExecutions", "outcome": "success"}) >= 3
+        )
         assert express not in hooks.exporter.discovery.machines  # type: ignore[union-attr]
         assert hooks.exporter.ready  # type: ignore[union-attr]
-        await until(lambda: doomed not in hooks.exporter.tracked, 30, "the deleted machine's execution to be dropped")  # type: ignore[union-attr]
+        await until(
+            lambda: doomed not in hooks.exporter.tracked, 30, "the deleted machine's execution to be dropped"
+        )  # type: ignore[union-attr]
     finally:
         hooks.stop.set()
         assert await asyncio.wait_for(task, 30) == 0
@@ -133,13 +147,17 @@ async def test_a_poll_with_new_events_costs_one_call_and_expired_tokens_restart_
         return faulty  # type: ignore[return-value]
 
     # small pages, so that a first read of a whole history needs several pages (and tokens)
-    config = Config.model_validate(fast_config(tmp_path, polling={"page_size": 5, "min_interval_seconds": 0.2}))
+    config = Config.model_validate(
+        fast_config(tmp_path, polling={"page_size": 5, "min_interval_seconds": 0.2})
+    )
     hooks = Hooks(handle_signals=False, wrap_api=wrap)
     task = asyncio.create_task(run_exporter(config, hooks))
     try:
         arns = [await asyncio.to_thread(workload.start, "long-wait") for _ in range(2)]
         arns.append(await asyncio.to_thread(workload.start, "map-concurrency"))
-        await until(lambda: spans_of(workload, arns) <= {s.span_id for s in otlp.receiver.snapshot()}, 60, "all spans")
+        await until(
+            lambda: spans_of(workload, arns) <= {s.span_id for s in otlp.receiver.snapshot()}, 60, "all spans"
+        )
     finally:
         hooks.stop.set()
         assert await asyncio.wait_for(task, 30) == 0
@@ -152,3 +170,74 @@ async def test_a_poll_with_new_events_costs_one_call_and_expired_tokens_restart_
     long_wait_calls = [call for call in faulty.history_calls if call[0] in arns[:2]]
     assert len(long_wait_calls) <= 12, long_wait_calls  # 8 events each, polled while they run
     assert len(first_pages) >= len(arns)
+
+
+async def test_execution_data_is_captured_redacted_and_sent_over_http(
+    environment: tuple[MotoServer, GrpcOtlpServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.otlp_receiver import HttpOtlpServer
+
+    moto, _ = environment
+    workload = Workload(moto.endpoint)
+    workload.deploy(["map-concurrency"])
+    with HttpOtlpServer() as http:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", http.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "payments-workflows")
+        config = Config.model_validate(
+            fast_config(
+                tmp_path,
+                data={"include_execution_data": True, "redact_paths": ["$.items[1]"], "max_bytes": 64},
+            )
+        )
+        hooks = Hooks(handle_signals=False)
+        task = asyncio.create_task(run_exporter(config, hooks))
+        try:
+            arn = await asyncio.to_thread(workload.start, "map-concurrency")
+            wanted = spans_of(workload, [arn])
+            await until(
+                lambda: wanted <= {s.span_id for s in http.receiver.snapshot()}, 60, "the spans over HTTP"
+            )
+        finally:
+            hooks.stop.set()
+            assert await asyncio.wait_for(task, 30) == 0
+        root = next(s for s in http.receiver.snapshot() if s.parent_span_id is None)
+    assert root.attributes["sfn.execution.input"] == '{"items":[1,"[REDACTED]",3,4]}'
+    assert root.resource["service.name"] == "payments-workflows"
+
+
+async def test_readyz_waits_for_the_first_discovery_pass(
+    environment: tuple[MotoServer, GrpcOtlpServer], tmp_path: Path
+) -> None:
+    import aiohttp
+
+    release = asyncio.Event()
+
+    class SlowApi(FaultyApi):
+        async def list_state_machines(self, next_token: str | None = None) -> Any:
+            await release.wait()
+            return await self.inner.list_state_machines(next_token)
+
+    ports: list[int] = []
+    config = Config.model_validate(fast_config(tmp_path, web={"listen_address": "127.0.0.1:0"}))
+    hooks = Hooks(handle_signals=False, wrap_api=SlowApi, on_listening=ports.append)  # type: ignore[arg-type,return-value]
+    task = asyncio.create_task(run_exporter(config, hooks))
+    try:
+        await until(lambda: bool(ports), 30, "the web server")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{ports[0]}/healthz") as response:
+                assert response.status == 200
+            async with session.get(f"http://127.0.0.1:{ports[0]}/readyz") as response:
+                assert response.status == 503
+            release.set()
+            await until(lambda: hooks.exporter is not None and hooks.exporter.ready, 30, "readiness")
+            async with session.get(f"http://127.0.0.1:{ports[0]}/readyz") as response:
+                assert response.status == 200
+            async with session.get(
+                f"http://127.0.0.1:{ports[0]}/metrics", headers={"Accept": "application/openmetrics-text"}
+            ) as response:
+                assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+                assert (await response.text()).rstrip().endswith("# EOF")
+    finally:
+        hooks.stop.set()
+        assert await asyncio.wait_for(task, 30) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -30,14 +31,14 @@ class Scraper(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 self.last = self.exporter.samples()
-            except OSError:
-                pass
             time.sleep(0.05)
 
 
-def counters(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def counters(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {key: value for key, value in samples.items() if key[0] in COUNTERS}
 
 
@@ -70,11 +71,17 @@ def test_sigkill_and_restart_lose_no_span_and_count_no_event_twice(tmp_path: Pat
             wait_until(workload.all_finished, 90, "every execution to finish")
             expected = {arn: workload.expected_spans(arn) for arn in workload.executions}
             wanted = {f"{span.span_id:016x}" for spans in expected.values() for span in spans}
-            wait_until(lambda: wanted <= {s.span_id for s in otlp.receiver.snapshot()}, 60, "every span at the receiver")
+            wait_until(
+                lambda: wanted <= {s.span_id for s in otlp.receiver.snapshot()},
+                60,
+                "every span at the receiver",
+            )
             # every span arrived; a resent one is the same span (same id, same content)
             by_id = defaultdict(set)
             for span in otlp.receiver.snapshot():
-                by_id[span.span_id].add((span.parent_span_id, span.name, span.start_ns, span.end_ns, span.status_code))
+                by_id[span.span_id].add(
+                    (span.parent_span_id, span.name, span.start_ns, span.end_ns, span.status_code)
+                )
             assert all(len(versions) == 1 for versions in by_id.values())
 
             time.sleep(1.0)  # the last counters are applied right after the last export
@@ -91,15 +98,21 @@ def test_sigkill_and_restart_lose_no_span_and_count_no_event_twice(tmp_path: Pat
             from exporter.catalogue import BY_NAME
             from exporter.model import ExecutionIdentity
 
-            for observation in SpanAssembler(ExecutionIdentity.from_arn(arn)).feed(workload.history(arn)).observations:
+            for observation in (
+                SpanAssembler(ExecutionIdentity.from_arn(arn)).feed(workload.history(arn)).observations
+            ):
                 if observation.metric in COUNTERS:
-                    labels = tuple(sorted(zip(BY_NAME[observation.metric].labels, observation.labels, strict=True)))
+                    labels = tuple(
+                        sorted(zip(BY_NAME[observation.metric].labels, observation.labels, strict=True))
+                    )
                     truth[(observation.metric, labels)] += observation.value
         for key in set(before_kill) | set(after_restart):
             counted = before_kill.get(key, 0.0) + after_restart.get(key, 0.0)
             assert counted <= truth.get(key, 0.0), f"{key}: counted {counted}, true {truth.get(key, 0.0)}"
         # and the second process did count what came after the kill
-        started_after = sum(v for (name, _), v in after_restart.items() if name == "sfn_executions_started_total")
+        started_after = sum(
+            v for (name, _), v in after_restart.items() if name == "sfn_executions_started_total"
+        )
         assert started_after >= 6
 
 

@@ -33,7 +33,9 @@ class FakeClock:
 
 
 def test_redaction_by_path() -> None:
-    redact = make_redactor(["$.customer.email", "$..password", "$.items[*].card", "$['odd key']", "$.list[1]"])
+    redact = make_redactor(
+        ["$.customer.email", "$..password", "$.items[*].card", "$['odd key']", "$.list[1]"]
+    )
     assert redact is not None
     document = {
         "customer": {"email": "a@b.c", "name": "Ann"},
@@ -58,7 +60,11 @@ def test_redaction_of_text_that_is_not_json_replaces_it_whole() -> None:
 
 @pytest.mark.parametrize(
     ("path", "message"),
-    [("a.b", "'a.b': a path starts with $"), ("$", "'$': redacting the whole document"), ("$.a[x]", "cannot parse at character 4")],
+    [
+        ("a.b", "'a.b': a path starts with $"),
+        ("$", "'$': redacting the whole document"),
+        ("$.a[x]", "cannot parse at character 4"),
+    ],
 )
 def test_bad_paths_are_named(path: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("$", r"\$")):
@@ -180,7 +186,10 @@ DEFINITION = {
             "Type": "Parallel",
             "Branches": [
                 {"StartAt": "Sleep", "States": {"Sleep": {"Type": "Wait", "Seconds": 600, "End": True}}},
-                {"StartAt": "Until", "States": {"Until": {"Type": "Wait", "Timestamp": "2030-01-01T00:00:00Z", "End": True}}},
+                {
+                    "StartAt": "Until",
+                    "States": {"Until": {"Type": "Wait", "Timestamp": "2030-01-01T00:00:00Z", "End": True}},
+                },
             ],
             "End": True,
         },
@@ -189,8 +198,30 @@ DEFINITION = {
 }
 
 
-def span(name: str, kind: SpanKind, span_id: int, parent: int | None, state_type: str | None = None, start_s: float = 100.0) -> SpanRecord:
-    return SpanRecord(1, span_id, parent, name, kind, int(start_s * 1e9), None, Status.UNSET, None, None, {}, (), (), state_type)
+def span(
+    name: str,
+    kind: SpanKind,
+    span_id: int,
+    parent: int | None,
+    state_type: str | None = None,
+    start_s: float = 100.0,
+) -> SpanRecord:
+    return SpanRecord(
+        1,
+        span_id,
+        parent,
+        name,
+        kind,
+        int(start_s * 1e9),
+        None,
+        Status.UNSET,
+        None,
+        None,
+        {},
+        (),
+        (),
+        state_type,
+    )
 
 
 def test_wait_end_from_the_definition() -> None:
@@ -203,7 +234,10 @@ def test_wait_end_from_the_definition() -> None:
 def test_quiet_only_when_every_running_leaf_is_a_known_wait() -> None:
     root = span("M", SpanKind.EXECUTION, 1, None)
     fan = span("Fan", SpanKind.STATE, 2, 1, "Parallel")
-    b1, b2 = span("Fan branch", SpanKind.PARALLEL_BRANCH, 3, 2), span("Fan branch", SpanKind.PARALLEL_BRANCH, 4, 2)
+    b1, b2 = (
+        span("Fan branch", SpanKind.PARALLEL_BRANCH, 3, 2),
+        span("Fan branch", SpanKind.PARALLEL_BRANCH, 4, 2),
+    )
     sleep = span("Sleep", SpanKind.STATE, 5, 3, "Wait", start_s=100)
     task = span("Work", SpanKind.STATE, 6, 4, "Task")
     assert quiet_until([root, fan, b1, b2, sleep], DEFINITION) == 700.0
