@@ -44,8 +44,8 @@ class Quota(_Section):
 class AwsSettings(_Section):
     region: str | None = Field(None, description="default: AWS_REGION, AWS_DEFAULT_REGION")
     endpoint_url: str | None = Field(None, description="default: AWS_ENDPOINT_URL_SFN, AWS_ENDPOINT_URL")
-    connect_timeout_seconds: float = Field(5, gt=0)
-    read_timeout_seconds: float = Field(20, gt=0)
+    connect_timeout_seconds: float = Field(5, gt=0, description="TCP connect timeout of an API call")
+    read_timeout_seconds: float = Field(20, gt=0, description="read timeout of an API call")
 
     @field_validator("region")
     @classmethod
@@ -89,8 +89,12 @@ class StateMachineFilter(_Section):
 
 
 class DiscoverySettings(_Section):
-    state_machines_interval_seconds: float = Field(300, gt=0)
-    executions_interval_seconds: float = Field(10, gt=0)
+    state_machines_interval_seconds: float = Field(
+        300, gt=0, description="how often state machines are listed again"
+    )
+    executions_interval_seconds: float = Field(
+        10, gt=0, description="how often each state machine's executions are listed"
+    )
     running_scan_every: int = Field(6, ge=1, description="list RUNNING executions every Nth pass")
     lookback_seconds: float = Field(
         300, ge=0, description="on a first start, also export executions that ended this recently"
@@ -99,10 +103,10 @@ class DiscoverySettings(_Section):
 
 
 class PollingSettings(_Section):
-    min_interval_seconds: float = Field(1, gt=0)
-    max_interval_seconds: float = Field(30, gt=0)
-    page_size: int = Field(100, ge=1, le=1000)
-    concurrency: int = Field(8, ge=1, le=256)
+    min_interval_seconds: float = Field(1, gt=0, description="next poll of an execution that had new events")
+    max_interval_seconds: float = Field(30, gt=0, description="longest back-off of an idle execution")
+    page_size: int = Field(100, ge=1, le=1000, description="maxResults of a poll's first history page")
+    concurrency: int = Field(8, ge=1, le=256, description="polls under way at once")
 
     @model_validator(mode="after")
     def _ordered(self) -> PollingSettings:
@@ -135,8 +139,12 @@ class ApiSettings(_Section):
 
 
 class DataSettings(_Section):
-    include_execution_data: bool = False
-    max_bytes: int = Field(4096, ge=0, le=262144)
+    include_execution_data: bool = Field(
+        False, description="copy execution and state input/output onto spans"
+    )
+    max_bytes: int = Field(
+        4096, ge=0, le=262144, description="cut each captured input/output to this many bytes"
+    )
     redact_paths: list[str] = Field(default_factory=list, description='JSON paths replaced by "[REDACTED]"')
 
     @field_validator("redact_paths")
@@ -160,21 +168,23 @@ class CheckpointSettings(_Section):
 
 
 class OtlpSettings(_Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: metrics only")
     endpoint: str | None = Field(
         None, description="default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT"
     )
     protocol: Literal["grpc", "http/protobuf"] | None = Field(
         None, description="default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc"
     )
-    timeout_seconds: float = Field(10, gt=0)
-    batch_max_spans: int = Field(512, ge=1)
-    batch_linger_seconds: float = Field(0.2, ge=0)
+    timeout_seconds: float = Field(10, gt=0, description="per export request, retries included")
+    batch_max_spans: int = Field(512, ge=1, description="spans per export request at most")
+    batch_linger_seconds: float = Field(
+        0.2, ge=0, description="how long spans wait for others to share a request"
+    )
 
 
 class WebSettings(_Section):
     listen_address: str = Field(":9810", description="host:port for /metrics, /healthz and /readyz")
-    telemetry_path: str = "/metrics"
+    telemetry_path: str = Field("/metrics", description="path of the Prometheus exposition")
 
     @field_validator("listen_address")
     @classmethod
@@ -202,8 +212,10 @@ class ShutdownSettings(_Section):
 
 
 class LogSettings(_Section):
-    format: Literal["text", "json"] = "text"
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = Field("text", description="text or json (one object a line)")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning or error"
+    )
 
 
 class Config(_Section):
@@ -296,3 +308,17 @@ def load_config(
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin)) from None
+
+
+def reference() -> list[tuple[str, str, str]]:
+    """(dotted field, default, description) for every field: the README's configuration table."""
+    rows: list[tuple[str, str, str]] = []
+    for section_name, section_field in Config.model_fields.items():
+        section = section_field.annotation
+        assert isinstance(section, type) and issubclass(section, BaseModel)
+        for name, info in section.model_fields.items():
+            default = info.get_default(call_default_factory=True)
+            shown = "none" if default is None else yaml.safe_dump(default, default_flow_style=True).strip()
+            shown = shown.removesuffix("\n...").strip()
+            rows.append((f"{section_name}.{name}", shown, info.description or ""))
+    return rows

@@ -250,15 +250,33 @@ async def test_state_machines_are_chosen_by_name_and_tags(
     workload = Workload(moto.endpoint)
     definition = '{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}'
     role = "arn:aws:iam::123456789012:role/r"
-    for name, team in (("orders-main", "payments"), ("orders-test", "payments"), ("orders-other", "search"), ("billing", "payments")):
-        workload.client.create_state_machine(name=name, definition=definition, roleArn=role, tags=[{"key": "team", "value": team}])
+    for name, team in (
+        ("orders-main", "payments"),
+        ("orders-test", "payments"),
+        ("orders-other", "search"),
+        ("billing", "payments"),
+    ):
+        workload.client.create_state_machine(
+            name=name, definition=definition, roleArn=role, tags=[{"key": "team", "value": team}]
+        )
     config = Config.model_validate(
-        fast_config(tmp_path, state_machines={"name_pattern": "^orders-", "exclude_pattern": "-test$", "tags": {"team": "payments"}})
+        fast_config(
+            tmp_path,
+            state_machines={
+                "name_pattern": "^orders-",
+                "exclude_pattern": "-test$",
+                "tags": {"team": "payments"},
+            },
+        )
     )
     hooks = Hooks(handle_signals=False)
     task = asyncio.create_task(run_exporter(config, hooks))
     try:
-        await until(lambda: hooks.exporter is not None and hooks.exporter.discovery.completed_pass, 30, "a discovery pass")
+        await until(
+            lambda: hooks.exporter is not None and hooks.exporter.discovery.completed_pass,
+            30,
+            "a discovery pass",
+        )
         watched = sorted(w.machine.name for w in hooks.exporter.discovery.machines.values())  # type: ignore[union-attr]
         assert watched == ["orders-main"]
         # orders-test and billing by name, orders-other by its tag
