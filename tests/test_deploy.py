@@ -1,0 +1,305 @@
+"""What ships to Kubernetes, checked with the real tools: hadolint, Helm's SDK, kubectl's
+kustomize, kubernetes-validate --strict, promtool, a Prometheus server."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+from exporter.config import load_config
+from tests.corpus import REPO
+from tests.prometheus import PrometheusServer, prometheus_binary
+
+BIN = Path(sys.executable).parent
+CHART = REPO / "helm"
+
+COMBINATIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}},
+                   "prometheusRule": {"enabled": True}},
+    "pvc": {"checkpoint": {"persistence": {"enabled": True, "storageClass": "gp3", "size": "2Gi"}}},
+    "sidecar": {
+        "otlp": {"endpoint": "http://localhost:4317"},
+        "extraContainers": [{
+            "name": "otel-collector", "image": "otel/opentelemetry-collector:0.115.1",
+            "args": ["--config=/etc/otelcol/collector.yaml"],
+            "volumeMounts": [{"name": "collector-config", "mountPath": "/etc/otelcol"}],
+            "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                                "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        }],
+        "extraVolumes": [{"name": "collector-config", "configMap": {"name": "otel-collector-config"}}],
+    },
+    "everything": {
+        "aws": {"region": "eu-west-1"},
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/sfn"}},
+        "config": {"polling": {"page_size": 200}, "data": {"include_execution_data": True, "redact_paths": ["$.card"]}},
+        "podDisruptionBudget": {"enabled": True},
+        "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+        "extraEnv": [{"name": "SFN_EXPORTER_LOG__LEVEL", "value": "debug"}],
+        "checkpoint": {"persistence": {"enabled": True, "existingClaim": "sfn-state"}},
+    },
+}  # fmt: skip
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(values)
+        manifests = chart.render(values, name="sfn", namespace="observability")
+    docs = []
+    for name, text in manifests.items():
+        if name.endswith(".txt"):
+            continue
+        docs += [doc for doc in yaml.safe_load_all(text) if doc]
+    return docs
+
+
+def validate_strict(docs: list[dict[str, Any]], tmp_path: Path) -> None:
+    """kubernetes-validate --strict on every built-in kind; the prometheus-operator kinds have no
+    bundled schema, so their content is checked with promtool and by shape below."""
+    builtin = [doc for doc in docs if not doc["apiVersion"].startswith("monitoring.coreos.com/")]
+    path = tmp_path / "manifests.yaml"
+    path.write_text(yaml.safe_dump_all(builtin))
+    result = run(str(BIN / "kubernetes-validate"), "--strict", "--quiet", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+def test_dockerfile_passes_hadolint_with_every_ignore_explained() -> None:
+    result = run(str(BIN / "hadolint"), "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            assert number > 0 and lines[number - 1].startswith("#") and len(lines[number - 1]) > 10, line
+
+
+def test_dockerfile_shape() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert len(stages) == 2 and all(re.search(r":\d+\.\d+\.\d+-slim", image) for image in stages)
+    assert re.search(r"^USER 10001:10001$", text, re.MULTILINE)
+    assert 'ENTRYPOINT ["sfn-exporter", "run"]' in text
+    assert 'VOLUME ["/var/lib/sfn-exporter"]' in text
+    assert "RUN sh docker/install.sh /opt/sfn-exporter" in text
+    final = text.split("FROM ")[2]
+    assert "gcc" not in final and "build-essential" not in final and "apt-get" not in final
+
+
+def test_the_image_install_step_works_in_a_fresh_environment(tmp_path: Path) -> None:
+    """No Docker engine here: run the Dockerfile's install script into a new virtual environment."""
+    prefix = tmp_path / "opt"
+    result = run("sh", str(REPO / "docker" / "install.sh"), str(prefix))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "sfn-exporter 0.1.0"
+    check = run(str(prefix / "bin" / "sfn-exporter"), "verify-config", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    imports = run(str(prefix / "bin" / "python"), "-c", "import exporter.app, aiobotocore, opentelemetry.exporter.otlp.proto.grpc.trace_exporter", cwd=tmp_path)
+    assert imports.returncode == 0, imports.stderr
+    tools = run(str(prefix / "bin" / "python"), "-c", "import moto", cwd=tmp_path)
+    assert tools.returncode != 0, "test-only packages ended up in the image"
+
+
+# ---------------------------------------------------------------- Helm chart
+
+
+def test_chart_lints_clean() -> None:
+    result = helm.lint(str(CHART), strict=True)
+    assert result["errors"] == []
+    assert [m for m in result["messages"] if m["severity"] > 1] == []  # nothing above INFO
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_chart_renders_valid_manifests(combination: str, tmp_path: Path) -> None:
+    docs = render(COMBINATIONS[combination])
+    validate_strict(docs, tmp_path)
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    exporter = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert exporter["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+    }  # fmt: skip
+    assert exporter["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert exporter["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "checksum/config" in deployment["spec"]["template"]["metadata"]["annotations"]
+    (configmap,) = by_kind(docs, "ConfigMap")
+    path = tmp_path / "config.yaml"
+    path.write_text(configmap["data"]["config.yaml"])
+    config = load_config(path, environ={})  # the exporter accepts what the chart renders
+    assert config.checkpoint.path == "/var/lib/sfn-exporter/checkpoint.sqlite"
+    assert config.shutdown.grace_period_seconds < pod["terminationGracePeriodSeconds"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    if combination == "pvc":
+        assert volumes["checkpoint"]["persistentVolumeClaim"]["claimName"] == "sfn-sfn-otel-exporter"
+        (claim,) = by_kind(docs, "PersistentVolumeClaim")
+        assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    elif combination == "everything":
+        assert volumes["checkpoint"]["persistentVolumeClaim"]["claimName"] == "sfn-state"
+        assert not by_kind(docs, "PersistentVolumeClaim")
+        assert config.polling.page_size == 200
+        assert {"PodDisruptionBudget", "NetworkPolicy"} <= {doc["kind"] for doc in docs}
+        (account,) = by_kind(docs, "ServiceAccount")
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/sfn")
+    else:
+        assert volumes["checkpoint"] == {"name": "checkpoint", "emptyDir": {}}
+    if combination == "sidecar":
+        assert [c["name"] for c in pod["containers"]] == ["exporter", "otel-collector"]
+        env = {e["name"]: e.get("value") for e in exporter["env"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4317" and config.otlp.enabled
+    if combination == "monitoring":
+        (monitor,) = by_kind(docs, "ServiceMonitor")
+        assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+        assert monitor["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+        (rule,) = by_kind(docs, "PrometheusRule")
+        rules = tmp_path / "rules.yml"
+        rules.write_text(yaml.safe_dump(rule["spec"]))
+        check = run(prometheus_binary("promtool"), "check", "rules", str(rules))
+        assert check.returncode == 0, check.stdout + check.stderr
+        shipped = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
+        assert rule["spec"] == shipped
+
+
+def test_config_changes_change_the_checksum() -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        (deployment,) = by_kind(render(values), "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum({}) == checksum({})
+    assert checksum({}) != checksum({"config": {"polling": {"page_size": 10}}})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": 2}, "replicaCount"),
+        ({"serviceMonitor": {"enabled": "yes"}}, "serviceMonitor"),
+        ({"config": {"polling": {"page_size": 5000}}}, "page_size"),
+        ({"config": {"polling": {"page_sise": 10}}}, "page_sise"),
+        ({"checkpoint": {"persistence": {"size": "lots"}}}, "size"),
+        ({"otlp": {"protocol": "thrift"}}, "protocol"),
+        ({"imagePullSecret": []}, "imagePullSecret"),
+    ],
+)
+def test_values_schema_rejects_wrong_values_naming_them(values: dict[str, Any], message: str) -> None:
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmError) as caught:
+        chart.validate_schema(values)
+    assert message in str(caught.value)
+
+
+def test_chart_schema_and_rules_are_current() -> None:
+    schema = run(sys.executable, "scripts/chart_schema.py", "--check")
+    assert schema.returncode == 0, schema.stderr
+    assert (CHART / "files" / "alerts.yml").read_text() == (REPO / "deploy" / "prometheus" / "alerts.yml").read_text()
+
+
+def _leaves(values: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(values, dict) and values:
+        return [leaf for key, value in values.items() for leaf in _leaves(value, f"{prefix}{key}.")]
+    return [(prefix.rstrip("."), values)]
+
+
+def test_readme_values_table_matches_values_yaml() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (REPO / "README.md").read_text()
+    for key, default in _leaves(values):
+        shown = json.dumps(default)
+        assert f"| `{key}` | `{shown}` |" in readme, f"{key} ({shown}) missing from the README's values table"
+
+
+# ---------------------------------------------------------------- plain manifests and IAM
+
+
+@pytest.mark.parametrize("overlay", ["base", "sidecar"])
+def test_kustomize_builds_valid_manifests(overlay: str, tmp_path: Path) -> None:
+    built = run(str(BIN / "kubectl"), "kustomize", str(REPO / "deploy" / overlay))
+    assert built.returncode == 0, built.stderr
+    docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    validate_strict(docs, tmp_path)
+    (deployment,) = by_kind(docs, "Deployment")
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    configmap = next(doc for doc in docs if doc["kind"] == "ConfigMap" and "config.yaml" in doc["data"])
+    path = tmp_path / "config.yaml"
+    path.write_text(configmap["data"]["config.yaml"])
+    load_config(path, environ={})
+    if overlay == "sidecar":
+        assert [c["name"] for c in containers] == ["exporter", "otel-collector"]
+        env = {e["name"]: e["value"] for e in containers[0]["env"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4317"
+        collector = next(doc for doc in docs if doc["kind"] == "ConfigMap" and "collector.yaml" in doc["data"])
+        receivers = yaml.safe_load(collector["data"]["collector.yaml"])["receivers"]
+        assert receivers["otlp"]["protocols"]["grpc"]["endpoint"] == "127.0.0.1:4317"
+    for container in containers:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_iam_policy_grants_exactly_the_calls_the_exporter_makes() -> None:
+    source = (REPO / "exporter" / "source.py").read_text()
+    called = {f"states:{op}" for op in re.findall(r'self\._call\("(\w+)"', source)}
+    policy = json.loads((REPO / "deploy" / "iam" / "policy.json").read_text())
+    granted = {action for statement in policy["Statement"] for action in statement["Action"]}
+    assert granted == called
+    assert all(statement["Effect"] == "Allow" for statement in policy["Statement"])
+    star = [s for s in policy["Statement"] if s["Resource"] == "*"]
+    assert [a for s in star for a in s["Action"]] == ["states:ListStateMachines"]  # the only unscopable one
+    for name in ("trust-policy.irsa.json", "trust-policy.pod-identity.json"):
+        trust = json.loads((REPO / "deploy" / "iam" / name).read_text())
+        assert trust["Statement"][0]["Action"]
+
+
+# ---------------------------------------------------------------- alert rules and dashboard
+
+
+def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
+    promtool = prometheus_binary("promtool")
+    directory = REPO / "deploy" / "prometheus"
+    check = run(promtool, "check", "rules", "alerts.yml", cwd=directory)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = run(promtool, "test", "rules", "alerts_test.yml", cwd=directory)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "SUCCESS" in tests.stdout
+
+
+def _dashboard_exprs() -> list[str]:
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "dashboard.json").read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+def test_every_dashboard_query_is_accepted_by_prometheus(tmp_path: Path) -> None:
+    from exporter.catalogue import WORKFLOW_METRICS
+
+    current = run(sys.executable, "scripts/dashboard.py", "--check")
+    assert current.returncode == 0, current.stderr
+    exprs = _dashboard_exprs()
+    assert len(exprs) >= 15
+    known = {spec.name for spec in WORKFLOW_METRICS}
+    readme = (REPO / "README.md").read_text()
+    for expr in exprs:
+        for name in re.findall(r"\b(sfn_[a-z_]+)", expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            assert base in known or f"`{name}`" in readme or f"`{base}`" in readme, f"unknown metric {name}"
+    with PrometheusServer(tmp_path / "prometheus", targets=[]) as prometheus:
+        for expr in exprs:
+            grafana = expr.replace("$__rate_interval", "5m").replace("$__range", "1h").replace('"$state_machine"', '".*"')
+            assert "$" not in grafana, grafana
+            prometheus.query(grafana)  # raises with Prometheus's error if it rejects the query
+        with pytest.raises(RuntimeError, match="bad_data"):
+            prometheus.query("sum by (state (rate(sfn_executions_started_total[5m]))")  # the check can fail
