@@ -14,7 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.config import Config  # noqa: E402
+from exporter.config import Config
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "helm" / "values.schema.json"
 

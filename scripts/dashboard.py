@@ -1,7 +1,7 @@
 """Writes deploy/grafana/dashboard.json (Grafana's dashboard model), so its panels are code.
 
-    python scripts/dashboard.py           # rewrite the file
-    python scripts/dashboard.py --check   # exit 1 if the file is stale (the tests do this)
+python scripts/dashboard.py           # rewrite the file
+python scripts/dashboard.py --check   # exit 1 if the file is stale (the tests do this)
 """
 
 from __future__ import annotations
@@ -27,15 +27,27 @@ def panel(title: str, exprs: list[tuple[str, str]], x: int, y: int, w: int = 12,
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {},
         "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
-             "instant": instant, "range": not instant}
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": DATASOURCE,
+                "expr": expr,
+                "legendFormat": legend,
+                "instant": instant,
+                "range": not instant,
+            }
             for i, (expr, legend) in enumerate(exprs)
-        ],  # fmt: skip
+        ],
     }
 
 
 def row(title: str, y: int) -> dict[str, Any]:
-    return {"type": "row", "title": title, "collapsed": False, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []}
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
+        "panels": [],
+    }
 
 
 def ratio(status: str) -> str:
@@ -103,13 +115,26 @@ def build() -> dict[str, Any]:
         "editable": True,
         "time": {"from": "now-6h", "to": "now"},
         "refresh": "30s",
-        "templating": {"list": [
-            {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
-            {"name": "state_machine", "type": "query", "datasource": DATASOURCE, "label": "State machine",
-             "query": {"query": "label_values(sfn_executions_started_total, state_machine)", "refId": "sm"},
-             "definition": "label_values(sfn_executions_started_total, state_machine)",
-             "multi": True, "includeAll": True, "allValue": ".*", "refresh": 2},
-        ]},  # fmt: skip
+        "templating": {
+            "list": [
+                {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
+                {
+                    "name": "state_machine",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "label": "State machine",
+                    "query": {
+                        "query": "label_values(sfn_executions_started_total, state_machine)",
+                        "refId": "sm",
+                    },
+                    "definition": "label_values(sfn_executions_started_total, state_machine)",
+                    "multi": True,
+                    "includeAll": True,
+                    "allValue": ".*",
+                    "refresh": 2,
+                },
+            ]
+        },
         "panels": panels,
     }
 

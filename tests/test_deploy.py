@@ -111,7 +111,12 @@ def test_the_image_install_step_works_in_a_fresh_environment(tmp_path: Path) -> 
     assert result.stdout.strip() == "sfn-exporter 0.1.0"
     check = run(str(prefix / "bin" / "sfn-exporter"), "verify-config", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
-    imports = run(str(prefix / "bin" / "python"), "-c", "import exporter.app, aiobotocore, opentelemetry.exporter.otlp.proto.grpc.trace_exporter", cwd=tmp_path)
+    imports = run(
+        str(prefix / "bin" / "python"),
+        "-c",
+        "import exporter.app, aiobotocore, opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        cwd=tmp_path,
+    )
     assert imports.returncode == 0, imports.stderr
     tools = run(str(prefix / "bin" / "python"), "-c", "import moto", cwd=tmp_path)
     assert tools.returncode != 0, "test-only packages ended up in the image"
@@ -208,7 +213,9 @@ def test_values_schema_rejects_wrong_values_naming_them(values: dict[str, Any], 
 def test_chart_schema_and_rules_are_current() -> None:
     schema = run(sys.executable, "scripts/chart_schema.py", "--check")
     assert schema.returncode == 0, schema.stderr
-    assert (CHART / "files" / "alerts.yml").read_text() == (REPO / "deploy" / "prometheus" / "alerts.yml").read_text()
+    assert (CHART / "files" / "alerts.yml").read_text() == (
+        REPO / "deploy" / "prometheus" / "alerts.yml"
+    ).read_text()
 
 
 def _leaves(values: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -244,7 +251,9 @@ def test_kustomize_builds_valid_manifests(overlay: str, tmp_path: Path) -> None:
         assert [c["name"] for c in containers] == ["exporter", "otel-collector"]
         env = {e["name"]: e["value"] for e in containers[0]["env"]}
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4317"
-        collector = next(doc for doc in docs if doc["kind"] == "ConfigMap" and "collector.yaml" in doc["data"])
+        collector = next(
+            doc for doc in docs if doc["kind"] == "ConfigMap" and "collector.yaml" in doc["data"]
+        )
         receivers = yaml.safe_load(collector["data"]["collector.yaml"])["receivers"]
         assert receivers["otlp"]["protocols"]["grpc"]["endpoint"] == "127.0.0.1:4317"
     for container in containers:
@@ -298,7 +307,11 @@ def test_every_dashboard_query_is_accepted_by_prometheus(tmp_path: Path) -> None
             assert base in known or f"`{name}`" in readme or f"`{base}`" in readme, f"unknown metric {name}"
     with PrometheusServer(tmp_path / "prometheus", targets=[]) as prometheus:
         for expr in exprs:
-            grafana = expr.replace("$__rate_interval", "5m").replace("$__range", "1h").replace('"$state_machine"', '".*"')
+            grafana = (
+                expr.replace("$__rate_interval", "5m")
+                .replace("$__range", "1h")
+                .replace('"$state_machine"', '".*"')
+            )
             assert "$" not in grafana, grafana
             prometheus.query(grafana)  # raises with Prometheus's error if it rejects the query
         with pytest.raises(RuntimeError, match="bad_data"):
