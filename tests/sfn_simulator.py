@@ -1,0 +1,444 @@
+"""A Step Functions simulator for load, fault and freshness tests and benchmarks.
+
+It speaks the AWS JSON 1.0 protocol (`X-Amz-Target: AWSStepFunctions.*`) over HTTP, so the
+exporter's unchanged aiobotocore client talks to it through `AWS_ENDPOINT_URL_SFN`; and it also
+offers the same operations in-process (`DirectClient`, shaped like a botocore client) for
+benchmarks that run on a virtual clock. Executions replay templates (event lists with time
+offsets): their histories grow as the clock passes each event's offset, and each event's
+timestamp is the moment it appeared, which is the ground truth for lag. Every operation has a
+token bucket with AWS's bucket and refill values, answering ThrottlingException like AWS; calls,
+bytes and throttles are counted per operation; faults can be injected.
+
+    python -m tests.sfn_simulator --port 8765 --scenario scenario.json   # as a process
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import datetime as dt
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.config import DEFAULT_QUOTAS
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+TERMINAL = {"ExecutionSucceeded": "SUCCEEDED", "ExecutionFailed": "FAILED",
+            "ExecutionTimedOut": "TIMED_OUT", "ExecutionAborted": "ABORTED"}  # fmt: skip
+TOKEN_TTL_S = 24 * 3600
+_DATA_KEYS = ("input", "inputDetails", "output", "outputDetails")
+
+
+class SimError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.status = code, message, status
+
+
+@dataclass
+class Template:
+    """An execution's future: its events (AWS-shaped, ids in order, no timestamps) and the
+    seconds after the start at which each one appears."""
+
+    name: str
+    offsets: list[float]
+    events: list[dict[str, Any]]
+    _bodies: list[str] = field(default_factory=list, repr=False)
+    _bodies_no_data: list[str] = field(default_factory=list, repr=False)
+
+    def body(self, index: int, include_data: bool) -> str:
+        """The event's JSON without its timestamp, as `"id":…` members to splice into an object."""
+        if not self._bodies:
+            for event in self.events:
+                self._bodies.append(json.dumps(event)[1:-1])
+                stripped = {
+                    k: ({dk: dv for dk, dv in v.items() if dk not in _DATA_KEYS} if k.endswith("EventDetails") else v)
+                    for k, v in event.items()
+                }  # fmt: skip
+                self._bodies_no_data.append(json.dumps(stripped)[1:-1])
+        return (self._bodies if include_data else self._bodies_no_data)[index]
+
+
+@dataclass
+class SimMachine:
+    arn: str
+    name: str
+    type: str
+    definition: dict[str, Any]
+    created: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class SimExecution:
+    arn: str
+    machine: SimMachine
+    name: str
+    start: float
+    template: Template
+    deleted: bool = False
+
+    def visible(self, now: float) -> int:
+        return bisect.bisect_right(self.template.offsets, now - self.start)
+
+    def history(self) -> list[dict[str, Any]]:
+        """The whole history as it will be once every event has appeared."""
+        return [{**event, "timestamp": self.appear_time(i + 1)} for i, event in enumerate(self.template.events)]
+
+    def appear_time(self, event_id: int) -> float:
+        return self.start + self.template.offsets[event_id - 1]
+
+    def status(self, now: float) -> str:
+        """RUNNING unless the newest visible event is terminal (a redrive makes it RUNNING again)."""
+        visible = self.visible(now)
+        if visible == 0:
+            return "RUNNING"
+        return TERMINAL.get(self.template.events[visible - 1]["type"], "RUNNING")
+
+    def stop_time(self, now: float) -> float:
+        return self.start + self.template.offsets[self.visible(now) - 1]
+
+
+@dataclass
+class Bucket:
+    capacity: float
+    refill: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class Faults:
+    """What to break. Rates are probabilities per call; `only` limits them to some operations."""
+
+    server_error_rate: float = 0.0
+    reset_rate: float = 0.0
+    slow_seconds: float = 0.0
+    throttle_until: float = 0.0  # a throttling storm: every call throttled until then
+    expire_tokens: bool = False
+    only: set[str] | None = None
+
+
+def _ts(value: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+class Simulator:
+    """The state of a simulated account and region."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, quotas: dict[str, tuple[float, float]] | None = None,
+                 seed: int = 1) -> None:  # fmt: skip
+        self.clock = clock
+        self.machines: dict[str, SimMachine] = {}
+        self.executions: dict[str, SimExecution] = {}
+        self._by_machine: dict[str, list[SimExecution]] = {}
+        quotas = {**DEFAULT_QUOTAS, "DescribeStateMachineForExecution": (200, 1), **(quotas or {})}
+        now = clock()
+        self.buckets = {op: Bucket(cap, rate, cap, now) for op, (cap, rate) in quotas.items()}
+        self.calls: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
+        self.throttled: Counter[str] = Counter()
+        self.faults = Faults()
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------------ set-up
+
+    def add_machine(self, name: str, definition: dict[str, Any], type_: str = "STANDARD",
+                    tags: dict[str, str] | None = None) -> SimMachine:  # fmt: skip
+        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        machine = SimMachine(arn, name, type_, definition, self.clock(), tags or {})
+        self.machines[arn] = machine
+        self._by_machine[arn] = []
+        return machine
+
+    def start(self, machine: SimMachine, template: Template, name: str, start: float | None = None) -> SimExecution:
+        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine.name}:{name}"
+        execution = SimExecution(arn, machine, name, self.clock() if start is None else start, template)
+        self.executions[arn] = execution
+        self._by_machine[machine.arn].append(execution)
+        return execution
+
+    def delete_execution(self, arn: str) -> None:
+        self.executions[arn].deleted = True
+
+    # ------------------------------------------------------------------ the API
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any] | str:
+        """One API call: a dict (or a JSON string, for histories) or SimError."""
+        now = self.clock()
+        with self.lock:
+            self.calls[operation] += 1
+            faults = self.faults
+            applies = faults.only is None or operation in faults.only
+            if applies and now < faults.throttle_until or not self.buckets.get(operation, Bucket(1, 1, 1, now)).take(now):
+                self.throttled[operation] += 1
+                raise SimError("ThrottlingException", "Rate exceeded")
+            if applies and faults.server_error_rate and self.random.random() < faults.server_error_rate:
+                raise SimError("InternalFailure", "injected", 500)
+            handler = getattr(self, f"_{operation}", None)
+            if handler is None:
+                raise SimError("UnknownOperationException", operation)
+            result: dict[str, Any] | str = handler(params, now)
+        return result
+
+    def _arn(self, params: dict[str, Any], key: str) -> str:
+        arn = params.get(key)
+        if not isinstance(arn, str) or not arn.startswith("arn:aws:states:"):
+            raise SimError("InvalidArn", f"Invalid Arn: '{arn}'")
+        return arn
+
+    def _execution(self, params: dict[str, Any]) -> SimExecution:
+        arn = self._arn(params, "executionArn")
+        execution = self.executions.get(arn)
+        if execution is None or execution.deleted:
+            raise SimError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
+        return execution
+
+    def _machine(self, params: dict[str, Any], key: str = "stateMachineArn") -> SimMachine:
+        arn = self._arn(params, key)
+        machine = self.machines.get(arn)
+        if machine is None:
+            raise SimError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arn}'")
+        return machine
+
+    def _ListStateMachines(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        items = sorted(self.machines.values(), key=lambda m: m.arn)
+        start = int(params.get("nextToken") or 0)
+        size = int(params.get("maxResults") or 100)
+        page = items[start : start + size]
+        result: dict[str, Any] = {"stateMachines": [
+            {"stateMachineArn": m.arn, "name": m.name, "type": m.type, "creationDate": m.created} for m in page
+        ]}  # fmt: skip
+        if start + size < len(items):
+            result["nextToken"] = str(start + size)
+        return result
+
+    def _DescribeStateMachine(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        m = self._machine(params)
+        return {"stateMachineArn": m.arn, "name": m.name, "status": "ACTIVE", "type": m.type,
+                "definition": json.dumps(m.definition), "roleArn": f"arn:aws:iam::{ACCOUNT}:role/sim",
+                "creationDate": m.created, "tracingConfiguration": {"enabled": False}}  # fmt: skip
+
+    def _ListTagsForResource(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        m = self._machine(params, "resourceArn")
+        return {"tags": [{"key": k, "value": v} for k, v in m.tags.items()]}
+
+    def _summary(self, e: SimExecution, now: float) -> dict[str, Any]:
+        status = e.status(now)
+        item = {"executionArn": e.arn, "stateMachineArn": e.machine.arn, "name": e.name, "status": status,
+                "startDate": e.start}  # fmt: skip
+        if status != "RUNNING":
+            item["stopDate"] = e.stop_time(now)
+        return item
+
+    def _ListExecutions(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        machine = self._machine(params)
+        size = int(params.get("maxResults") or 100)
+        if not 1 <= size <= 1000:
+            raise SimError("ValidationException", "maxResults must be between 1 and 1000")
+        status = params.get("statusFilter")
+        started = [e for e in self._by_machine[machine.arn] if e.start <= now and not e.deleted]
+        started.sort(key=lambda e: (e.start, e.arn), reverse=True)  # newest first
+        if status:
+            started = [e for e in started if e.status(now) == status]
+        token = params.get("nextToken")
+        if token:
+            last_start, last_arn = json.loads(base64.b64decode(token))
+            started = [e for e in started if (e.start, e.arn) < (last_start, last_arn)]
+        page = started[:size]
+        result: dict[str, Any] = {"executions": [self._summary(e, now) for e in page]}
+        if len(started) > size:
+            result["nextToken"] = base64.b64encode(json.dumps([page[-1].start, page[-1].arn]).encode()).decode()
+        return result
+
+    def _DescribeExecution(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        e = self._execution(params)
+        if e.start > now:
+            raise SimError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{e.arn}'")
+        return self._summary(e, now)
+
+    def _GetExecutionHistory(self, params: dict[str, Any], now: float) -> str:
+        e = self._execution(params)
+        size = int(params.get("maxResults") or 100)
+        if not 1 <= size <= 1000:
+            raise SimError("ValidationException", "maxResults must be between 1 and 1000")
+        reverse = bool(params.get("reverseOrder"))
+        include = params.get("includeExecutionData", True) is not False
+        count = e.visible(now)
+        token = params.get("nextToken")
+        if token:
+            try:
+                arn, token_reverse, after, issued = json.loads(base64.b64decode(token))
+            except ValueError:
+                raise SimError("InvalidToken", "Invalid Token: undecodable") from None
+            if arn != e.arn or token_reverse != reverse or now - issued > TOKEN_TTL_S or self.faults.expire_tokens:
+                raise SimError("InvalidToken", "Invalid Token: expired or not for this request")
+        else:
+            after = count + 1 if reverse else 0
+        # ids of this page, 1-based
+        ids = list(range(after - 1, max(0, after - 1 - size), -1)) if reverse else list(range(after + 1, min(count, after + size) + 1))
+        parts = [f'{{"timestamp":{e.appear_time(i)!r},{e.template.body(i - 1, include)}}}' for i in ids]
+        body = '{"events":[' + ",".join(parts) + "]"
+        more = (ids and ids[-1] > 1) if reverse else (ids and ids[-1] < count)
+        if more:
+            token = base64.b64encode(json.dumps([e.arn, reverse, ids[-1], now]).encode()).decode()
+            body += f',"nextToken":"{token}"'
+        return body + "}"
+
+    # ------------------------------------------------------------------ ground truth
+
+    def next_appearance(self, arn: str, after_id: int) -> float | None:
+        """When event `after_id + 1` of an execution appears (None if there is none)."""
+        e = self.executions[arn]
+        if after_id >= len(e.template.events):
+            return None
+        return e.appear_time(after_id + 1)
+
+
+# ---------------------------------------------------------------------- faces
+
+
+class DirectClient:
+    """The simulator in-process, shaped like an aiobotocore Step Functions client (async
+    methods, ClientError on errors, datetimes), for the exporter's own AwsStepFunctions."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.sim = simulator
+
+    def _call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        try:
+            result = self.sim.call(operation, params)
+        except SimError as exc:
+            raise ClientError({"Error": {"Code": exc.code, "Message": exc.message},
+                               "ResponseMetadata": {"HTTPStatusCode": exc.status}}, operation) from None  # fmt: skip
+        if isinstance(result, str):
+            self.sim.bytes[operation] += len(result)
+            return dict(json.loads(result))
+        return result
+
+    async def list_state_machines(self, **params: Any) -> dict[str, Any]:
+        return self._call("ListStateMachines", params)
+
+    async def describe_state_machine(self, **params: Any) -> dict[str, Any]:
+        return self._call("DescribeStateMachine", params)
+
+    async def list_tags_for_resource(self, **params: Any) -> dict[str, Any]:
+        return self._call("ListTagsForResource", params)
+
+    async def list_executions(self, **params: Any) -> dict[str, Any]:
+        result = self._call("ListExecutions", params)
+        for item in result["executions"]:
+            item["startDate"] = _ts(item["startDate"])
+            if "stopDate" in item:
+                item["stopDate"] = _ts(item["stopDate"])
+        return result
+
+    async def describe_execution(self, **params: Any) -> dict[str, Any]:
+        return self._call("DescribeExecution", params)
+
+    async def get_execution_history(self, **params: Any) -> dict[str, Any]:
+        return self._call("GetExecutionHistory", params)
+
+
+class SimulatorServer:
+    """The simulator over HTTP (AWS JSON 1.0) on 127.0.0.1, served from its own thread."""
+
+    def __init__(self, simulator: Simulator, port: int = 0) -> None:
+        self.sim = simulator
+        self.port = port
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def app(self) -> Any:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            target = request.headers.get("X-Amz-Target", "")
+            operation = target.rpartition(".")[2]
+            params = json.loads(await request.read() or b"{}")
+            faults = self.sim.faults
+            applies = faults.only is None or operation in faults.only
+            if applies and faults.slow_seconds:
+                await asyncio.sleep(faults.slow_seconds)
+            if applies and faults.reset_rate and self.sim.random.random() < faults.reset_rate:
+                assert request.transport is not None
+                request.transport.abort()  # a connection reset
+                return web.Response(status=500)
+            try:
+                result = self.sim.call(operation, params)
+            except SimError as exc:
+                return web.Response(status=exc.status, content_type="application/x-amz-json-1.0",
+                                    text=json.dumps({"__type": exc.code, "message": exc.message}))  # fmt: skip
+            text = result if isinstance(result, str) else json.dumps(result)
+            self.sim.bytes[operation] += len(text)
+            return web.Response(text=text, content_type="application/x-amz-json-1.0")
+
+        async def stats(request: web.Request) -> web.Response:
+            return web.json_response({"calls": self.sim.calls, "bytes": self.sim.bytes, "throttled": self.sim.throttled})
+
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post("/", handle)
+        app.router.add_get("/_sim/stats", stats)
+        return app
+
+    def start(self) -> SimulatorServer:
+        self._thread = threading.Thread(target=self._serve, name="sfn-simulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the simulator did not start")
+        return self
+
+    def _serve(self) -> None:
+        from aiohttp import web
+
+        async def main() -> None:
+            runner = web.AppRunner(self.app(), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", self.port)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(main())
+        self._loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
