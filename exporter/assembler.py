@@ -207,6 +207,7 @@ class SpanAssembler:
         self.identity = identity
         self.options = options or AssemblerOptions()
         self.last_event_id = 0
+        self.redrive_count = 0
         self._trace_id = trace_id_for(identity.execution_arn)
         self._span_ids = SpanIds(identity.execution_arn)
         self._remote_parent: int | None = None
@@ -497,6 +498,7 @@ class SpanAssembler:
             span.attributes["sfn.execution.redrive_count"] = count
         span.links += (SpanLink(self._trace_id, root.span_id, {"sfn.link": "redrive_of"}),)
         self._run = span
+        self.redrive_count += 1
         self._observe("sfn_executions_redriven_total", self.identity.state_machine_name)
         self._register(event, span)
 

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS executions (
     arn TEXT PRIMARY KEY,
     cursor INTEGER NOT NULL,
     finished INTEGER NOT NULL,
+    redrives INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS watermarks (
@@ -31,6 +32,7 @@ CREATE TABLE IF NOT EXISTS watermarks (
 class Cursor:
     event_id: int
     finished: bool
+    redrives: int = 0  # ExecutionRedriven events among those handled
 
 
 class CursorStore:
@@ -52,25 +54,27 @@ class CursorStore:
 
     def load(self) -> dict[str, Cursor]:
         with self._lock:
-            rows = self._db.execute("SELECT arn, cursor, finished FROM executions").fetchall()
-        return {arn: Cursor(cursor, bool(finished)) for arn, cursor, finished in rows}
+            rows = self._db.execute("SELECT arn, cursor, finished, redrives FROM executions").fetchall()
+        return {arn: Cursor(cursor, bool(finished), redrives) for arn, cursor, finished, redrives in rows}
 
     def get(self, arn: str) -> Cursor | None:
         with self._lock:
-            row = self._db.execute("SELECT cursor, finished FROM executions WHERE arn = ?", (arn,)).fetchone()
-        return Cursor(row[0], bool(row[1])) if row else None
+            row = self._db.execute(
+                "SELECT cursor, finished, redrives FROM executions WHERE arn = ?", (arn,)
+            ).fetchone()
+        return Cursor(row[0], bool(row[1]), row[2]) if row else None
 
-    def save_now(self, arn: str, event_id: int, finished: bool) -> None:
+    def save_now(self, arn: str, event_id: int, finished: bool, redrives: int = 0) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO executions (arn, cursor, finished, updated_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO executions (arn, cursor, finished, redrives, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(arn) DO UPDATE SET cursor = excluded.cursor, finished = excluded.finished, "
-                "updated_at = excluded.updated_at",
-                (arn, event_id, int(finished), self._clock()),
+                "redrives = excluded.redrives, updated_at = excluded.updated_at",
+                (arn, event_id, int(finished), redrives, self._clock()),
             )
 
-    async def save(self, arn: str, event_id: int, finished: bool) -> None:
-        await asyncio.to_thread(self.save_now, arn, event_id, finished)
+    async def save(self, arn: str, event_id: int, finished: bool, redrives: int = 0) -> None:
+        await asyncio.to_thread(self.save_now, arn, event_id, finished, redrives)
 
     def delete(self, arn: str) -> None:
         with self._lock:

@@ -38,6 +38,7 @@ class Pending:
     event_times_ns: list[int]
     cursor: int
     finished: bool
+    redrives: int
     exported: bool = False
 
 
@@ -174,8 +175,9 @@ class Exporter:
                 self._wake.set()
             return
         cursor = self.store.get(summary.arn)
-        if cursor is not None and cursor.finished and summary.status != "RUNNING":
-            return  # exported to its end already
+        redriven = cursor is not None and summary.redrive_count > cursor.redrives
+        if cursor is not None and cursor.finished and summary.status != "RUNNING" and not redriven:
+            return  # exported to its end already (a redrive since would show in redriveCount)
         try:
             identity = ExecutionIdentity.from_arn(summary.arn)
         except ValueError as exc:
@@ -262,7 +264,7 @@ class Exporter:
         out = assembler.feed(events)
         tracked.pending = Pending(
             out.spans, out.observations, [timestamp_ns(e.get("timestamp")) for e in events],
-            cursor=assembler.last_event_id, finished=assembler.finished,
+            cursor=assembler.last_event_id, finished=assembler.finished, redrives=assembler.redrive_count,
         )  # fmt: skip
         await self._emit(tracked, tracked.pending)
         return True
@@ -290,7 +292,7 @@ class Exporter:
             if self._on_spans is not None:
                 self._on_spans(tracked, pending.spans)
         try:
-            await self.store.save(tracked.arn, pending.cursor, pending.finished)
+            await self.store.save(tracked.arn, pending.cursor, pending.finished, pending.redrives)
         except Exception:
             self.health.checkpoint_writes.labels("error").inc()
             raise

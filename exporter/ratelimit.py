@@ -10,11 +10,14 @@ from dataclasses import dataclass
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-# After a ThrottlingException the refill rate is multiplied by this, down to a floor; every
-# success gives back a small part, so the rate climbs again while AWS keeps answering.
+# After a ThrottlingException the refill rate is halved (at most once a second, since one burst
+# of throttles is one signal), down to a floor; after a calm spell it climbs back by a quarter a
+# second, so a storm of a few seconds costs seconds, not minutes.
 _PENALTY = 0.5
 _FLOOR = 0.05
-_RECOVERY = 1.02
+_PENALTY_SPACING_S = 1.0
+_CALM_S = 2.0
+_RECOVERY_PER_S = 1.25
 
 
 @dataclass
@@ -24,9 +27,13 @@ class TokenBucket:
     tokens: float
     updated: float
     factor: float = 1.0  # 1.0 is full speed; throttles lower it
+    last_throttle: float = float("-inf")
 
     def refill(self, now: float) -> None:
         elapsed = max(0.0, now - self.updated)
+        if self.factor < 1.0 and now - self.last_throttle > _CALM_S:
+            calm = min(elapsed, now - self.last_throttle - _CALM_S)
+            self.factor = min(1.0, self.factor * _RECOVERY_PER_S**calm)
         self.tokens = min(self.capacity, self.tokens + elapsed * self.refill_per_second * self.factor)
         self.updated = now
 
@@ -67,15 +74,15 @@ class RateLimiter:
     def throttled(self, operation: str) -> None:
         """AWS answered ThrottlingException: the account's bucket is shared, so slow down."""
         bucket = self._buckets[operation]
-        bucket.refill(self._clock())
-        bucket.factor = max(_FLOOR, bucket.factor * _PENALTY)
+        now = self._clock()
+        bucket.refill(now)
+        if now - bucket.last_throttle >= _PENALTY_SPACING_S:
+            bucket.factor = max(_FLOOR, bucket.factor * _PENALTY)
+        bucket.last_throttle = now
         bucket.tokens = min(bucket.tokens, 0.0)
 
     def succeeded(self, operation: str) -> None:
-        bucket = self._buckets[operation]
-        if bucket.factor < 1.0:
-            bucket.refill(self._clock())
-            bucket.factor = min(1.0, bucket.factor * _RECOVERY)
+        """Kept for symmetry: recovery is by calm time, in refill."""
 
     def rate(self, operation: str) -> float:
         """Calls per second currently allowed for `operation`."""

@@ -72,6 +72,7 @@ class ExecutionSummary:
     status: str
     start_date: dt.datetime
     stop_date: dt.datetime | None = None
+    redrive_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,14 @@ def _classify(operation: str, exc: Exception) -> SourceError:
     return Transient(operation, type(exc).__name__, str(exc) or type(exc).__name__)
 
 
+def _is_network(exc: Exception) -> bool:
+    """No answer from AWS at all: connection refused or reset, DNS, timeouts."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(exc, HTTPClientError | BotoConnectionError | OSError | TimeoutError)
+
+
 _OUTCOME = {Throttled: "throttled", Transient: "server_error", NotFound: "client_error",
             InvalidToken: "client_error", Denied: "client_error", NotSupported: "client_error"}  # fmt: skip
 
@@ -157,10 +166,7 @@ class AwsStepFunctions:
             raise
         except Exception as exc:
             error = _classify(operation, exc)
-            outcome = _OUTCOME[type(error)]
-            if isinstance(error, Transient) and error.code in ("EndpointConnectionError", "ConnectTimeoutError",
-                                                               "ReadTimeoutError", "ClientConnectorError"):  # fmt: skip
-                outcome = "network_error"
+            outcome = "network_error" if _is_network(exc) else _OUTCOME[type(error)]
             self._health.api_calls.labels(operation, outcome).inc()
             if isinstance(error, Throttled):
                 self._health.api_throttles.labels(operation).inc()
@@ -224,6 +230,7 @@ class AwsStepFunctions:
                 status=item["status"],
                 start_date=item["startDate"],
                 stop_date=item.get("stopDate"),
+                redrive_count=int(item.get("redriveCount") or 0),
             )
             for item in response.get("executions", [])
         ]

@@ -91,7 +91,9 @@ class SimExecution:
 
     def history(self) -> list[dict[str, Any]]:
         """The whole history as it will be once every event has appeared."""
-        return [{**event, "timestamp": self.appear_time(i + 1)} for i, event in enumerate(self.template.events)]
+        return [
+            {**event, "timestamp": self.appear_time(i + 1)} for i, event in enumerate(self.template.events)
+        ]
 
     def appear_time(self, event_id: int) -> float:
         return self.start + self.template.offsets[event_id - 1]
@@ -168,7 +170,9 @@ class Simulator:
         self._by_machine[arn] = []
         return machine
 
-    def start(self, machine: SimMachine, template: Template, name: str, start: float | None = None) -> SimExecution:
+    def start(
+        self, machine: SimMachine, template: Template, name: str, start: float | None = None
+    ) -> SimExecution:
         arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine.name}:{name}"
         execution = SimExecution(arn, machine, name, self.clock() if start is None else start, template)
         self.executions[arn] = execution
@@ -187,7 +191,9 @@ class Simulator:
             self.calls[operation] += 1
             faults = self.faults
             applies = faults.only is None or operation in faults.only
-            if applies and now < faults.throttle_until or not self.buckets.get(operation, Bucket(1, 1, 1, now)).take(now):
+            if (applies and now < faults.throttle_until) or not self.buckets.get(
+                operation, Bucket(1, 1, 1, now)
+            ).take(now):
                 self.throttled[operation] += 1
                 raise SimError("ThrottlingException", "Rate exceeded")
             if applies and faults.server_error_rate and self.random.random() < faults.server_error_rate:
@@ -242,8 +248,10 @@ class Simulator:
 
     def _summary(self, e: SimExecution, now: float) -> dict[str, Any]:
         status = e.status(now)
+        visible = e.visible(now)
+        redrives = sum(1 for event in e.template.events[:visible] if event["type"] == "ExecutionRedriven")
         item = {"executionArn": e.arn, "stateMachineArn": e.machine.arn, "name": e.name, "status": status,
-                "startDate": e.start}  # fmt: skip
+                "startDate": e.start, "redriveCount": redrives}  # fmt: skip
         if status != "RUNNING":
             item["stopDate"] = e.stop_time(now)
         return item
@@ -265,7 +273,9 @@ class Simulator:
         page = started[:size]
         result: dict[str, Any] = {"executions": [self._summary(e, now) for e in page]}
         if len(started) > size:
-            result["nextToken"] = base64.b64encode(json.dumps([page[-1].start, page[-1].arn]).encode()).decode()
+            result["nextToken"] = base64.b64encode(
+                json.dumps([page[-1].start, page[-1].arn]).encode()
+            ).decode()
         return result
 
     def _DescribeExecution(self, params: dict[str, Any], now: float) -> dict[str, Any]:
@@ -288,12 +298,21 @@ class Simulator:
                 arn, token_reverse, after, issued = json.loads(base64.b64decode(token))
             except ValueError:
                 raise SimError("InvalidToken", "Invalid Token: undecodable") from None
-            if arn != e.arn or token_reverse != reverse or now - issued > TOKEN_TTL_S or self.faults.expire_tokens:
+            if (
+                arn != e.arn
+                or token_reverse != reverse
+                or now - issued > TOKEN_TTL_S
+                or self.faults.expire_tokens
+            ):
                 raise SimError("InvalidToken", "Invalid Token: expired or not for this request")
         else:
             after = count + 1 if reverse else 0
         # ids of this page, 1-based
-        ids = list(range(after - 1, max(0, after - 1 - size), -1)) if reverse else list(range(after + 1, min(count, after + size) + 1))
+        ids = (
+            list(range(after - 1, max(0, after - 1 - size), -1))
+            if reverse
+            else list(range(after + 1, min(count, after + size) + 1))
+        )
         parts = [f'{{"timestamp":{e.appear_time(i)!r},{e.template.body(i - 1, include)}}}' for i in ids]
         body = '{"events":[' + ",".join(parts) + "]"
         more = (ids and ids[-1] > 1) if reverse else (ids and ids[-1] < count)
@@ -399,7 +418,9 @@ class SimulatorServer:
             return web.Response(text=text, content_type="application/x-amz-json-1.0")
 
         async def stats(request: web.Request) -> web.Response:
-            return web.json_response({"calls": self.sim.calls, "bytes": self.sim.bytes, "throttled": self.sim.throttled})
+            return web.json_response(
+                {"calls": self.sim.calls, "bytes": self.sim.bytes, "throttled": self.sim.throttled}
+            )
 
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_post("/", handle)

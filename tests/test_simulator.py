@@ -34,7 +34,9 @@ async def setup(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Simulato
     with SimulatorServer(sim) as server:
         limiter = RateLimiter({op: (1e6, 1e6) for op in ("GetExecutionHistory", "ListExecutions", "DescribeExecution",
                                                           "ListStateMachines", "DescribeStateMachine", "ListTagsForResource")})  # fmt: skip
-        async with aws_step_functions("us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry())) as api:
+        async with aws_step_functions(
+            "us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry())
+        ) as api:
             yield sim, clock, api
 
 
@@ -46,14 +48,18 @@ async def test_histories_grow_and_page_like_aws(setup: tuple[Simulator, Clock, A
     clock.now += 5  # a few events in
     visible = execution.visible(clock.now)
     assert 0 < visible < len(template.events)
-    page = await api.history_page(execution.arn, reverse=True, max_results=3, next_token=None, include_data=True)
+    page = await api.history_page(
+        execution.arn, reverse=True, max_results=3, next_token=None, include_data=True
+    )
     assert [e["id"] for e in page.events] == [visible, visible - 1, visible - 2]
     assert page.events[0]["timestamp"].timestamp() == pytest.approx(execution.appear_time(visible))
     clock.now += 10_000  # all of it
     everything = await read_whole_history(api, execution.arn, include_data=False)
     assert [e["id"] for e in everything] == list(range(1, len(template.events) + 1))
     assert all("input" not in str(e.get("executionStartedEventDetails", {})) for e in everything)
-    new = await read_new_events(api, execution.arn, after=len(template.events) - 5, page_size=100, include_data=True)
+    new = await read_new_events(
+        api, execution.arn, after=len(template.events) - 5, page_size=100, include_data=True
+    )
     assert [e["id"] for e in new] == list(range(len(template.events) - 4, len(template.events) + 1))
     listed, _ = await api.list_executions(machine.arn)
     assert [(e.arn, e.status) for e in listed] == [(execution.arn, "SUCCEEDED")]
@@ -64,13 +70,19 @@ async def test_errors_are_aws_errors(setup: tuple[Simulator, Clock, AwsStepFunct
     machine = sim.add_machine("loop", waiter_definition(30))
     execution = sim.start(machine, waiter(random.Random(3), 40, 30, (1, 2)), "e1", start=clock.now)
     clock.now += 2000
-    page = await api.history_page(execution.arn, reverse=False, max_results=10, next_token=None, include_data=True)
+    page = await api.history_page(
+        execution.arn, reverse=False, max_results=10, next_token=None, include_data=True
+    )
     clock.now += 25 * 3600
     with pytest.raises(InvalidToken):
-        await api.history_page(execution.arn, reverse=False, max_results=10, next_token=page.next_token, include_data=True)
+        await api.history_page(
+            execution.arn, reverse=False, max_results=10, next_token=page.next_token, include_data=True
+        )
     sim.delete_execution(execution.arn)
     with pytest.raises(NotFound):
-        await api.history_page(execution.arn, reverse=True, max_results=10, next_token=None, include_data=True)
+        await api.history_page(
+            execution.arn, reverse=True, max_results=10, next_token=None, include_data=True
+        )
 
 
 async def test_quotas_and_faults(setup: tuple[Simulator, Clock, AwsStepFunctions]) -> None:

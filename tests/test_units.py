@@ -103,16 +103,25 @@ def test_token_bucket_allows_the_burst_then_the_refill_rate() -> None:
     assert sum(clock.slept) == pytest.approx(2.0)  # then 2 per second
 
 
-def test_throttling_halves_the_rate_and_successes_bring_it_back() -> None:
+def test_throttling_halves_the_rate_once_a_second_and_calm_brings_it_back() -> None:
     clock = FakeClock()
     limiter = RateLimiter({"Op": (10, 20)}, clock=clock, sleep=clock.sleep)
     limiter.throttled("Op")
+    limiter.throttled("Op")  # the same burst: one signal
     assert limiter.rate("Op") == 10
+    clock.now += 1.0
     limiter.throttled("Op")
     assert limiter.rate("Op") == 5
-    for _ in range(200):
-        limiter.succeeded("Op")
+    clock.now += 1.5  # not calm for long enough yet
+    limiter.available("Op")
+    assert limiter.rate("Op") == 5
+    clock.now += 20
+    limiter.available("Op")
     assert limiter.rate("Op") == 20
+    for _ in range(12):
+        clock.now += 1.0
+        limiter.throttled("Op")
+    assert limiter.rate("Op") == 1.0  # the floor: 5% of 20
 
 
 # ---------------------------------------------------------------- scheduler

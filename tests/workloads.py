@@ -36,8 +36,15 @@ def aws_templates(step_s: float = 0.5) -> list[Template]:
     """The recorded AWS histories that end in a terminal event, an event every `step_s`."""
     templates = []
     for history in recorded_histories():
-        if history.events[-1]["type"] in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
-            templates.append(from_events(history.source, history.events, [i * step_s for i in range(len(history.events))]))
+        if history.events[-1]["type"] in (
+            "ExecutionSucceeded",
+            "ExecutionFailed",
+            "ExecutionTimedOut",
+            "ExecutionAborted",
+        ):
+            templates.append(
+                from_events(history.source, history.events, [i * step_s for i in range(len(history.events))])
+            )
     return templates
 
 

@@ -1,0 +1,121 @@
+"""The exporter against the simulator over HTTP, through faults: a throttling storm, 5xx
+answers, connection resets, slow answers, a deleted execution, and a redrive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from exporter.app import Hooks, run_exporter
+from exporter.config import Config
+from exporter.model import ExecutionIdentity
+from exporter.translate import assemble
+from tests.harness import fast_config
+from tests.otlp_receiver import GrpcOtlpServer
+from tests.sfn_simulator import Simulator, SimulatorServer
+from tests.workloads import moto_templates, redriven, waiter, waiter_definition
+
+
+async def until(condition: object, timeout_s: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    sim = Simulator()
+    rng = random.Random(7)
+    executions = []
+    for template in moto_templates():
+        machine = sim.add_machine(template.name, {"StartAt": "X", "States": {}})
+        for n in range(2):
+            executions.append(
+                sim.start(machine, template, f"{template.name}-{n}", start=sim.clock() + rng.uniform(0, 3))
+            )
+    loops = sim.add_machine("loops", waiter_definition(2))
+    for n in range(6):
+        executions.append(
+            sim.start(
+                loops,
+                waiter(rng, loops=3, wait_s=2, task_s=(0.2, 1.0)),
+                f"loop-{n}",
+                start=sim.clock() + rng.uniform(0, 2),
+            )
+        )
+    redrives = sim.add_machine("redrives", {"StartAt": "Charge", "States": {}})
+    redrive = sim.start(redrives, redriven(fail_at_s=0.5, redrive_after_s=4.0), "r-1")
+    doomed = sim.start(loops, waiter(rng, loops=50, wait_s=2, task_s=(0.2, 1.0)), "doomed")
+
+    with SimulatorServer(sim) as server, GrpcOtlpServer() as otlp:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
+        config = Config.model_validate(
+            fast_config(
+                tmp_path, polling={"min_interval_seconds": 0.2, "max_interval_seconds": 1, "concurrency": 8}
+            )
+        )
+        hooks = Hooks(handle_signals=False)
+        task = asyncio.create_task(run_exporter(config, hooks))
+        try:
+            await asyncio.sleep(1.5)
+            sim.faults.throttle_until = sim.clock() + 2.0  # a throttling storm
+            await asyncio.sleep(2.5)
+            sim.faults.server_error_rate, sim.faults.reset_rate, sim.faults.slow_seconds = 0.2, 0.1, 0.05
+            await asyncio.sleep(2.0)
+            sim.faults.server_error_rate = sim.faults.reset_rate = sim.faults.slow_seconds = 0.0
+            sim.delete_execution(doomed.arn)
+
+            def expected(execution: object) -> set[str]:
+                history = execution.history()  # type: ignore[attr-defined]
+                return {
+                    f"{s.span_id:016x}" for s in assemble(history, ExecutionIdentity.from_arn(execution.arn))
+                }  # type: ignore[attr-defined]
+
+            wanted = set().union(*(expected(e) for e in executions + [redrive]))
+            try:
+                await until(lambda: wanted <= {s.span_id for s in otlp.receiver.snapshot()}, 90, "every span")
+            except AssertionError:
+                got = {s.span_id for s in otlp.receiver.snapshot()}
+                missing = [
+                    (e.arn, len(expected(e) - got)) for e in executions + [redrive] if expected(e) - got
+                ]
+                raise AssertionError(f"missing: {missing}; tracked: {list(hooks.exporter.tracked)}") from None  # type: ignore[union-attr]
+            await until(
+                lambda: doomed.arn not in hooks.exporter.tracked, 30, "the deleted execution to be dropped"
+            )  # type: ignore[union-attr]
+        finally:
+            hooks.stop.set()
+            assert await asyncio.wait_for(task, 30) == 0
+    value = hooks.registry.get_sample_value
+
+    def total(metric: str, **labels: str) -> float:
+        return sum(
+            sample.value
+            for family in hooks.registry.collect()
+            for sample in family.samples
+            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+    assert total("sfn_exporter_api_throttles_total") >= 1
+    assert total("sfn_exporter_api_calls_total", outcome="server_error") >= 1
+    assert total("sfn_exporter_api_calls_total", outcome="network_error") >= 1
+    names = {s.name for s in otlp.receiver.snapshot()}
+    assert "redrives redrive" in names
+    finished = {"state_machine": "redrives", "status": "FAILED"}
+    assert value("sfn_executions_finished_total", finished) == 1
+    assert value("sfn_executions_finished_total", {**finished, "status": "SUCCEEDED"}) == 1
+    assert value("sfn_executions_redriven_total", {"state_machine": "redrives"}) == 1
