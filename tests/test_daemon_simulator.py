@@ -16,7 +16,7 @@ from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
 from tests.harness import fast_config
 from tests.otlp_receiver import GrpcOtlpServer
-from tests.sfn_simulator import Simulator, SimulatorServer
+from tests.sfn_simulator import SimExecution, Simulator, SimulatorServer
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
 
 
@@ -28,15 +28,8 @@ async def until(condition: object, timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+def scenario() -> tuple[Simulator, list[SimExecution], SimExecution, SimExecution]:
+    """The moto recordings twice each, Wait loops, one redrive, one execution to delete."""
     sim = Simulator()
     rng = random.Random(7)
     executions = []
@@ -48,18 +41,24 @@ async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
             )
     loops = sim.add_machine("loops", waiter_definition(2))
     for n in range(6):
-        executions.append(
-            sim.start(
-                loops,
-                waiter(rng, loops=3, wait_s=2, task_s=(0.2, 1.0)),
-                f"loop-{n}",
-                start=sim.clock() + rng.uniform(0, 2),
-            )
-        )
+        template = waiter(rng, loops=3, wait_s=2, task_s=(0.2, 1.0))
+        executions.append(sim.start(loops, template, f"loop-{n}", start=sim.clock() + rng.uniform(0, 2)))
     redrives = sim.add_machine("redrives", {"StartAt": "Charge", "States": {}})
     redrive = sim.start(redrives, redriven(fail_at_s=0.5, redrive_after_s=4.0), "r-1")
     doomed = sim.start(loops, waiter(rng, loops=50, wait_s=2, task_s=(0.2, 1.0)), "doomed")
+    return sim, executions, redrive, doomed
 
+
+async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    sim, executions, redrive, doomed = scenario()
     with SimulatorServer(sim) as server, GrpcOtlpServer() as otlp:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
@@ -85,13 +84,13 @@ async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
                     f"{s.span_id:016x}" for s in assemble(history, ExecutionIdentity.from_arn(execution.arn))
                 }  # type: ignore[attr-defined]
 
-            wanted = set().union(*(expected(e) for e in executions + [redrive]))
+            wanted = set().union(*(expected(e) for e in [*executions, redrive]))
             try:
                 await until(lambda: wanted <= {s.span_id for s in otlp.receiver.snapshot()}, 90, "every span")
             except AssertionError:
                 got = {s.span_id for s in otlp.receiver.snapshot()}
                 missing = [
-                    (e.arn, len(expected(e) - got)) for e in executions + [redrive] if expected(e) - got
+                    (e.arn, len(expected(e) - got)) for e in [*executions, redrive] if expected(e) - got
                 ]
                 raise AssertionError(f"missing: {missing}; tracked: {list(hooks.exporter.tracked)}") from None  # type: ignore[union-attr]
             await until(
