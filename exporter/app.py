@@ -72,7 +72,10 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
             max_connections=max(10, config.polling.concurrency + 4),
         ) as aws:  # fmt: skip
             api: StepFunctionsApi = hooks.wrap_api(aws) if hooks.wrap_api else aws
-            exporter = Exporter(config, api, store, sink, workflow, health, on_spans=hooks.on_spans)
+            exporter = Exporter(
+                config, api, store, sink, workflow, health, on_spans=hooks.on_spans,
+                budget=lambda: limiter.rate("GetExecutionHistory"),
+            )  # fmt: skip
             hooks.exporter = exporter
             host, port = config.web.host_port
             runner, bound = await serve(

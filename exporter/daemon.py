@@ -23,7 +23,7 @@ from exporter.redact import make_redactor
 from exporter.scheduler import PollScheduler
 from exporter.sinks import ExportFailed, SpanSink
 from exporter.source import Denied, ExecutionSummary, NotFound, SourceError, StepFunctionsApi, Throttled
-from exporter.tail import read_new_events, read_whole_history
+from exporter.tail import first_page_size, read_new_events, read_whole_history
 from exporter.waits import quiet_until
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Tracked:
     identity: ExecutionIdentity
     watched: WatchedMachine
     replay_to: int = 0  # events up to here were exported before: rebuild state, emit nothing
+    last_new: int = 0  # events the last poll found: sizes the next poll's first page
     assembler: SpanAssembler | None = None
     pending: Pending | None = None
     log: logging.LoggerAdapter[logging.Logger] = field(init=False)
@@ -62,6 +63,8 @@ class Exporter:
         workflow: WorkflowMetrics, health: HealthMetrics, *,
         clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
         on_spans: Callable[[Tracked, list[SpanRecord]], None] | None = None,
+        on_events: Callable[[Tracked, list[int]], None] | None = None,
+        scheduler: PollScheduler | None = None, budget: Callable[[], float] | None = None,
     ) -> None:  # fmt: skip
         self.config = config
         self.api = api
@@ -72,8 +75,8 @@ class Exporter:
         self._clock = clock
         self._wall = wall
         self.tracked: dict[str, Tracked] = {}
-        self.scheduler = PollScheduler(
-            config.polling.min_interval_seconds, config.polling.max_interval_seconds, clock
+        self.scheduler = scheduler if scheduler is not None else PollScheduler(
+            config.polling.min_interval_seconds, config.polling.max_interval_seconds, clock, budget=budget
         )
         self.discovery = Discovery(config, api, store, health, self._on_execution, wall)
         data = config.data
@@ -85,6 +88,7 @@ class Exporter:
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._on_spans = on_spans
+        self._on_events = on_events
         self._stopped_at: float | None = None
         self.polls = 0
 
@@ -256,9 +260,9 @@ class Exporter:
             events = events[len(old) :]
             tracked.log.info("resumed after event %d", tracked.replay_to)
         else:
-            events = await read_new_events(
-                self.api, tracked.arn, assembler.last_event_id, self.config.polling.page_size, include
-            )
+            page = first_page_size(tracked.last_new, self.config.polling.page_size)
+            events = await read_new_events(self.api, tracked.arn, assembler.last_event_id, page, include)
+        tracked.last_new = len(events)
         if not events:
             return False
         out = assembler.feed(events)
@@ -299,7 +303,9 @@ class Exporter:
         self.health.checkpoint_writes.labels("ok").inc()
         self.workflow.apply(pending.observations)
         self.health.events.inc(len(pending.event_times_ns))
-        now_ns = time.time_ns()
+        now_ns = int(self._wall() * 1e9)
         for when in pending.event_times_ns:
             self.health.lag.observe(max(0.0, (now_ns - when) / 1e9))
+        if self._on_events is not None:
+            self._on_events(tracked, pending.event_times_ns)
         tracked.pending = None

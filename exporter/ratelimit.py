@@ -40,7 +40,8 @@ class TokenBucket:
     def wait_for_one(self) -> float:
         """Seconds until one token is there (0 if it is)."""
         missing = 1.0 - self.tokens
-        return 0.0 if missing <= 0 else missing / (self.refill_per_second * self.factor)
+        # a hair short of a token is a token: float rounding must not make callers spin
+        return 0.0 if missing <= 1e-9 else missing / (self.refill_per_second * self.factor)
 
 
 class RateLimiter:
@@ -68,6 +69,7 @@ class RateLimiter:
                 if delay <= 0:
                     bucket.tokens -= 1
                     return
+                delay = max(delay, 0.001)
                 self.waited_seconds[operation] += delay
                 await self._sleep(delay)
 

@@ -1,9 +1,11 @@
 """PollScheduler: which execution to poll next, and when.
 
-Busy executions are polled again soon, idle ones back off to a maximum interval, an execution
-sitting in a Wait state is left alone until the wait can end, and none is polled twice at once.
-Due executions come out oldest-due first, so when the API budget cannot keep up every execution
-is still polled, each a little late (the lateness is reported as staleness)."""
+Busy executions are polled again soon, idle ones back off, an execution sitting in a Wait state
+is left alone until the wait can end, and none is polled twice at once. How far idle ones back
+off follows the API budget: with calls to spare they are polled more often than the configured
+maximum interval would have it (down to what the budget sustains), and when the budget cannot
+cover every execution the interval stretches to what it can. Due executions come out oldest-due
+first, so every execution is still polled, each a little late (reported as staleness)."""
 
 from __future__ import annotations
 
@@ -23,17 +25,22 @@ class Slot:
     interval: float
     in_flight: bool = False
     failures: int = 0
+    parked: bool = False  # waiting for a Wait state to end
 
 
 class PollScheduler:
     def __init__(
         self, min_interval: float, max_interval: float, clock: Callable[[], float],
-        jitter: Callable[[], float] = random.random,
+        jitter: Callable[[], float] = random.random, budget: Callable[[], float] | None = None,
+        utilisation: float = 0.8,
     ) -> None:  # fmt: skip
         self.min_interval = min_interval
         self.max_interval = max_interval
         self._clock = clock
         self._jitter = jitter
+        self._budget = budget  # history polls per second the rate limiter allows now
+        self._utilisation = utilisation
+        self._waiting = 0  # slots parked until a Wait ends: they need no polls meanwhile
         self._slots: dict[str, Slot] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -55,7 +62,18 @@ class PollScheduler:
         self._push(slot)
 
     def remove(self, key: str) -> None:
-        self._slots.pop(key, None)  # its heap entry is skipped when it surfaces
+        slot = self._slots.pop(key, None)  # its heap entry is skipped when it surfaces
+        if slot is not None and slot.parked:
+            self._waiting -= 1
+
+    def idle_cap(self) -> float:
+        """The longest an idle execution waits for its next poll: the interval at which the
+        budget could poll every execution not parked in a Wait (at `utilisation` of it),
+        bounded below by the minimum interval. Without a budget: the configured maximum."""
+        if self._budget is None:
+            return self.max_interval
+        active = max(1, len(self._slots) - self._waiting)
+        return max(self.min_interval, active / max(1e-9, self._budget() * self._utilisation))
 
     def wake(self, key: str) -> None:
         """Poll soon: discovery saw this execution change status."""
@@ -63,6 +81,7 @@ class PollScheduler:
         if slot is None:
             return
         slot.interval = self.min_interval
+        self._park(slot, False)
         now = self._clock()
         if not slot.in_flight and slot.due > now:
             slot.due = now
@@ -107,11 +126,18 @@ class PollScheduler:
             slot.interval = backoff * (0.5 + self._jitter() / 2)  # jittered, capped
         else:
             slot.failures = 0
-            slot.interval = self.min_interval if found_events else min(self.max_interval, slot.interval * 2)
+            slot.interval = self.min_interval if found_events else min(self.idle_cap(), slot.interval * 2)
         slot.due = now + slot.interval
-        if not_before is not None and not_before > slot.due:
-            slot.due = not_before
+        parked = not_before is not None and not_before > slot.due
+        if parked:
+            slot.due = not_before  # type: ignore[assignment]
+        self._park(slot, parked)
         self._push(slot)
+
+    def _park(self, slot: Slot, parked: bool) -> None:
+        if slot.parked != parked:
+            self._waiting += 1 if parked else -1
+            slot.parked = parked
 
     def staleness(self) -> float:
         """How late the most overdue execution is (waiting in the queue or not yet taken)."""

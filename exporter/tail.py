@@ -11,7 +11,15 @@ from exporter.source import InvalidToken, StepFunctionsApi
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
+MIN_PAGE = 10
 _TOKEN_RETRIES = 3
+
+
+def first_page_size(last_new: int, page_size: int) -> int:
+    """maxResults of a poll's first page: room for twice what the last poll found, plus a few,
+    within [MIN_PAGE, page_size]. A quiet execution then costs small answers; a poll that
+    finds the page full reads on with pages of 1,000."""
+    return max(min(MIN_PAGE, page_size), min(page_size, 2 * last_new + MIN_PAGE))
 
 
 def _event_id(event: Any, arn: str) -> int:

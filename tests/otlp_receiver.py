@@ -135,3 +135,35 @@ class HttpOtlpServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+def main() -> None:
+    """A gRPC receiver as a process: prints `ready PORT`, counts spans until standard input
+    closes, then prints `spans N`."""
+    import os
+    import sys
+
+    cpu = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+    class Counting(OtlpReceiver):
+        count = 0
+
+        def accept(self, request: trace_service_pb2.ExportTraceServiceRequest) -> bool:
+            self.count += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+            return True
+
+    server = GrpcOtlpServer()
+    server.receiver = Counting()
+    server._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(server.receiver), server._server)
+    server.port = server._server.add_insecure_port("127.0.0.1:0")
+    with server:
+        print(f"ready {server.port}", flush=True)
+        sys.stdin.read()
+    print(f"spans {server.receiver.count}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

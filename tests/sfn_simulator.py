@@ -117,7 +117,7 @@ class Bucket:
     updated: float
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill)
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.updated) * self.refill)
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -463,3 +463,54 @@ class SimulatorServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def bulk_template(events: int) -> Template:
+    """A finished history of `events` events (Lambda tasks back to back), all there at once."""
+    from tests.builder import History
+
+    lambda_ = {"resource": "invoke", "resourceType": "lambda"}
+    h = History()
+    h.add("ExecutionStarted", prev=0, input='{"order": 1}')
+    while len(h.events) < events - 1:
+        h.add("TaskStateEntered", name="Work", input='{"n": 1}')
+        h.add("TaskScheduled", parameters='{"FunctionName": "work", "Payload": {"n": 1}}', **lambda_)
+        h.add("TaskStarted", **lambda_)
+        h.add("TaskSucceeded", output='{"StatusCode": 200, "Payload": {"ok": true}}', **lambda_)
+        h.add("TaskStateExited", name="Work", output='{"ok": true}')
+    del h.events[events - 1 :]
+    h.add("ExecutionSucceeded", output="{}")
+    return Template("bulk", [0.0] * events, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+
+
+def main() -> None:
+    """Serve a bulk scenario until standard input closes: `--executions` finished executions of
+    `--events` events each, spread over `--machines` state machines."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--executions", type=int, default=100)
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--machines", type=int, default=4)
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    args = parser.parse_args()
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    sim = Simulator(quotas={op: (1e9, 1e9) for op in DEFAULT_QUOTAS})
+    template = bulk_template(args.events)
+    start = time.time() - 60
+    for m in range(args.machines):
+        machine = sim.add_machine(f"bulk-{m}", {"StartAt": "Work", "States": {}})
+        for n in range(args.executions // args.machines):
+            sim.start(machine, template, f"e-{n:05d}", start=start)
+    server = SimulatorServer(sim, args.port).start()
+    print(f"ready {server.port}", flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -277,3 +277,21 @@ def test_cursor_store_survives_reopening_and_prunes_finished_ones(tmp_path: Path
     store.delete("a")
     assert store.load() == {}
     store.close()
+
+
+def test_idle_back_off_follows_the_budget() -> None:
+    clock = FakeClock()
+    budget = [10.0]
+    scheduler = PollScheduler(1, 30, clock, jitter=lambda: 1.0, budget=lambda: budget[0])
+    for n in range(100):
+        scheduler.add(f"e{n}")
+    due = scheduler.pop_due()
+    for key in due[:60]:  # parked in Waits
+        scheduler.done(key, found_events=False, not_before=clock.now + 3600)
+    for key in due[60:]:
+        scheduler.done(key, found_events=False)
+    assert scheduler.idle_cap() == 40 / (10 * 0.8)  # 5 s: spare budget, polled more often than 30 s
+    budget[0] = 0.5  # throttled hard: the interval stretches to what the budget sustains
+    assert scheduler.idle_cap() == 40 / (0.5 * 0.8)
+    scheduler.wake("e0")  # unparked
+    assert scheduler.idle_cap() == 41 / (0.5 * 0.8)

@@ -1,0 +1,121 @@
+"""API efficiency: calls and bytes per poll that finds new events, by history length.
+
+    python -m bench.api_efficiency [--lengths 10,100,1000,10000,25000] [--polls 20] [--new 5]
+
+One execution's history grows by `--new` events between polls (a burst of 1 to 2×new, at
+random); each poll is an aiobotocore call over HTTP to the simulator (AWS JSON protocol), which
+counts calls and response bytes. Pollers:
+- `exporter`: this project's tail (newest page first, stops at its cursor, first page sized from
+  the previous poll);
+- `naive`: reads the whole history forward (pages of 1,000) every poll and keeps what is new;
+- `lower bound`: one call per poll, and the bytes of the new events alone.
+Before the measured polls each poller has read the history once (not counted)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from exporter.health import HealthMetrics  # noqa: E402
+from exporter.ratelimit import RateLimiter  # noqa: E402
+from exporter.source import aws_step_functions  # noqa: E402
+from exporter.tail import first_page_size, read_new_events, read_whole_history  # noqa: E402
+from tests.builder import History  # noqa: E402
+from tests.sfn_simulator import Simulator, SimulatorServer, Template  # noqa: E402
+from tests.workloads import LAMBDA  # noqa: E402
+
+START = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def long_template(length: int) -> Template:
+    """Lambda tasks back to back, an event a second, ending after `length` events."""
+    h = History()
+    h.add("ExecutionStarted", prev=0, input='{"order": 1}')
+    while len(h.events) < length - 1:
+        h.add("TaskStateEntered", name="Work", input='{"n": 1}')
+        h.add("TaskScheduled", parameters='{"FunctionName": "work", "Payload": {"n": 1}}', **LAMBDA)
+        h.add("TaskStarted", **LAMBDA)
+        h.add("TaskSucceeded", output='{"StatusCode": 200, "Payload": {"ok": true}}', **LAMBDA)
+        h.add("TaskStateExited", name="Work", output='{"ok": true}')
+    del h.events[length - 1 :]
+    h.add("ExecutionSucceeded", output="{}")
+    return Template("long", [float(i) for i in range(length)], [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+
+
+async def measure(length: int, polls: int, new: int, seed: int) -> list[dict[str, Any]]:
+    clock = Clock()
+    sim = Simulator(clock=clock, quotas={"GetExecutionHistory": (1e9, 1e9)})
+    machine = sim.add_machine("bench", {"StartAt": "Work", "States": {}})
+    template = long_template(length + (polls + 1) * 2 * new + 1)
+    rows = []
+    with SimulatorServer(sim) as server:
+        limiter = RateLimiter({"GetExecutionHistory": (1e9, 1e9)})
+        async with aws_step_functions("us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry())) as api:
+            for poller in ("exporter", "naive", "lower bound"):
+                rng = random.Random(seed)
+                execution = sim.start(machine, template, f"{poller.replace(' ', '-')}-{length}", start=clock.now)
+                clock.now += length - 1  # `length` events visible
+                cursor = len(await read_whole_history(api, execution.arn, True))
+                last_new = new
+                calls0, bytes0 = sim.calls["GetExecutionHistory"], sim.bytes["GetExecutionHistory"]
+                new_bytes = found = 0
+                for _ in range(polls):
+                    clock.now += rng.randint(1, 2 * new)
+                    if poller == "exporter":
+                        events = await read_new_events(api, execution.arn, cursor, first_page_size(last_new, 100), True)
+                    elif poller == "naive":
+                        events = [e for e in await read_whole_history(api, execution.arn, True) if e["id"] > cursor]
+                    else:
+                        count = execution.visible(clock.now) - cursor
+                        body = execution.template.events[cursor : cursor + count]
+                        new_bytes += len(json.dumps({"events": [{**e, "timestamp": clock.now} for e in body]}))
+                        events = body
+                    assert events and events[0]["id"] == cursor + 1, (poller, length)
+                    cursor = events[-1]["id"]
+                    last_new = len(events)
+                    found += len(events)
+                calls = sim.calls["GetExecutionHistory"] - calls0
+                sent = sim.bytes["GetExecutionHistory"] - bytes0
+                if poller == "lower bound":
+                    calls, sent = polls, new_bytes
+                rows.append({"length": length, "poller": poller, "calls_per_poll": calls / polls,
+                             "bytes_per_poll": sent / polls, "events_per_poll": found / polls})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", default="10,100,1000,10000,25000")
+    parser.add_argument("--polls", type=int, default=20)
+    parser.add_argument("--new", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    print(f"{'history':>8} {'poller':<12} {'calls/poll':>10} {'bytes/poll':>11} {'new events/poll':>16}")
+    for length in (int(v) for v in args.lengths.split(",")):
+        for row in asyncio.run(measure(length, args.polls, args.new, args.seed)):
+            print(f"{row['length']:>8,} {row['poller']:<12} {row['calls_per_poll']:>10.2f} "
+                  f"{row['bytes_per_poll']:>11,.0f} {row['events_per_poll']:>16.1f}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
