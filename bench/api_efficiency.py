@@ -24,15 +24,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import CollectorRegistry
 
-from exporter.health import HealthMetrics  # noqa: E402
-from exporter.ratelimit import RateLimiter  # noqa: E402
-from exporter.source import aws_step_functions  # noqa: E402
-from exporter.tail import first_page_size, read_new_events, read_whole_history  # noqa: E402
-from tests.builder import History  # noqa: E402
-from tests.sfn_simulator import Simulator, SimulatorServer, Template  # noqa: E402
-from tests.workloads import LAMBDA  # noqa: E402
+from exporter.health import HealthMetrics
+from exporter.ratelimit import RateLimiter
+from exporter.source import aws_step_functions
+from exporter.tail import first_page_size, read_new_events, read_whole_history
+from tests.builder import History
+from tests.sfn_simulator import Simulator, SimulatorServer, Template
+from tests.workloads import LAMBDA
 
 START = 1_700_000_000.0
 

@@ -28,20 +28,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import CollectorRegistry
 
-from bench.virtual_time import VirtualTimeLoop  # noqa: E402
-from exporter.checkpoint import CursorStore  # noqa: E402
-from exporter.config import DEFAULT_QUOTAS, Config  # noqa: E402
-from exporter.daemon import Exporter, Tracked  # noqa: E402
-from exporter.health import HealthMetrics  # noqa: E402
-from exporter.metrics import WorkflowMetrics  # noqa: E402
-from exporter.ratelimit import RateLimiter  # noqa: E402
-from exporter.scheduler import PollScheduler  # noqa: E402
-from exporter.source import AwsStepFunctions  # noqa: E402
-from tests.builder import History  # noqa: E402
-from tests.sfn_simulator import DirectClient, Simulator, Template  # noqa: E402
-from tests.workloads import LAMBDA, waiter_definition  # noqa: E402
+from bench.virtual_time import VirtualTimeLoop
+from exporter.checkpoint import CursorStore
+from exporter.config import DEFAULT_QUOTAS, Config
+from exporter.daemon import Exporter, Tracked
+from exporter.health import HealthMetrics
+from exporter.metrics import WorkflowMetrics
+from exporter.ratelimit import RateLimiter
+from exporter.scheduler import PollScheduler
+from exporter.source import AwsStepFunctions
+from tests.builder import History
+from tests.sfn_simulator import DirectClient, Simulator, Template
+from tests.workloads import LAMBDA, waiter_definition
 
 EPOCH = 1_700_000_000.0
 MACHINES = 20
@@ -160,7 +160,7 @@ def build(sim: Simulator, size: int, seed: int, horizon: float) -> None:
             sim.start(machine, _template(rng, wait_s, task_median, horizon + wait_s, chain), f"e-{n:05d}", start=start)
 
 
-def run(size: int, scheduler: str, hours: float, seed: int = 1) -> Result:
+def run(size: int, scheduler: str, hours: float, seed: int = 1, warmup: float | None = None) -> Result:
     loop = VirtualTimeLoop()
     asyncio.set_event_loop(loop)
 
@@ -183,7 +183,7 @@ def run(size: int, scheduler: str, hours: float, seed: int = 1) -> Result:
     elif scheduler == "oracle":
         chosen = OracleScheduler(sim, loop.time)
     lags: list[float] = []
-    warmup = max(1800.0, 2 * size / budget)
+    warmup = max(1800.0, 2 * size / budget) if warmup is None else warmup
 
     def on_events(tracked: Tracked, times_ns: list[int]) -> None:
         now = wall()

@@ -105,7 +105,12 @@ class DiscoverySettings(_Section):
 class PollingSettings(_Section):
     min_interval_seconds: float = Field(1, gt=0, description="next poll of an execution that had new events")
     max_interval_seconds: float = Field(30, gt=0, description="longest back-off of an idle execution")
-    page_size: int = Field(100, ge=1, le=1000, description="largest maxResults of a poll's first history page (it adapts to what polls find)")
+    page_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="largest maxResults of a poll's first history page (it adapts to what polls find)",
+    )
     concurrency: int = Field(8, ge=1, le=256, description="polls under way at once")
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from exporter.assembler import AssemblerOptions, SpanAssembler
 from exporter.checkpoint import CursorStore
@@ -17,14 +17,14 @@ from exporter.discovery import Discovery, WatchedMachine
 from exporter.events import timestamp_ns
 from exporter.health import HealthMetrics
 from exporter.metrics import WorkflowMetrics
-from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanRecord
+from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord
 from exporter.otlp import to_readable_spans
 from exporter.redact import make_redactor
 from exporter.scheduler import PollScheduler
 from exporter.sinks import ExportFailed, SpanSink
 from exporter.source import Denied, ExecutionSummary, NotFound, SourceError, StepFunctionsApi, Throttled
 from exporter.tail import first_page_size, read_new_events, read_whole_history
-from exporter.waits import quiet_until
+from exporter.waits import DurationModel, quiet_until
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,11 @@ class Tracked:
     last_new: int = 0  # events the last poll found: sizes the next poll's first page
     assembler: SpanAssembler | None = None
     pending: Pending | None = None
-    log: logging.LoggerAdapter[logging.Logger] = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.log = logging.LoggerAdapter(log, {"execution_arn": self.arn})
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that puts the execution ARN on every line (made when needed: thousands are tracked)."""
+        return logging.LoggerAdapter(log, {"execution_arn": self.arn})
 
 
 class Exporter:
@@ -75,8 +76,12 @@ class Exporter:
         self._clock = clock
         self._wall = wall
         self.tracked: dict[str, Tracked] = {}
-        self.scheduler = scheduler if scheduler is not None else PollScheduler(
-            config.polling.min_interval_seconds, config.polling.max_interval_seconds, clock, budget=budget
+        self.scheduler = (
+            scheduler
+            if scheduler is not None
+            else PollScheduler(
+                config.polling.min_interval_seconds, config.polling.max_interval_seconds, clock, budget=budget
+            )
         )
         self.discovery = Discovery(config, api, store, health, self._on_execution, wall)
         data = config.data
@@ -87,6 +92,7 @@ class Exporter:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.durations = DurationModel()
         self._on_spans = on_spans
         self._on_events = on_events
         self._stopped_at: float | None = None
@@ -240,7 +246,10 @@ class Exporter:
         assembler = tracked.assembler
         if assembler is None or assembler.finished:
             return None
-        end = quiet_until(assembler.open_spans(), tracked.watched.machine.definition)
+        end = quiet_until(
+            assembler.open_spans(), tracked.watched.machine.definition, self.durations,
+            tracked.identity.state_machine_name,
+        )  # fmt: skip
         if end is None:
             return None
         return self._clock() + (end - self._wall())
@@ -266,6 +275,10 @@ class Exporter:
         if not events:
             return False
         out = assembler.feed(events)
+        machine = tracked.identity.state_machine_name
+        for span in out.spans:  # what states take, to know when not to poll
+            if span.kind == SpanKind.STATE and span.end_ns is not None and span.state_type != "Wait":
+                self.durations.observe(machine, span.name, (span.end_ns - span.start_ns) / 1e9)
         tracked.pending = Pending(
             out.spans, out.observations, [timestamp_ns(e.get("timestamp")) for e in events],
             cursor=assembler.last_event_id, finished=assembler.finished, redrives=assembler.redrive_count,

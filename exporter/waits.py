@@ -50,19 +50,52 @@ def wait_end(definition: Mapping[str, Any] | None, state_name: str, entered_s: f
     return ends.pop() if len(ends) == 1 else None
 
 
-def quiet_until(open_spans: list[SpanRecord], definition: Mapping[str, Any] | None) -> float | None:
-    """Epoch seconds before which the execution cannot produce an event: when every innermost
-    open span is a Wait state whose end the definition gives, the earliest of those ends."""
+def quiet_until(
+    open_spans: list[SpanRecord], definition: Mapping[str, Any] | None,
+    durations: DurationModel | None = None, state_machine: str = "",
+) -> float | None:  # fmt: skip
+    """Epoch seconds before which the execution is unlikely to produce an event: when every
+    innermost open span is a Wait state whose end the definition gives, or a state whose past
+    visits all took a while (`durations`), the earliest of those ends."""
     parents = {span.parent_span_id for span in open_spans}
     leaves = [span for span in open_spans if span.span_id not in parents]
     ends = []
     for leaf in leaves:
         if leaf.kind == SpanKind.PARALLEL_BRANCH:
             continue  # a branch opens with its first state: with none open, it is done
-        if leaf.kind != SpanKind.STATE or leaf.state_type != "Wait":
+        if leaf.kind == SpanKind.STATE and leaf.state_type == "Wait":
+            end = wait_end(definition, leaf.name, leaf.start_ns / 1e9)
+        elif leaf.kind == SpanKind.STATE and durations is not None:
+            end = durations.earliest_end(state_machine, leaf.name, leaf.start_ns / 1e9)
+        else:
             return None
-        end = wait_end(definition, leaf.name, leaf.start_ns / 1e9)
         if end is None:
             return None
         ends.append(end)
     return min(ends) if ends else None
+
+
+class DurationModel:
+    """What recent visits of each state took, per state machine: a bounded sample per state.
+
+    A state that has always taken at least a minute is not worth polling in its first seconds:
+    `earliest_end` gives a low quantile of the durations seen, once there are enough of them."""
+
+    def __init__(self, keep: int = 64, min_samples: int = 8, quantile: float = 0.02) -> None:
+        self._keep = keep
+        self._min_samples = min_samples
+        self._quantile = quantile
+        self._samples: dict[tuple[str, str], list[float]] = {}
+
+    def observe(self, state_machine: str, state: str, seconds: float) -> None:
+        sample = self._samples.setdefault((state_machine, state), [])
+        sample.append(seconds)
+        if len(sample) > self._keep:
+            del sample[0]
+
+    def earliest_end(self, state_machine: str, state: str, entered_s: float) -> float | None:
+        sample = self._samples.get((state_machine, state))
+        if sample is None or len(sample) < self._min_samples:
+            return None
+        ordered = sorted(sample)
+        return entered_s + ordered[int(self._quantile * (len(ordered) - 1))]

@@ -20,3 +20,59 @@ def test_assembler_benchmark_prints_its_table() -> None:
     assert lines[2].startswith("recorded corpus (691 histories)")
     ratios = [float(line.rsplit(None, 1)[-1].rstrip("x")) for line in lines[1:]]
     assert all(ratio > 0 for ratio in ratios)
+
+
+def test_freshness_benchmark_runs_all_three_schedulers() -> None:
+    from bench.freshness import run
+
+    results = {name: run(40, name, hours=1.0, warmup=900) for name in ("exporter", "round-robin", "oracle")}
+    counts = {name: len(result.lags) + result.unexported for name, result in results.items()}
+    assert len(set(counts.values())) == 1 and counts["oracle"] > 0  # the same events, whoever polls
+    assert results["oracle"].unexported == 0 and results["exporter"].unexported == 0
+    assert all(lag >= 0 for result in results.values() for lag in result.lags)
+    assert results["oracle"].quantile(0.99) <= results["exporter"].quantile(0.99)
+    assert results["oracle"].history_calls < results["exporter"].history_calls
+
+
+def test_api_efficiency_benchmark_counts_calls_and_bytes(monkeypatch: object) -> None:
+    import asyncio
+    import os
+
+    from bench.api_efficiency import measure
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    rows = {row["poller"]: row for row in asyncio.run(measure(length=1200, polls=4, new=5, seed=1))}
+    assert rows["exporter"]["calls_per_poll"] == 1.0
+    assert rows["naive"]["calls_per_poll"] == 2.0  # 1,200+ events: two pages of 1,000
+    assert rows["lower bound"]["bytes_per_poll"] < rows["exporter"]["bytes_per_poll"] < rows["naive"]["bytes_per_poll"]
+    assert rows["exporter"]["events_per_poll"] == rows["naive"]["events_per_poll"] > 0
+
+
+def test_throughput_benchmark_moves_every_event() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.throughput", "--executions", "4", "--events", "200"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("end to end, one core (800 events)")
+    assert float(lines[1].split()[-1].replace(",", "")) > 0
+    assert "receiver: spans " in lines[3]
+    spans = int(lines[3].rsplit(" ", 1)[-1])
+    from exporter.model import ExecutionIdentity
+    from exporter.translate import assemble
+    from tests.sfn_simulator import bulk_template
+
+    template = bulk_template(200)
+    events = [{**event, "timestamp": 0.0} for event in template.events]
+    per_execution = len(assemble(events, ExecutionIdentity.from_arn("arn:aws:states:us-east-1:1:execution:b:e")))
+    assert spans == 4 * per_execution
+
+
+def test_memory_benchmark_tracks_every_execution() -> None:
+    from bench.memory import measure
+
+    result = measure(300, python=False)
+    assert result["tracked"] == 300 and result["open_spans"] == 600  # each: the root and its Wait
+    assert result["rss_per"] > 0

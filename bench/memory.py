@@ -1,0 +1,122 @@
+"""Memory: resident memory per tracked execution, with 10,000 tracked.
+
+    python -m bench.memory [--executions 10000]
+
+The simulator is built first (10,000 running executions, each a few events in and then in a
+one-hour Wait); the resident set size of this process is read; then the real exporter runs on a
+virtual clock until it tracks every execution and has read each history (assembler state, open
+spans, scheduler slot, checkpoint row). The growth of the resident set, divided by the count,
+is the cost of one tracked execution; tracemalloc's count of Python allocations is shown too."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sys
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from prometheus_client import CollectorRegistry
+
+from bench.freshness import EPOCH, NullSink, SyncStore
+from bench.virtual_time import VirtualTimeLoop
+from exporter.config import DEFAULT_QUOTAS, Config
+from exporter.daemon import Exporter
+from exporter.health import HealthMetrics
+from exporter.metrics import WorkflowMetrics
+from exporter.ratelimit import RateLimiter
+from exporter.source import AwsStepFunctions
+from tests.builder import History
+from tests.sfn_simulator import DirectClient, Simulator, Template
+from tests.workloads import LAMBDA, waiter_definition
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def sleeper() -> Template:
+    h = History()
+    h.add("ExecutionStarted", prev=0, input='{"order": 1}')
+    h.add("PassStateEntered", name="Prepare", input="{}")
+    h.add("PassStateExited", name="Prepare", output="{}")
+    h.add("TaskStateEntered", name="Fetch", input="{}")
+    h.add("TaskScheduled", **LAMBDA)
+    h.add("TaskStarted", **LAMBDA)
+    h.add("TaskSucceeded", output='{"ok": true}', **LAMBDA)
+    h.add("TaskStateExited", name="Fetch", output="{}")
+    h.add("WaitStateEntered", name="Sleep", input="{}")
+    h.add("WaitStateExited", name="Sleep", output="{}")
+    h.add("ExecutionSucceeded", output="{}")
+    offsets = [float(i) for i in range(9)] + [3600.0, 3601.0]
+    return Template("sleeper", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+
+
+def measure(executions: int, python: bool) -> dict[str, float]:
+    loop = VirtualTimeLoop()
+    asyncio.set_event_loop(loop)
+
+    def wall() -> float:
+        return EPOCH + loop.time()
+
+    sim = Simulator(clock=wall, quotas={op: (1e9, 1e9) for op in DEFAULT_QUOTAS})
+    template = sleeper()
+    machine = sim.add_machine("sleepers", waiter_definition(3600))
+    for n in range(executions):
+        sim.start(machine, template, f"e-{n:05d}", start=EPOCH - 60)
+    template.body(0, True)  # the simulator's encoded events, built before the baseline
+    template.body(0, False)
+    config = Config.model_validate({"checkpoint": {"path": ":memory:"}, "api": {"quota_share": 1.0},
+                                    "polling": {"concurrency": 32}})  # fmt: skip
+    limiter = RateLimiter({op: (1e9, 1e9) for op in DEFAULT_QUOTAS}, clock=loop.time)
+    registry = CollectorRegistry()
+    health = HealthMetrics(registry)
+    gc.collect()
+    if python:  # tracemalloc's own bookkeeping inflates the resident set: a separate run
+        tracemalloc.start()
+    before_rss, (before_py, _) = rss_bytes(), tracemalloc.get_traced_memory()
+    exporter = Exporter(
+        config, AwsStepFunctions(DirectClient(sim), limiter, health), SyncStore(":memory:"), NullSink(),  # type: ignore[arg-type]
+        WorkflowMetrics(registry), health, clock=loop.time, wall=wall,
+    )  # fmt: skip
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not (len(exporter.tracked) == executions and all(t.assembler and t.assembler.last_event_id == 9 for t in exporter.tracked.values())):
+                await asyncio.sleep(1)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        await exporter.run(stop)
+        await watcher
+
+    loop.run_until_complete(main())
+    gc.collect()
+    after_rss, (after_py, _) = rss_bytes(), tracemalloc.get_traced_memory()
+    tracked = len(exporter.tracked)
+    open_spans = sum(t.assembler.open_span_count for t in exporter.tracked.values() if t.assembler)
+    tracemalloc.stop()
+    return {"tracked": tracked, "open_spans": open_spans, "rss_per": (after_rss - before_rss) / tracked,
+            "python_per": (after_py - before_py) / tracked}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--executions", type=int, default=10_000)
+    args = parser.parse_args()
+    result = measure(args.executions, python=False)
+    result["python_per"] = measure(args.executions, python=True)["python_per"]
+    print(f"{'tracked':>8} {'open spans':>10} {'RSS per execution':>18} {'Python allocations per execution':>33}")
+    print(f"{result['tracked']:>8,.0f} {result['open_spans']:>10,.0f} {result['rss_per'] / 1024:>15.1f} KB "
+          f"{result['python_per'] / 1024:>30.1f} KB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
