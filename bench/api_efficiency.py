@@ -2,7 +2,7 @@
 
     python -m bench.api_efficiency [--lengths 10,100,1000,10000,25000] [--polls 20] [--new 5]
 
-One execution's history grows by `--new` events between polls (a burst of 1 to 2×new, at
+One execution's history grows by `--new` events between polls (a burst of 1 to 2 x new, at
 random); each poll is an aiobotocore call over HTTP to the simulator (AWS JSON protocol), which
 counts calls and response bytes. Pollers:
 - `exporter`: this project's tail (newest page first, stops at its cursor, first page sized from
@@ -57,7 +57,11 @@ def long_template(length: int) -> Template:
         h.add("TaskStateExited", name="Work", output='{"ok": true}')
     del h.events[length - 1 :]
     h.add("ExecutionSucceeded", output="{}")
-    return Template("long", [float(i) for i in range(length)], [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+    return Template(
+        "long",
+        [float(i) for i in range(length)],
+        [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events],
+    )
 
 
 async def measure(length: int, polls: int, new: int, seed: int) -> list[dict[str, Any]]:
@@ -68,10 +72,14 @@ async def measure(length: int, polls: int, new: int, seed: int) -> list[dict[str
     rows = []
     with SimulatorServer(sim) as server:
         limiter = RateLimiter({"GetExecutionHistory": (1e9, 1e9)})
-        async with aws_step_functions("us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry())) as api:
+        async with aws_step_functions(
+            "us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry())
+        ) as api:
             for poller in ("exporter", "naive", "lower bound"):
                 rng = random.Random(seed)
-                execution = sim.start(machine, template, f"{poller.replace(' ', '-')}-{length}", start=clock.now)
+                execution = sim.start(
+                    machine, template, f"{poller.replace(' ', '-')}-{length}", start=clock.now
+                )
                 clock.now += length - 1  # `length` events visible
                 cursor = len(await read_whole_history(api, execution.arn, True))
                 last_new = new
@@ -80,13 +88,19 @@ async def measure(length: int, polls: int, new: int, seed: int) -> list[dict[str
                 for _ in range(polls):
                     clock.now += rng.randint(1, 2 * new)
                     if poller == "exporter":
-                        events = await read_new_events(api, execution.arn, cursor, first_page_size(last_new, 100), True)
+                        events = await read_new_events(
+                            api, execution.arn, cursor, first_page_size(last_new, 100), True
+                        )
                     elif poller == "naive":
-                        events = [e for e in await read_whole_history(api, execution.arn, True) if e["id"] > cursor]
+                        events = [
+                            e for e in await read_whole_history(api, execution.arn, True) if e["id"] > cursor
+                        ]
                     else:
                         count = execution.visible(clock.now) - cursor
                         body = execution.template.events[cursor : cursor + count]
-                        new_bytes += len(json.dumps({"events": [{**e, "timestamp": clock.now} for e in body]}))
+                        new_bytes += len(
+                            json.dumps({"events": [{**e, "timestamp": clock.now} for e in body]})
+                        )
                         events = body
                     assert events and events[0]["id"] == cursor + 1, (poller, length)
                     cursor = events[-1]["id"]
@@ -102,7 +116,9 @@ async def measure(length: int, polls: int, new: int, seed: int) -> list[dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lengths", default="10,100,1000,10000,25000")
     parser.add_argument("--polls", type=int, default=20)
     parser.add_argument("--new", type=int, default=5)

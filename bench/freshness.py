@@ -77,7 +77,9 @@ class RoundRobinScheduler(PollScheduler):
         super().__init__(interval, interval, clock)
         self.interval = interval
 
-    def done(self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False) -> None:
+    def done(
+        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False
+    ) -> None:
         super().done(key, found_events=True, not_before=None, failed=False)
 
 
@@ -89,7 +91,9 @@ class OracleScheduler(PollScheduler):
         self.sim = sim
         self.exporter: Exporter | None = None
 
-    def done(self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False) -> None:
+    def done(
+        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False
+    ) -> None:
         slot = self._slots.get(key)
         if slot is None:
             return
@@ -157,7 +161,12 @@ def build(sim: Simulator, size: int, seed: int, horizon: float) -> None:
         for n in range(size // MACHINES):
             # started earlier, each at its own phase
             start = EPOCH - rng.uniform(0, wait_s)
-            sim.start(machine, _template(rng, wait_s, task_median, horizon + wait_s, chain), f"e-{n:05d}", start=start)
+            sim.start(
+                machine,
+                _template(rng, wait_s, task_median, horizon + wait_s, chain),
+                f"e-{n:05d}",
+                start=start,
+            )
 
 
 def run(size: int, scheduler: str, hours: float, seed: int = 1, warmup: float | None = None) -> Result:
@@ -204,6 +213,7 @@ def run(size: int, scheduler: str, hours: float, seed: int = 1, warmup: float | 
 
     loop.run_until_complete(main())
     loop.close()
+    asyncio.set_event_loop(None)
     # events that appeared in the measured window but were never exported: lag at least until the end
     exported_after_warmup = len(lags)
     appeared = sum(
@@ -215,12 +225,16 @@ def run(size: int, scheduler: str, hours: float, seed: int = 1, warmup: float | 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--hours", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    print(f"{'executions':>10} {'scheduler':<12} {'events':>8} {'p50 lag s':>10} {'p99 lag s':>10} {'history calls':>14} {'unexported':>10} {'wall s':>7}")
+    print(
+        f"{'executions':>10} {'scheduler':<12} {'events':>8} {'p50 lag s':>10} {'p99 lag s':>10} {'history calls':>14} {'unexported':>10} {'wall s':>7}"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         results = {}
         for scheduler in ("exporter", "round-robin", "oracle"):

@@ -89,7 +89,10 @@ def measure(executions: int, python: bool) -> dict[str, float]:
         stop = asyncio.Event()
 
         async def watch() -> None:
-            while not (len(exporter.tracked) == executions and all(t.assembler and t.assembler.last_event_id == 9 for t in exporter.tracked.values())):
+            while not (
+                len(exporter.tracked) == executions
+                and all(t.assembler and t.assembler.last_event_id == 9 for t in exporter.tracked.values())
+            ):
                 await asyncio.sleep(1)
             stop.set()
 
@@ -103,17 +106,23 @@ def measure(executions: int, python: bool) -> dict[str, float]:
     tracked = len(exporter.tracked)
     open_spans = sum(t.assembler.open_span_count for t in exporter.tracked.values() if t.assembler)
     tracemalloc.stop()
+    loop.close()
+    asyncio.set_event_loop(None)
     return {"tracked": tracked, "open_spans": open_spans, "rss_per": (after_rss - before_rss) / tracked,
             "python_per": (after_py - before_py) / tracked}  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--executions", type=int, default=10_000)
     args = parser.parse_args()
     result = measure(args.executions, python=False)
     result["python_per"] = measure(args.executions, python=True)["python_per"]
-    print(f"{'tracked':>8} {'open spans':>10} {'RSS per execution':>18} {'Python allocations per execution':>33}")
+    print(
+        f"{'tracked':>8} {'open spans':>10} {'RSS per execution':>18} {'Python allocations per execution':>33}"
+    )
     print(f"{result['tracked']:>8,.0f} {result['open_spans']:>10,.0f} {result['rss_per'] / 1024:>15.1f} KB "
           f"{result['python_per'] / 1024:>30.1f} KB")  # fmt: skip
 

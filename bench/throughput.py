@@ -34,7 +34,11 @@ from exporter.config import Config  # noqa: E402
 
 def _start(module: str, *args: str) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, "-m", module, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+        [sys.executable, "-m", module, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -88,7 +92,12 @@ def _parse_cost(sim_port: int, arn: str, repeat: int) -> tuple[float, int, int]:
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=30) as response:
         body = response.read()
-    shape = botocore.session.get_session().get_service_model("stepfunctions").operation_model("GetExecutionHistory").output_shape
+    shape = (
+        botocore.session.get_session()
+        .get_service_model("stepfunctions")
+        .operation_model("GetExecutionHistory")
+        .output_shape
+    )
     parser = botocore.parsers.create_parser("json")
     best = float("inf")
     for _ in range(repeat):
@@ -99,7 +108,9 @@ def _parse_cost(sim_port: int, arn: str, repeat: int) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--executions", type=int, default=100)
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--profile", action="store_true")
@@ -110,19 +121,37 @@ def main() -> None:
     else:
         other = "0"
     total = args.executions * args.events
-    sim, sim_port = _start("tests.sfn_simulator", "--executions", str(args.executions), "--events", str(args.events), "--cpu", other)
+    sim, sim_port = _start(
+        "tests.sfn_simulator",
+        "--executions",
+        str(args.executions),
+        "--events",
+        str(args.events),
+        "--cpu",
+        other,
+    )
     otlp, otlp_port = _start("tests.otlp_receiver", other)
     try:
         with tempfile.TemporaryDirectory() as workdir:
             took = asyncio.run(_exporter_run(sim_port, otlp_port, total, workdir))
-        parse_s, size, parsed_events = _parse_cost(sim_port, "arn:aws:states:us-east-1:123456789012:execution:bulk-0:e-00000", 20)
+        parse_s, size, parsed_events = _parse_cost(
+            sim_port, "arn:aws:states:us-east-1:123456789012:execution:bulk-0:e-00000", 20
+        )
         profile = None
         if args.profile:
             with tempfile.TemporaryDirectory() as workdir:
                 profiler = cProfile.Profile()
                 # the same work again, under the profiler, after a fresh start of the simulator
                 _stop(sim)
-                sim, sim_port = _start("tests.sfn_simulator", "--executions", str(args.executions), "--events", str(args.events), "--cpu", other)
+                sim, sim_port = _start(
+                    "tests.sfn_simulator",
+                    "--executions",
+                    str(args.executions),
+                    "--events",
+                    str(args.events),
+                    "--cpu",
+                    other,
+                )
                 profiler.enable()
                 asyncio.run(_exporter_run(sim_port, otlp_port, total, workdir))
                 profiler.disable()
@@ -134,7 +163,9 @@ def main() -> None:
     print(f"{'measure':<44} {'events/s':>10}")
     print(f"{'end to end, one core (' + format(total, ',') + ' events)':<44} {total / took:>10,.0f}")
     print(f"{'botocore parsing alone (the same answers)':<44} {parse_eps:>10,.0f}")
-    print(f"end to end costs {parse_eps / (total / took):.2f}x the parse alone; answers of {size / 1000:,.0f} kB; receiver: {received.strip()}")
+    print(
+        f"end to end costs {parse_eps / (total / took):.2f}x the parse alone; answers of {size / 1000:,.0f} kB; receiver: {received.strip()}"
+    )
     if profile is not None:
         print("\nwhere the time goes (profiled run, by own time):")
         profile.sort_stats("tottime").print_stats(15)

@@ -480,7 +480,9 @@ def bulk_template(events: int) -> Template:
         h.add("TaskStateExited", name="Work", output='{"ok": true}')
     del h.events[events - 1 :]
     h.add("ExecutionSucceeded", output="{}")
-    return Template("bulk", [0.0] * events, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+    return Template(
+        "bulk", [0.0] * events, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events]
+    )
 
 
 def main() -> None:

@@ -45,7 +45,11 @@ def test_api_efficiency_benchmark_counts_calls_and_bytes(monkeypatch: object) ->
     rows = {row["poller"]: row for row in asyncio.run(measure(length=1200, polls=4, new=5, seed=1))}
     assert rows["exporter"]["calls_per_poll"] == 1.0
     assert rows["naive"]["calls_per_poll"] == 2.0  # 1,200+ events: two pages of 1,000
-    assert rows["lower bound"]["bytes_per_poll"] < rows["exporter"]["bytes_per_poll"] < rows["naive"]["bytes_per_poll"]
+    assert (
+        rows["lower bound"]["bytes_per_poll"]
+        < rows["exporter"]["bytes_per_poll"]
+        < rows["naive"]["bytes_per_poll"]
+    )
     assert rows["exporter"]["events_per_poll"] == rows["naive"]["events_per_poll"] > 0
 
 
@@ -66,7 +70,9 @@ def test_throughput_benchmark_moves_every_event() -> None:
 
     template = bulk_template(200)
     events = [{**event, "timestamp": 0.0} for event in template.events]
-    per_execution = len(assemble(events, ExecutionIdentity.from_arn("arn:aws:states:us-east-1:1:execution:b:e")))
+    per_execution = len(
+        assemble(events, ExecutionIdentity.from_arn("arn:aws:states:us-east-1:1:execution:b:e"))
+    )
     assert spans == 4 * per_execution
 
 

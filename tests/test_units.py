@@ -310,6 +310,6 @@ def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
     fetch = span("Fetch", SpanKind.STATE, 2, 1, "Task", start_s=100)
     assert quiet_until([root, fetch], DEFINITION, model, "M") == 390.0
     assert quiet_until([root, fetch], DEFINITION, None, "M") is None
-    for seconds in range(100):
+    for _ in range(100):
         model.observe("M", "Fetch", 1.0)  # it got fast: the old samples age out
     assert model.earliest_end("M", "Fetch", 100.0) == 101.0
