@@ -58,9 +58,12 @@ def quiet_until(
     innermost open span is a Wait state whose end the definition gives, or a state whose past
     visits all took a while (`durations`), the earliest of those ends."""
     parents = {span.parent_span_id for span in open_spans}
+    by_id = {span.span_id: span for span in open_spans}
     leaves = [span for span in open_spans if span.span_id not in parents]
     ends = []
     for leaf in leaves:
+        if leaf.kind in (SpanKind.TASK, SpanKind.LAMBDA, SpanKind.ACTIVITY):
+            leaf = by_id.get(leaf.parent_span_id or 0, leaf)  # noqa: PLW2901 (an attempt: its state decides)
         if leaf.kind == SpanKind.PARALLEL_BRANCH:
             continue  # a branch opens with its first state: with none open, it is done
         if leaf.kind == SpanKind.STATE and leaf.state_type == "Wait":
@@ -81,10 +84,11 @@ class DurationModel:
     A state that has always taken at least a minute is not worth polling in its first seconds:
     `earliest_end` gives a low quantile of the durations seen, once there are enough of them."""
 
-    def __init__(self, keep: int = 64, min_samples: int = 8, quantile: float = 0.02) -> None:
+    def __init__(self, keep: int = 64, min_samples: int = 8, quantile: float = 0.0, margin: float = 0.8) -> None:
         self._keep = keep
         self._min_samples = min_samples
         self._quantile = quantile
+        self._margin = margin  # park until `margin` of that quantile: a little early is cheap
         self._samples: dict[tuple[str, str], list[float]] = {}
 
     def observe(self, state_machine: str, state: str, seconds: float) -> None:
@@ -98,4 +102,4 @@ class DurationModel:
         if sample is None or len(sample) < self._min_samples:
             return None
         ordered = sorted(sample)
-        return entered_s + ordered[int(self._quantile * (len(ordered) - 1))]
+        return entered_s + self._margin * ordered[int(self._quantile * (len(ordered) - 1))]

@@ -300,7 +300,7 @@ def test_idle_back_off_follows_the_budget() -> None:
 def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
     from exporter.waits import DurationModel
 
-    model = DurationModel(min_samples=8, quantile=0.02)
+    model = DurationModel(min_samples=8, quantile=0.0, margin=1.0)
     assert model.earliest_end("M", "Fetch", 100.0) is None  # nothing learned yet
     for seconds in (300, 310, 290, 305, 320, 295, 315, 300):
         model.observe("M", "Fetch", seconds)
@@ -310,6 +310,8 @@ def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
     fetch = span("Fetch", SpanKind.STATE, 2, 1, "Task", start_s=100)
     assert quiet_until([root, fetch], DEFINITION, model, "M") == 390.0
     assert quiet_until([root, fetch], DEFINITION, None, "M") is None
+    attempt = span("lambda:invoke", SpanKind.LAMBDA, 3, 2, start_s=101)
+    assert quiet_until([root, fetch, attempt], DEFINITION, model, "M") == 390.0  # the attempt's state decides
     for _ in range(100):
         model.observe("M", "Fetch", 1.0)  # it got fast: the old samples age out
     assert model.earliest_end("M", "Fetch", 100.0) == 101.0
