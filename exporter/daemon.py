@@ -246,8 +246,11 @@ class Exporter:
         assembler = tracked.assembler
         if assembler is None or assembler.finished:
             return None
+        # Guessing from past durations pays only when the budget cannot poll every execution
+        # within the maximum interval; with calls to spare, a wrong guess costs more than it saves.
+        tight = self.scheduler.idle_cap() > self.config.polling.max_interval_seconds
         end = quiet_until(
-            assembler.open_spans(), tracked.watched.machine.definition, self.durations,
+            assembler.open_spans(), tracked.watched.machine.definition, self.durations if tight else None,
             tracked.identity.state_machine_name,
         )  # fmt: skip
         if end is None:
