@@ -84,7 +84,9 @@ class DurationModel:
     A state that has always taken at least a minute is not worth polling in its first seconds:
     `earliest_end` gives a low quantile of the durations seen, once there are enough of them."""
 
-    def __init__(self, keep: int = 64, min_samples: int = 8, quantile: float = 0.0, margin: float = 0.8) -> None:
+    def __init__(
+        self, keep: int = 64, min_samples: int = 8, quantile: float = 0.0, margin: float = 0.8
+    ) -> None:
         self._keep = keep
         self._min_samples = min_samples
         self._quantile = quantile
