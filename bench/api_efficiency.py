@@ -30,9 +30,7 @@ from exporter.health import HealthMetrics
 from exporter.ratelimit import RateLimiter
 from exporter.source import aws_step_functions
 from exporter.tail import first_page_size, read_new_events, read_whole_history
-from tests.builder import History
-from tests.sfn_simulator import Simulator, SimulatorServer, Template
-from tests.workloads import LAMBDA
+from tests.sfn_simulator import Simulator, SimulatorServer, bulk_template
 
 START = 1_700_000_000.0
 
@@ -45,30 +43,11 @@ class Clock:
         return self.now
 
 
-def long_template(length: int) -> Template:
-    """Lambda tasks back to back, an event a second, ending after `length` events."""
-    h = History()
-    h.add("ExecutionStarted", prev=0, input='{"order": 1}')
-    while len(h.events) < length - 1:
-        h.add("TaskStateEntered", name="Work", input='{"n": 1}')
-        h.add("TaskScheduled", parameters='{"FunctionName": "work", "Payload": {"n": 1}}', **LAMBDA)
-        h.add("TaskStarted", **LAMBDA)
-        h.add("TaskSucceeded", output='{"StatusCode": 200, "Payload": {"ok": true}}', **LAMBDA)
-        h.add("TaskStateExited", name="Work", output='{"ok": true}')
-    del h.events[length - 1 :]
-    h.add("ExecutionSucceeded", output="{}")
-    return Template(
-        "long",
-        [float(i) for i in range(length)],
-        [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events],
-    )
-
-
 async def measure(length: int, polls: int, new: int, seed: int) -> list[dict[str, Any]]:
     clock = Clock()
     sim = Simulator(clock=clock, quotas={"GetExecutionHistory": (1e9, 1e9)})
     machine = sim.add_machine("bench", {"StartAt": "Work", "States": {}})
-    template = long_template(length + (polls + 1) * 2 * new + 1)
+    template = bulk_template(length + (polls + 1) * 2 * new + 1, spacing_s=1.0)
     rows = []
     with SimulatorServer(sim) as server:
         limiter = RateLimiter({"GetExecutionHistory": (1e9, 1e9)})

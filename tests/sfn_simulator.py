@@ -465,8 +465,9 @@ class SimulatorServer:
         self.stop()
 
 
-def bulk_template(events: int) -> Template:
-    """A finished history of `events` events (Lambda tasks back to back), all there at once."""
+def bulk_template(events: int, spacing_s: float = 0.0) -> Template:
+    """A history of `events` events (Lambda tasks back to back), one every `spacing_s` (0: all
+    there at once)."""
     from tests.builder import History
 
     lambda_ = {"resource": "invoke", "resourceType": "lambda"}
@@ -480,9 +481,8 @@ def bulk_template(events: int) -> Template:
         h.add("TaskStateExited", name="Work", output='{"ok": true}')
     del h.events[events - 1 :]
     h.add("ExecutionSucceeded", output="{}")
-    return Template(
-        "bulk", [0.0] * events, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events]
-    )
+    offsets = [i * spacing_s for i in range(events)]
+    return Template("bulk", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
 
 
 def main() -> None:
