@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,7 +97,8 @@ class Exporter:
         self._on_spans = on_spans
         self._on_events = on_events
         self._stopped_at: float | None = None
-        self.polls = 0
+        self._running: Counter[str] = Counter()  # tracked executions by state machine name
+        self._staleness_at = float("-inf")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,7 +160,9 @@ class Exporter:
         while True:
             for key in self.scheduler.pop_due():
                 self._queue.put_nowait(key)
-            self.health.staleness.set(self.scheduler.staleness())
+            if self._clock() - self._staleness_at >= 1.0:  # it walks every slot: once a second
+                self._staleness_at = self._clock()
+                self.health.staleness.set(self.scheduler.staleness())
             next_due = self.scheduler.next_due()
             timeout = None if next_due is None else max(0.0, next_due - self._clock())
             self._wake.clear()
@@ -198,21 +202,23 @@ class Exporter:
         self.scheduler.add(summary.arn)
         self._wake.set()
         tracked.log.debug("tracking (%s, cursor %d)", summary.status, tracked.replay_to)
-        self._update_gauges()
+        self._count(tracked, +1)
 
     def _untrack(self, tracked: Tracked) -> None:
-        self.tracked.pop(tracked.arn, None)
+        if self.tracked.pop(tracked.arn, None) is not None:
+            self._count(tracked, -1)
         self.scheduler.remove(tracked.arn)
-        self._update_gauges()
+
+    def _count(self, tracked: Tracked, change: int) -> None:
+        name = tracked.identity.state_machine_name
+        self._running[name] += change
+        self.workflow.set_running(name, self._running[name])
+        self.health.tracked.set(len(self.tracked))
 
     def _update_gauges(self) -> None:
-        self.health.tracked.set(len(self.tracked))
-        running: dict[str, int] = {w.machine.name: 0 for w in self.discovery.machines.values()}
-        for tracked in self.tracked.values():
-            name = tracked.identity.state_machine_name
-            running[name] = running.get(name, 0) + 1
-        for name, count in running.items():
-            self.workflow.set_running(name, count)
+        """State machines with nothing running show 0, not their last count."""
+        for watched in self.discovery.machines.values():
+            self.workflow.set_running(watched.machine.name, self._running[watched.machine.name])
 
     # ------------------------------------------------------------------ polling
 
@@ -235,7 +241,6 @@ class Exporter:
         except Exception:
             failed = True
             tracked.log.exception("poll failed unexpectedly")
-        self.polls += 1
         if tracked.pending is None and tracked.assembler is not None and tracked.assembler.finished:
             self._untrack(tracked)
             return

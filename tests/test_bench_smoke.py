@@ -79,6 +79,6 @@ def test_throughput_benchmark_moves_every_event() -> None:
 def test_memory_benchmark_tracks_every_execution() -> None:
     from bench.memory import measure
 
-    result = measure(300, python=False)
+    result = measure(300, python=True)  # in a test process RSS is noise: count allocations
     assert result["tracked"] == 300 and result["open_spans"] == 600  # each: the root and its Wait
-    assert result["rss_per"] > 0
+    assert 0 < result["python_per"] < 1_000_000
