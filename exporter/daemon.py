@@ -148,12 +148,15 @@ class Exporter:
         next_machines = 0.0
         while True:
             started = self._clock()
-            if started >= next_machines:
-                await self.discovery.refresh_state_machines()
-                next_machines = started + settings.state_machines_interval_seconds
-                self.store.prune(self.config.checkpoint.retention_hours * 3600)
-            await self.discovery.discover_executions()
-            self._update_gauges()
+            try:
+                if started >= next_machines:
+                    await self.discovery.refresh_state_machines()
+                    next_machines = started + settings.state_machines_interval_seconds
+                    self.store.prune(self.config.checkpoint.retention_hours * 3600)
+                await self.discovery.discover_executions()
+                self._update_gauges()
+            except Exception:  # a bug in one pass must not end discovery for good
+                log.exception("discovery pass failed; trying again next interval")
             await asyncio.sleep(max(0.0, settings.executions_interval_seconds - (self._clock() - started)))
 
     async def _dispatch_loop(self) -> None:
