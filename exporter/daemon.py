@@ -4,7 +4,6 @@ spans and observations, hands them to the sinks, and only then advances the chec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -167,10 +166,18 @@ class Exporter:
                 self._staleness_at = self._clock()
                 self.health.staleness.set(self.scheduler.staleness())
             next_due = self.scheduler.next_due()
-            timeout = None if next_due is None else max(0.0, next_due - self._clock())
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            # A timer sets the same event as new work does. (asyncio.wait_for can swallow a
+            # cancellation that lands as its timeout expires, and a shutdown would then hang.)
+            alarm = None
+            if next_due is not None:
+                delay = max(0.0, next_due - self._clock())
+                alarm = asyncio.get_running_loop().call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                if alarm is not None:
+                    alarm.cancel()
 
     async def _worker(self) -> None:
         while True:
