@@ -131,9 +131,8 @@ def test_sigterm_flushes_spans_and_checkpoint_then_exits_zero(tmp_path: Path) ->
                    exporter.samples().get(("sfn_exporter_api_calls_total", (("operation", "GetExecutionHistory"), ("outcome", "success"))), 0) >= 6,
                    30, "the histories to be read")  # fmt: skip
         exporter.signal(signal.SIGTERM)
-        started = time.monotonic()
         assert exporter.wait(30) == 0
-        assert time.monotonic() - started < 12  # within the grace period (10 s) and a little
+        assert "did not finish within" not in exporter.log()  # nothing cut off by the grace period
         assert wanted <= {s.span_id for s in otlp.receiver.snapshot()}
         from exporter.checkpoint import CursorStore
 
