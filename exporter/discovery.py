@@ -39,6 +39,7 @@ class Discovery:
     machines: dict[str, WatchedMachine] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # arn -> reason, logged once
     completed_pass: bool = False
+    unreadable: set[str] = field(default_factory=set)  # could not be described; tried again next refresh
     filtered_out: int = 0  # by name or ARN, at the last refresh
 
     async def refresh_state_machines(self) -> None:
@@ -58,6 +59,9 @@ class Discovery:
             self.health.discovery_errors.labels(exc.operation).inc()
             log.error("cannot list state machines: %s", exc)
             return
+        # Tags and names can change: only the EXPRESS verdict is final.
+        self.skipped = {arn: reason for arn, reason in self.skipped.items() if reason == "express"}
+        self.unreadable.clear()
         seen: set[str] = set()
         filtered = 0
         for item in listed:
@@ -86,6 +90,9 @@ class Discovery:
             log.error("cannot describe state machine: %s", exc, extra={"state_machine_arn": item.arn})
             if isinstance(exc, NotFound):
                 return
+            if self.config.state_machines.tags:
+                self.unreadable.add(item.arn)  # its tags are unknown: not watched until they are
+                return
             self.machines[item.arn] = WatchedMachine(item, failing=True)  # retried on its next pass
             return
         if machine.type == "EXPRESS":
@@ -102,8 +109,10 @@ class Discovery:
         log.info("watching state machine %s", machine.name, extra={"state_machine_arn": item.arn})
 
     def _count(self) -> None:
-        failing = sum(1 for w in self.machines.values() if w.failing)
-        self.health.state_machines.labels("tracked").set(len(self.machines) - failing)
+        failing = sum(1 for w in self.machines.values() if w.failing) + len(self.unreadable)
+        self.health.state_machines.labels("tracked").set(
+            len(self.machines) - (failing - len(self.unreadable))
+        )
         self.health.state_machines.labels("failing").set(failing)
         self.health.state_machines.labels("skipped_express").set(
             sum(1 for reason in self.skipped.values() if reason == "express")
