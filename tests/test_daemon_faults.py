@@ -281,6 +281,12 @@ async def test_state_machines_are_chosen_by_name_and_tags(
         assert watched == ["orders-main"]
         # orders-test and billing by name, orders-other by its tag
         assert hooks.registry.get_sample_value("sfn_exporter_state_machines", {"status": "filtered_out"}) == 3
+        # tags change: the next refresh of the state machines sees it
+        other = "arn:aws:states:us-east-1:123456789012:stateMachine:orders-other"
+        await asyncio.to_thread(
+            workload.client.tag_resource, resourceArn=other, tags=[{"key": "team", "value": "payments"}]
+        )
+        await until(lambda: other in hooks.exporter.discovery.machines, 30, "the retagged state machine")  # type: ignore[union-attr]
     finally:
         hooks.stop.set()
         assert await asyncio.wait_for(task, 30) == 0
