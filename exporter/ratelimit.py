@@ -83,9 +83,6 @@ class RateLimiter:
         bucket.last_throttle = now
         bucket.tokens = min(bucket.tokens, 0.0)
 
-    def succeeded(self, operation: str) -> None:
-        """Kept for symmetry: recovery is by calm time, in refill."""
-
     def rate(self, operation: str) -> float:
         """Calls per second currently allowed for `operation`."""
         bucket = self._buckets[operation]

@@ -175,7 +175,6 @@ class AwsStepFunctions:
             raise error from exc
         self._health.api_calls.labels(operation, "success").inc()
         self._health.api_succeeded(time.time())
-        self._limiter.succeeded(operation)
         return response
 
     async def list_state_machines(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,7 +11,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ import boto3
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app import Hooks, run_exporter
+from exporter.config import Config
 from exporter.model import ExecutionIdentity, SpanRecord
 from exporter.samples import ROLE_ARN, SAMPLES
 from exporter.translate import assemble
@@ -25,6 +29,17 @@ from tests.moto_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+
+
+@asynccontextmanager
+async def running_exporter(config: Config, hooks: Hooks) -> AsyncIterator[asyncio.Task[int]]:
+    """The exporter in this event loop for the block; then stopped, and it must exit 0."""
+    task = asyncio.create_task(run_exporter(config, hooks))
+    try:
+        yield task
+    finally:
+        hooks.stop.set()
+        assert await asyncio.wait_for(task, 30) == 0
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.moto_server import free_port
+from tests.moto_server import free_port, stop_process
 
 
 def prometheus_binary(name: str = "prometheus") -> str:
@@ -68,12 +68,7 @@ class PrometheusServer:
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process)
             self._process = None
         self._log.close()
 

@@ -34,7 +34,7 @@ def test_freshness_benchmark_runs_all_three_schedulers() -> None:
     assert results["oracle"].history_calls < results["exporter"].history_calls
 
 
-def test_api_efficiency_benchmark_counts_calls_and_bytes(monkeypatch: object) -> None:
+def test_api_efficiency_benchmark_counts_calls_and_bytes() -> None:
     import asyncio
     import os
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from exporter.app import Hooks, run_exporter
+from exporter.app import Hooks
 from exporter.config import Config
 from exporter.source import Denied, HistoryPage, InvalidToken, StepFunctionsApi
-from tests.harness import CREDENTIALS, Workload, fast_config
+from tests.harness import CREDENTIALS, Workload, fast_config, running_exporter
 from tests.moto_server import MotoServer
 from tests.otlp_receiver import GrpcOtlpServer
 
@@ -97,8 +97,7 @@ async def test_one_broken_state_machine_does_not_stop_the_others(
 
     hooks = Hooks(handle_signals=False, wrap_api=wrap)
     config = Config.model_validate(fast_config(tmp_path))
-    task = asyncio.create_task(run_exporter(config, hooks))
-    try:
+    async with running_exporter(config, hooks):
         await until(
             lambda: hooks.exporter is not None and hooks.exporter.discovery.completed_pass,
             30,
@@ -127,9 +126,6 @@ async def test_one_broken_state_machine_does_not_stop_the_others(
         await until(
             lambda: doomed not in hooks.exporter.tracked, 30, "the deleted machine's execution to be dropped"
         )  # type: ignore[union-attr]
-    finally:
-        hooks.stop.set()
-        assert await asyncio.wait_for(task, 30) == 0
 
 
 async def test_a_poll_with_new_events_costs_one_call_and_expired_tokens_restart_the_read(
@@ -151,16 +147,12 @@ async def test_a_poll_with_new_events_costs_one_call_and_expired_tokens_restart_
         fast_config(tmp_path, polling={"page_size": 5, "min_interval_seconds": 0.2})
     )
     hooks = Hooks(handle_signals=False, wrap_api=wrap)
-    task = asyncio.create_task(run_exporter(config, hooks))
-    try:
+    async with running_exporter(config, hooks):
         arns = [await asyncio.to_thread(workload.start, "long-wait") for _ in range(2)]
         arns.append(await asyncio.to_thread(workload.start, "map-concurrency"))
         await until(
             lambda: spans_of(workload, arns) <= {s.span_id for s in otlp.receiver.snapshot()}, 60, "all spans"
         )
-    finally:
-        hooks.stop.set()
-        assert await asyncio.wait_for(task, 30) == 0
     assert faulty is not None and faulty.expire_tokens == 0
     # Every call is newest first; a poll reads on (with a token) only when a page was all new.
     assert all(reverse for _, reverse, _, _ in faulty.history_calls)
@@ -191,16 +183,12 @@ async def test_execution_data_is_captured_redacted_and_sent_over_http(
             )
         )
         hooks = Hooks(handle_signals=False)
-        task = asyncio.create_task(run_exporter(config, hooks))
-        try:
+        async with running_exporter(config, hooks):
             arn = await asyncio.to_thread(workload.start, "map-concurrency")
             wanted = spans_of(workload, [arn])
             await until(
                 lambda: wanted <= {s.span_id for s in http.receiver.snapshot()}, 60, "the spans over HTTP"
             )
-        finally:
-            hooks.stop.set()
-            assert await asyncio.wait_for(task, 30) == 0
         root = next(s for s in http.receiver.snapshot() if s.parent_span_id is None)
     assert root.attributes["sfn.execution.input"] == '{"items":[1,"[REDACTED]",3,4]}'
     assert root.resource["service.name"] == "payments-workflows"
@@ -221,8 +209,7 @@ async def test_readyz_waits_for_the_first_discovery_pass(
     ports: list[int] = []
     config = Config.model_validate(fast_config(tmp_path, web={"listen_address": "127.0.0.1:0"}))
     hooks = Hooks(handle_signals=False, wrap_api=SlowApi, on_listening=ports.append)  # type: ignore[arg-type,return-value]
-    task = asyncio.create_task(run_exporter(config, hooks))
-    try:
+    async with running_exporter(config, hooks):
         await until(lambda: bool(ports), 30, "the web server")
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{ports[0]}/healthz") as response:
@@ -238,9 +225,6 @@ async def test_readyz_waits_for_the_first_discovery_pass(
             ) as response:
                 assert response.headers["Content-Type"].startswith("application/openmetrics-text")
                 assert (await response.text()).rstrip().endswith("# EOF")
-    finally:
-        hooks.stop.set()
-        assert await asyncio.wait_for(task, 30) == 0
 
 
 async def test_state_machines_are_chosen_by_name_and_tags(
@@ -270,8 +254,7 @@ async def test_state_machines_are_chosen_by_name_and_tags(
         )
     )
     hooks = Hooks(handle_signals=False)
-    task = asyncio.create_task(run_exporter(config, hooks))
-    try:
+    async with running_exporter(config, hooks):
         await until(
             lambda: hooks.exporter is not None and hooks.exporter.discovery.completed_pass,
             30,
@@ -287,6 +270,3 @@ async def test_state_machines_are_chosen_by_name_and_tags(
             workload.client.tag_resource, resourceArn=other, tags=[{"key": "team", "value": "payments"}]
         )
         await until(lambda: other in hooks.exporter.discovery.machines, 30, "the retagged state machine")  # type: ignore[union-attr]
-    finally:
-        hooks.stop.set()
-        assert await asyncio.wait_for(task, 30) == 0

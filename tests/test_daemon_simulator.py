@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import Hooks, run_exporter
+from exporter.app import Hooks
 from exporter.config import Config
 from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
-from tests.harness import fast_config
+from tests.harness import fast_config, running_exporter
 from tests.otlp_receiver import GrpcOtlpServer
 from tests.sfn_simulator import SimExecution, Simulator, SimulatorServer
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
@@ -68,8 +68,7 @@ async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
             )
         )
         hooks = Hooks(handle_signals=False)
-        task = asyncio.create_task(run_exporter(config, hooks))
-        try:
+        async with running_exporter(config, hooks):
             await asyncio.sleep(1.5)
             sim.faults.throttle_until = sim.clock() + 2.0  # a throttling storm
             await asyncio.sleep(2.5)
@@ -96,9 +95,6 @@ async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
             await until(
                 lambda: doomed.arn not in hooks.exporter.tracked, 30, "the deleted execution to be dropped"
             )  # type: ignore[union-attr]
-        finally:
-            hooks.stop.set()
-            assert await asyncio.wait_for(task, 30) == 0
     value = hooks.registry.get_sample_value
 
     def total(metric: str, **labels: str) -> float:
