@@ -22,6 +22,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,10 @@ class RoundRobinScheduler(PollScheduler):
         self.interval = interval
 
     def done(
-        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False
-    ) -> None:
-        super().done(key, found_events=True, not_before=None, failed=False)
+        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False,
+        steady: bool = False,
+    ) -> None:  # fmt: skip
+        super().done(key, found_events=True)
 
 
 class OracleScheduler(PollScheduler):
@@ -92,8 +94,9 @@ class OracleScheduler(PollScheduler):
         self.exporter: Exporter | None = None
 
     def done(
-        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False
-    ) -> None:
+        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False,
+        steady: bool = False,
+    ) -> None:  # fmt: skip
         slot = self._slots.get(key)
         if slot is None:
             return
@@ -169,51 +172,72 @@ def build(sim: Simulator, size: int, seed: int, horizon: float) -> None:
             )
 
 
+class VirtualRun:
+    """The real exporter against the in-process simulator on a virtual clock (no HTTP, no
+    threads): hours of simulated time in minutes. Add state machines and executions to `sim`,
+    then `run`."""
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        self.loop = VirtualTimeLoop()
+        asyncio.set_event_loop(self.loop)
+        self.sim = Simulator(clock=self.wall)
+        self.config = Config.model_validate(
+            {"checkpoint": {"path": ":memory:"}, "discovery": {"lookback_seconds": 0}, **(settings or {})}
+        )
+        quotas = {op: self.config.api.quota(op) for op in DEFAULT_QUOTAS}
+        self.limiter = RateLimiter(
+            {op: (q.bucket, q.refill_per_second) for op, q in quotas.items()}, clock=self.loop.time
+        )
+        self.budget = quotas["GetExecutionHistory"].refill_per_second  # history calls a second
+
+    def wall(self) -> float:
+        return EPOCH + self.loop.time()
+
+    def run(
+        self, seconds: float, scheduler: PollScheduler | None = None,
+        on_events: Callable[[Tracked, list[int]], None] | None = None, client: Any = None,
+    ) -> Exporter:  # fmt: skip
+        registry = CollectorRegistry()
+        health = HealthMetrics(registry)
+        api = AwsStepFunctions(client or DirectClient(self.sim), self.limiter, health)
+        exporter = Exporter(
+            self.config, api, SyncStore(":memory:"), NullSink(), WorkflowMetrics(registry), health,  # type: ignore[arg-type]
+            clock=self.loop.time, wall=self.wall, on_events=on_events, scheduler=scheduler,
+            budget=lambda: self.limiter.rate("GetExecutionHistory"),
+        )  # fmt: skip
+        if isinstance(scheduler, OracleScheduler):
+            scheduler.exporter = exporter
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            self.loop.call_later(seconds, stop.set)
+            await exporter.run(stop)
+
+        self.loop.run_until_complete(main())
+        self.loop.close()
+        asyncio.set_event_loop(None)
+        return exporter
+
+
 def run(size: int, scheduler: str, hours: float, seed: int = 1, warmup: float | None = None) -> Result:
-    loop = VirtualTimeLoop()
-    asyncio.set_event_loop(loop)
-
-    def wall() -> float:
-        return EPOCH + loop.time()
-
+    virtual = VirtualRun()
     horizon = hours * 3600
-    sim = Simulator(clock=wall)
+    sim = virtual.sim
     build(sim, size, seed, horizon)
-    config = Config.model_validate({"checkpoint": {"path": ":memory:"}, "discovery": {"lookback_seconds": 0}})
-    quotas = {op: config.api.quota(op) for op in DEFAULT_QUOTAS}
-    limiter = RateLimiter({op: (q.bucket, q.refill_per_second) for op, q in quotas.items()}, clock=loop.time)
-    registry = CollectorRegistry()
-    health = HealthMetrics(registry)
-    api = AwsStepFunctions(DirectClient(sim), limiter, health)
-    budget = quotas["GetExecutionHistory"].refill_per_second
+    budget = virtual.budget
     chosen: PollScheduler | None = None
     if scheduler == "round-robin":
-        chosen = RoundRobinScheduler(max(1.0, size / budget), loop.time)
+        chosen = RoundRobinScheduler(max(1.0, size / budget), virtual.loop.time)
     elif scheduler == "oracle":
-        chosen = OracleScheduler(sim, loop.time)
+        chosen = OracleScheduler(sim, virtual.loop.time)
     lags: list[float] = []
     warmup = max(1800.0, 2 * size / budget) if warmup is None else warmup
 
     def on_events(tracked: Tracked, times_ns: list[int]) -> None:
-        now = wall()
+        now = virtual.wall()
         lags.extend(now - t / 1e9 for t in times_ns if t / 1e9 - EPOCH >= warmup)
 
-    exporter = Exporter(
-        config, api, SyncStore(":memory:"), NullSink(), WorkflowMetrics(registry), health,  # type: ignore[arg-type]
-        clock=loop.time, wall=wall, on_events=on_events, scheduler=chosen,
-        budget=lambda: limiter.rate("GetExecutionHistory"),
-    )  # fmt: skip
-    if isinstance(chosen, OracleScheduler):
-        chosen.exporter = exporter
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop.call_later(horizon, stop.set)
-        await exporter.run(stop)
-
-    loop.run_until_complete(main())
-    loop.close()
-    asyncio.set_event_loop(None)
+    virtual.run(horizon, chosen, on_events)
     # events that appeared in the measured window but were never exported: lag at least until the end
     exported_after_warmup = len(lags)
     appeared = sum(

@@ -28,6 +28,13 @@ from exporter.waits import DurationModel, quiet_until
 
 log = logging.getLogger(__name__)
 
+# Events come in bursts (a Wait's end, the next state entered, its task scheduled and started):
+# a poll whose newest event is younger than BURST_SECONDS may have read only the start of one, so
+# the execution is polled again soon; and the poll after a Wait comes SETTLE_SECONDS after its
+# end, to read what follows it in the same call.
+BURST_SECONDS = 0.5
+SETTLE_SECONDS = 1.0
+
 
 @dataclass
 class Pending:
@@ -49,6 +56,7 @@ class Tracked:
     watched: WatchedMachine
     replay_to: int = 0  # events up to here were exported before: rebuild state, emit nothing
     last_new: int = 0  # events the last poll found: sizes the next poll's first page
+    newest_s: float = 0.0  # epoch seconds of the newest event read
     assembler: SpanAssembler | None = None
     pending: Pending | None = None
 
@@ -233,10 +241,10 @@ class Exporter:
     # ------------------------------------------------------------------ polling
 
     async def _poll_and_reschedule(self, tracked: Tracked) -> None:
-        found, failed, not_before = False, False, None
+        found, failed, quiet = False, False, None
         try:
             found = await self.poll(tracked)
-            not_before = self._quiet_until(tracked)
+            quiet = self._quiet(tracked, found)
         except NotFound:
             tracked.log.warning("execution no longer exists; forgetting it")
             self.store.delete(tracked.arn)
@@ -254,23 +262,33 @@ class Exporter:
         if tracked.pending is None and tracked.assembler is not None and tracked.assembler.finished:
             self._untrack(tracked)
             return
-        self.scheduler.done(tracked.arn, found, not_before, failed)
+        not_before, guessed = quiet if quiet is not None else (None, False)
+        self.scheduler.done(tracked.arn, found, not_before, failed, steady=guessed)
         self._wake.set()
 
-    def _quiet_until(self, tracked: Tracked) -> float | None:
+    def _quiet(self, tracked: Tracked, found: bool) -> tuple[float, bool] | None:
+        """When to poll next at the earliest (monotonic time), and whether that is a guess from
+        the durations of past visits (see `exporter.waits.quiet_until`); None when it may change
+        any time."""
         assembler = tracked.assembler
         if assembler is None or assembler.finished:
             return None
-        # Guessing from past durations pays only when the budget cannot poll every execution
-        # within the maximum interval; with calls to spare, a wrong guess costs more than it saves.
-        tight = self.scheduler.idle_cap() > self.config.polling.max_interval_seconds
-        end = quiet_until(
-            assembler.open_spans(), tracked.watched.machine.definition, self.durations if tight else None,
+        now = self._wall()
+        if found and now - tracked.newest_s < BURST_SECONDS:
+            return None  # more may be on the way: a state's entry, its task's schedule and start
+        quiet = quiet_until(
+            assembler.open_spans(), tracked.watched.machine.definition, self.durations,
             tracked.identity.state_machine_name,
         )  # fmt: skip
-        if end is None:
+        if quiet is None:
             return None
-        return self._clock() + (end - self._wall())
+        until = quiet.until + SETTLE_SECONDS  # a Wait's end and what follows it, in one poll
+        if quiet.guessed and self.scheduler.idle_cap() <= self.config.polling.max_interval_seconds:
+            # calls to spare: a state that ends sooner than it ever did is still seen within the
+            # maximum interval. When the budget is short, early polls would be taken from the
+            # executions whose states are likely to end now.
+            until = min(until, now + self.config.polling.max_interval_seconds)
+        return self._clock() + (until - now), quiet.guessed
 
     async def poll(self, tracked: Tracked) -> bool:
         """Read what is new, assemble it, emit it, checkpoint it. True if there was anything."""
@@ -301,6 +319,7 @@ class Exporter:
             out.spans, out.observations, [timestamp_ns(e.get("timestamp")) for e in events],
             cursor=assembler.last_event_id, finished=assembler.finished, redrives=assembler.redrive_count,
         )  # fmt: skip
+        tracked.newest_s = max(tracked.pending.event_times_ns) / 1e9
         await self._emit(tracked, tracked.pending)
         return True
 

@@ -4,8 +4,11 @@ Busy executions are polled again soon, idle ones back off, an execution sitting 
 is left alone until the wait can end, and none is polled twice at once. How far idle ones back
 off follows the API budget: with calls to spare they are polled more often than the configured
 maximum interval would have it (down to what the budget sustains), and when the budget cannot
-cover every execution the interval stretches to what it can. Due executions come out oldest-due
-first, so every execution is still polled, each a little late (reported as staleness)."""
+cover every execution the interval stretches to what it can. An execution in a state whose past
+visits tell when it is likely to end (see `exporter.waits.DurationModel`) is parked until then
+and polled at that pace after it, rather than backing off from the minimum interval again. Due
+executions come out oldest-due first, so every execution is still polled, each a little late
+(reported as staleness)."""
 
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ class Slot:
     interval: float
     in_flight: bool = False
     failures: int = 0
-    parked: bool = False  # waiting for a Wait state to end
+    parked: bool = False  # waiting for a Wait state to end, or for its state to be likely to
+    opens: float = 0.0  # parked on a guess until then
 
 
 class PollScheduler:
@@ -40,9 +44,10 @@ class PollScheduler:
         self._jitter = jitter
         self._budget = budget  # history polls per second the rate limiter allows now
         self._utilisation = utilisation
-        self._waiting = 0  # slots parked until a Wait ends: they need no polls meanwhile
+        self._waiting = 0  # slots parked until a Wait ends or their state is likely to: no polls meanwhile
         self._slots: dict[str, Slot] = {}
         self._heap: list[tuple[float, int, str]] = []
+        self._opening: list[tuple[float, int, str]] = []  # (opens, _, key) of slots parked on a guess
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -72,8 +77,18 @@ class PollScheduler:
         bounded below by the minimum interval. Without a budget: the configured maximum."""
         if self._budget is None:
             return self.max_interval
+        self._open_due()
         active = max(1, len(self._slots) - self._waiting)
         return max(self.min_interval, active / max(1e-9, self._budget() * self._utilisation))
+
+    def _open_due(self) -> None:
+        """Slots parked until their state was likely to end, and now there: active again."""
+        now = self._clock()
+        while self._opening and self._opening[0][0] <= now:
+            when, _, key = heapq.heappop(self._opening)
+            slot = self._slots.get(key)
+            if slot is not None and slot.parked and slot.opens == when:
+                self._park(slot, False)
 
     def wake(self, key: str) -> None:
         """Poll soon: discovery saw this execution change status."""
@@ -111,10 +126,14 @@ class PollScheduler:
         return None
 
     def done(
-        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False
-    ) -> None:
+        self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False,
+        steady: bool = False,
+    ) -> None:  # fmt: skip
         """A poll ended: schedule the next one. `not_before` (monotonic time) keeps it away
-        until, say, a Wait state can end."""
+        until, say, a Wait state can end. `steady`: the execution is in a state whose past visits
+        say when it is likely to end; from `not_before` on, it is polled at the pace the budget
+        sustains rather than backing off from the minimum interval (that back-off is for
+        executions nothing is known of)."""
         slot = self._slots.get(key)
         if slot is None:
             return
@@ -128,10 +147,21 @@ class PollScheduler:
             slot.failures = 0
             slot.interval = self.min_interval if found_events else min(self.idle_cap(), slot.interval * 2)
         slot.due = now + slot.interval
-        parked = not_before is not None and not_before > slot.due
-        if parked:
-            slot.due = not_before  # type: ignore[assignment]
-        self._park(slot, parked)
+        if steady and not failed and not_before is not None:
+            # polled every `pace` from the moment the state is likely to end; counted among the
+            # executions the pace is shared by from then on, not before
+            pace = self.idle_cap()
+            slot.interval = pace
+            slot.due = max(now, not_before) + pace
+            self._park(slot, not_before > now)
+            if slot.parked:
+                slot.opens = not_before
+                heapq.heappush(self._opening, (not_before, next(self._seq), key))
+        else:
+            parked = not_before is not None and not_before > slot.due
+            if parked:
+                slot.due = not_before  # type: ignore[assignment]
+            self._park(slot, parked)
         self._push(slot)
 
     def _park(self, slot: Slot, parked: bool) -> None:

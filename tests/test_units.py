@@ -13,7 +13,7 @@ from exporter.model import SpanKind, SpanRecord, Status
 from exporter.ratelimit import RateLimiter
 from exporter.redact import REDACTED, make_redactor, parse_path
 from exporter.scheduler import PollScheduler
-from exporter.waits import quiet_until, wait_end
+from exporter.waits import DurationModel, Quiet, quiet_until, wait_end
 
 
 class FakeClock:
@@ -249,7 +249,7 @@ def test_quiet_only_when_every_running_leaf_is_a_known_wait() -> None:
     )
     sleep = span("Sleep", SpanKind.STATE, 5, 3, "Wait", start_s=100)
     task = span("Work", SpanKind.STATE, 6, 4, "Task")
-    assert quiet_until([root, fan, b1, b2, sleep], DEFINITION) == 700.0
+    assert quiet_until([root, fan, b1, b2, sleep], DEFINITION) == Quiet(700.0, guessed=False)
     assert quiet_until([root, fan, b1, b2, sleep, task], DEFINITION) is None
     assert quiet_until([root], DEFINITION) is None
     by_path = span("ByPath", SpanKind.STATE, 7, 1, "Wait")
@@ -298,8 +298,6 @@ def test_idle_back_off_follows_the_budget() -> None:
 
 
 def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
-    from exporter.waits import DurationModel
-
     model = DurationModel(min_samples=8, quantile=0.0, margin=1.0)
     assert model.earliest_end("M", "Fetch", 100.0) is None  # nothing learned yet
     for seconds in (300, 310, 290, 305, 320, 295, 315, 300):
@@ -308,10 +306,35 @@ def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
     assert model.earliest_end("M", "Other", 100.0) is None
     root = span("M", SpanKind.EXECUTION, 1, None)
     fetch = span("Fetch", SpanKind.STATE, 2, 1, "Task", start_s=100)
-    assert quiet_until([root, fetch], DEFINITION, model, "M") == 390.0
+    assert quiet_until([root, fetch], DEFINITION, model, "M") == Quiet(390.0, guessed=True)
     assert quiet_until([root, fetch], DEFINITION, None, "M") is None
     attempt = span("lambda:invoke", SpanKind.LAMBDA, 3, 2, start_s=101)
-    assert quiet_until([root, fetch, attempt], DEFINITION, model, "M") == 390.0  # the attempt's state decides
+    assert quiet_until([root, fetch, attempt], DEFINITION, model, "M") == Quiet(390.0, guessed=True)
     for _ in range(100):
         model.observe("M", "Fetch", 1.0)  # it got fast: the old samples age out
     assert model.earliest_end("M", "Fetch", 100.0) == 101.0
+
+
+def test_a_guessed_state_is_parked_until_it_is_likely_to_end_then_polled_at_the_pace() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 30, clock, jitter=lambda: 1.0, budget=lambda: 10.0)
+    for n in range(40):
+        scheduler.add(f"e{n}")
+    for key in scheduler.pop_due():
+        scheduler.done(key, found_events=False)
+    assert scheduler.idle_cap() == 40 / 8
+    assert scheduler.pop_due() == []
+    clock.now += 5
+    assert "e0" in scheduler.pop_due()
+    # e0 entered a state whose visits all took 300 s or more: parked until then, not counted
+    scheduler.done("e0", found_events=True, not_before=clock.now + 300, steady=True)
+    assert scheduler.idle_cap() == 39 / 8
+    assert scheduler.next_due() is not None
+    due = {key: slot.due for key, slot in scheduler._slots.items()}
+    assert due["e0"] == clock.now + 300 + 40 / 8  # one pace (as it was) after the likely end
+    clock.now += 300
+    assert scheduler.idle_cap() == 40 / 8  # from then on it shares the pace
+    clock.now = due["e0"]
+    assert "e0" in scheduler.pop_due()
+    scheduler.done("e0", found_events=False, not_before=clock.now - 5, steady=True)
+    assert scheduler._slots["e0"].due == clock.now + 40 / 8  # the pace, not a back-off from 1 s

@@ -1,0 +1,107 @@
+"""How the exporter spends its history calls, seen on a virtual clock against the in-process
+simulator: one call reads a Wait's end and what follows it, and a state whose past visits all
+took a while is not polled in its first minutes when the budget is short."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+from bench.freshness import EPOCH, VirtualRun
+from tests.sfn_simulator import DirectClient, SimExecution
+from tests.workloads import waiter, waiter_definition
+
+
+class RecordingClient(DirectClient):
+    """Notes every history call: (wall time, execution ARN, events not seen by earlier calls)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: list[tuple[float, str, int]] = []
+        self._newest: dict[str, int] = {}
+
+    async def get_execution_history(self, **params: Any) -> dict[str, Any]:
+        result = await super().get_execution_history(**params)
+        arn = params["executionArn"]
+        newest = max((event["id"] for event in result["events"]), default=0)
+        self.calls.append((self.sim.clock(), arn, max(0, newest - self._newest.get(arn, 0))))
+        self._newest[arn] = max(newest, self._newest.get(arn, 0))
+        return result
+
+
+def appearances(execution: SimExecution, event_type: str | None) -> list[float]:
+    """Wall times at which the execution's events of `event_type` (or all) appear."""
+    template = execution.template
+    return [
+        execution.start + offset
+        for offset, event in zip(template.offsets, template.events, strict=True)
+        if event_type is None or event["type"] == event_type
+    ]
+
+
+def start_waiters(virtual: VirtualRun, count: int, **shape: Any) -> list[SimExecution]:
+    rng = random.Random(7)
+    machine = virtual.sim.add_machine("waiter", waiter_definition(shape["wait_s"]))
+    return [
+        virtual.sim.start(machine, waiter(rng, **shape), f"e-{n}", start=EPOCH + 5 + 3 * n)
+        for n in range(count)
+    ]
+
+
+def run(virtual: VirtualRun, seconds: float) -> tuple[RecordingClient, int]:
+    client = RecordingClient(virtual.sim)
+    exported = [0]
+
+    def on_events(tracked: Any, times_ns: list[int]) -> None:
+        exported[0] += len(times_ns)
+
+    virtual.run(seconds, on_events=on_events, client=client)
+    return client, exported[0]
+
+
+def test_one_poll_reads_a_waits_end_and_what_follows_it() -> None:
+    virtual = VirtualRun()
+    executions = start_waiters(virtual, 3, loops=3, wait_s=600, task_s=(20.0, 30.0))
+    client, exported = run(virtual, 2400)
+    assert exported == sum(len(e.template.events) for e in executions)  # all of it, once
+    for execution in executions:
+        calls = [(at, found) for at, arn, found in client.calls if arn == execution.arn]
+        entered = appearances(execution, "WaitStateEntered")
+        for began, ended in zip(entered, appearances(execution, "WaitStateExited"), strict=True):
+            assert not [at for at, _ in calls if began + 5 < at < ended]  # nothing to read meanwhile
+            first = next((at, found) for at, found in calls if at >= ended)
+            # a second after the end: the Wait's exit, the Choice, and the next Task's entry,
+            # schedule and start (10 ms apart; the last time, the execution's end) in that one call
+            burst = sum(1 for at in appearances(execution, None) if ended <= at <= ended + 0.5)
+            assert burst in (4, 6)
+            assert first[0] - ended <= 1.5 and first[1] == burst, (first, ended)
+
+
+def test_a_state_known_to_take_a_while_is_left_alone_early_when_the_budget_is_short() -> None:
+    virtual = VirtualRun(
+        {
+            "api": {"quotas": {"GetExecutionHistory": {"bucket": 5, "refill_per_second": 0.4}}},
+            "polling": {"min_interval_seconds": 1, "max_interval_seconds": 5},
+        }
+    )
+    assert virtual.budget == 0.2  # the exporter's share: 10 executions cannot be polled every 5 s
+    executions = start_waiters(virtual, 10, loops=8, wait_s=120, task_s=(300.0, 330.0))
+    client, exported = run(virtual, 5400)
+    assert exported == sum(len(e.template.events) for e in executions)
+    trained = EPOCH + 1500  # by then, every execution has run Fetch at least twice: 20 visits seen
+    early_polls = empty_polls = 0
+    for execution in executions:
+        calls = [(at, found) for at, arn, found in client.calls if arn == execution.arn and at > trained]
+        for entered in appearances(execution, "TaskStateEntered"):
+            # the shortest visit seen is at least 300 s and the model parks until 80% of it: no
+            # call in between finds nothing (one may read the entry late, the budget being short)
+            early_polls += sum(
+                1 for at, found in calls if entered < at < entered + 0.8 * 300 - 1 and not found
+            )
+        empty = [at for at, found in calls if found == 0]
+        # parked, then polled at the budget's pace: no back-off from one second again
+        empty_polls += len(empty)
+        assert all(b - a >= 5 for a, b in itertools.pairwise(empty))
+    assert early_polls == 0
+    assert empty_polls > 0  # the windows were polled, not only hit by luck
