@@ -23,7 +23,7 @@ def test_assembler_benchmark_prints_its_table() -> None:
 
 
 def test_freshness_benchmark_runs_all_three_schedulers() -> None:
-    from bench.freshness import run
+    from bench.freshness import p99_lower_bound, run
 
     results = {name: run(40, name, hours=1.0, warmup=900) for name in ("exporter", "round-robin", "oracle")}
     counts = {name: len(result.lags) + result.unexported for name, result in results.items()}
@@ -32,6 +32,29 @@ def test_freshness_benchmark_runs_all_three_schedulers() -> None:
     assert all(lag >= 0 for result in results.values() for lag in result.lags)
     assert results["oracle"].quantile(0.99) <= results["exporter"].quantile(0.99)
     assert results["oracle"].history_calls < results["exporter"].history_calls
+    # no scheduler without foresight beats the bound; the oracle has foresight
+    bound = p99_lower_bound(40, 1, results["exporter"].budget)
+    assert results["oracle"].quantile(0.99) < bound <= results["exporter"].quantile(0.99)
+    assert p99_lower_bound(1000, 1, 20.0) < p99_lower_bound(1000, 1, 10.0)  # more calls, less lag
+
+
+def test_the_bound_counts_the_events_the_workload_makes() -> None:
+    import random
+
+    from bench.freshness import CHAIN_LOOP, CHAIN_TASK_END, WAITER_LOOP, WAITER_TASK_END, Shape, _template
+
+    for shape, loop, at_end in (
+        (Shape(chain=False, wait_s=600, task_median=100.0), WAITER_LOOP, WAITER_TASK_END),
+        (Shape(chain=True, wait_s=600, task_median=100.0), CHAIN_LOOP, CHAIN_TASK_END),
+    ):
+        template = _template(random.Random(3), shape, horizon=3000)
+        types = [event["type"] for event in template.events]
+        loops = types.count("TaskSucceeded")
+        assert loops >= 3 and len(types) == 2 + loops * loop  # ExecutionStarted, ..., ExecutionSucceeded
+        for i, kind in enumerate(types):
+            if kind == "TaskSucceeded" and i + at_end < len(types) - 1:
+                together = [t for t in template.offsets if 0 <= t - template.offsets[i] < 1.0]
+                assert len(together) == at_end
 
 
 def test_api_efficiency_benchmark_counts_calls_and_bytes() -> None:
