@@ -196,19 +196,20 @@ def build(sim: Simulator, size: int, seed: int, horizon: float) -> None:
 
 def p99_lower_bound(size: int, seed: int, budget: float, grid: int = 1000) -> float:
     """The lowest p99 lag any scheduler that does not know the future could reach on this
-    workload with `budget` history calls a second (a relaxation; the true best is higher).
+    workload with `budget` history calls a second (a relaxation: the true best is higher).
 
     A task of duration D (density f, survival S) is polled at times t1 < t2 < ... chosen knowing
-    only that it has not ended; poll j is made only if D > t(j-1), so it costs at least S(tj)
-    calls on average. An end at x is read within L if some poll falls in [x, x + L], so the ends
-    read in time form a set U of windows [tj - L, tj], and since S falls,
-    S(tj) >= (1/L) * integral over that window of S(x + L) dx. So a schedule reading the ends in
-    U within L costs at least the integral over U of S(x + L) / L and reads a share
-    integral over U of f(x) dx of them. Letting U be any set, the most ends read in time for a
-    given budget come from taking x in order of f(x) * L / S(x + L), across every state
-    machine's tasks at the rate they end. Each Wait's end costs one call too (its events are
-    counted as read at once). If what is left (events read later than L) is over 1% of all
-    events, no such scheduler has a p99 of L or less."""
+    only that its end has not been seen; poll j is made only if D > t(j-1) (t0: the start), so it
+    costs S(t(j-1)) calls on average. An end at x is read by the first poll after it, tj with
+    t(j-1) < x <= tj, and within L if x >= tj - L: the ends read in time form a set U, and the
+    part of U that poll j reads is at most L long with S(x) <= S(t(j-1)) all along it. So a
+    schedule costs at least (integral over U of S(x) dx) / L calls per task and reads a share
+    (integral over U of f(x) dx) of the ends within L. Letting U be any set, the most ends read
+    in time for a given budget come from taking x in order of the hazard f(x) / S(x), across
+    every state machine's tasks at the rate they end. Each Wait's end costs a call too (its
+    events are counted as read at once). If the events left over (read later than L) are more
+    than 1% of all events, no such scheduler has a p99 of L or less; the bound is the least L
+    that passes."""
     normal = NormalDist()
     per = size // MACHINES
 
@@ -225,7 +226,7 @@ def p99_lower_bound(size: int, seed: int, budget: float, grid: int = 1000) -> fl
             for i in range(grid):
                 x = (i + 0.5) * step
                 density = normal.pdf(math.log(x / shape.task_median) / SIGMA) / (SIGMA * x)
-                survival = 1 - normal.cdf(math.log((x + lag) / shape.task_median) / SIGMA)
+                survival = 1 - normal.cdf(math.log(x / shape.task_median) / SIGMA)
                 items.append((loops * burst * density * step, loops * survival * step / lag))
         spare = budget - waits
         late = sum(e for e, _ in items)

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 # Events come in bursts (a Wait's end, the next state entered, its task scheduled and started):
 # a poll whose newest event is younger than BURST_SECONDS may have read only the start of one, so
 # the execution is polled again soon; and the poll after a Wait comes SETTLE_SECONDS after its
-# end, to read what follows it in the same call.
+# end, to read what follows it in the same call. (Ages compare AWS's timestamps with this host's
+# clock: a host clock behind AWS's costs a follow-up poll now and then, nothing more.)
 BURST_SECONDS = 0.5
 SETTLE_SECONDS = 1.0
 

@@ -65,7 +65,7 @@ def quiet_until(
 ) -> Quiet | None:  # fmt: skip
     """When the execution can next produce an event: if every innermost open span is a Wait
     state whose end the definition gives, or a state whose past visits `durations` knows, the
-    earliest of those ends (for a known state, the start of the span its visits ended in)."""
+    earliest of those ends (for a state known from past visits, the earliest it is likely to end)."""
     parents = {span.parent_span_id for span in open_spans}
     by_id = {span.span_id: span for span in open_spans}
     leaves = [span for span in open_spans if span.span_id not in parents]
@@ -93,9 +93,9 @@ class DurationModel:
     """What recent visits of each state took, per state machine: a bounded sample per state.
 
     A state that has always taken at least a minute is not worth polling in its first seconds:
-    `earliest_end` gives a low quantile of the durations seen (interpolated), once there are
-    enough of them. Visits that end before it are the price: with the default 1% quantile, about
-    one in a hundred ends is seen late (by at most that quantile)."""
+    `earliest_end` gives a fraction (`margin`) of a low quantile of the durations seen
+    (interpolated; by default 80% of the shortest), once there are enough of them. A visit that
+    ends before it is the price: it is seen late, by at most that much."""
 
     def __init__(
         self, keep: int = 64, min_samples: int = 8, quantile: float = 0.0, margin: float = 0.8
