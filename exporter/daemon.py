@@ -197,7 +197,15 @@ class Exporter:
             task = asyncio.create_task(self._poll_and_reschedule(tracked))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
-            await asyncio.shield(task)  # on shutdown the worker stops; the poll finishes (see run)
+            try:
+                await asyncio.shield(task)  # on shutdown the worker stops; the poll finishes (see run)
+            except Exception:  # a bug past the poll's own handling: the worker must live on
+                log.exception("rescheduling %s failed; it is polled again after a back-off", key)
+                try:
+                    self.scheduler.done(key, found_events=False, failed=True)
+                except Exception:
+                    log.exception("the scheduler refused %s; it is no longer polled", key)
+                self._wake.set()
 
     # ------------------------------------------------------------------ tracking
 

@@ -5,8 +5,11 @@ took a while is not polled in its first minutes when the budget is short."""
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 from typing import Any
+
+import pytest
 
 from bench.freshness import EPOCH, VirtualRun
 from tests.sfn_simulator import DirectClient, SimExecution
@@ -105,3 +108,36 @@ def test_a_state_known_to_take_a_while_is_left_alone_early_when_the_budget_is_sh
         assert all(b - a >= 5 for a, b in itertools.pairwise(empty))
     assert early_polls == 0
     assert empty_polls > 0  # the windows were polled, not only hit by luck
+
+
+def test_a_bug_while_rescheduling_costs_one_delay_not_the_worker_nor_the_execution(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from exporter.scheduler import PollScheduler
+
+    class Flaky(PollScheduler):
+        """Fails the first rescheduling of every execution, as a bug would."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.failed: set[str] = set()
+
+        def done(self, key: str, found_events: bool, *args: Any, **kwargs: Any) -> None:
+            if key not in self.failed:
+                self.failed.add(key)
+                raise RuntimeError("scheduler bug")
+            super().done(key, found_events, *args, **kwargs)
+
+    virtual = VirtualRun({"polling": {"concurrency": 1}})  # one worker: had it died, nothing would move
+    executions = start_waiters(virtual, 3, loops=2, wait_s=60, task_s=(10.0, 20.0))
+    scheduler = Flaky(1, 30, virtual.loop.time)
+    exported = [0]
+
+    def on_events(tracked: Any, times_ns: list[int]) -> None:
+        exported[0] += len(times_ns)
+
+    with caplog.at_level(logging.ERROR, logger="exporter.daemon"):
+        virtual.run(600, scheduler=scheduler, on_events=on_events)
+    assert scheduler.failed == {e.arn for e in executions}
+    assert exported[0] == sum(len(e.template.events) for e in executions)  # all of it, once
+    assert sum("rescheduling" in r.getMessage() for r in caplog.records) == len(executions)
