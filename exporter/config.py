@@ -104,7 +104,9 @@ class DiscoverySettings(_Section):
 
 class PollingSettings(_Section):
     min_interval_seconds: float = Field(1, gt=0, description="next poll of an execution that had new events")
-    max_interval_seconds: float = Field(30, gt=0, description="longest back-off of an idle execution")
+    max_interval_seconds: float = Field(
+        30, gt=0, description="longest an idle execution goes unpolled, while the budget can afford it"
+    )
     page_size: int = Field(
         100,
         ge=1,
