@@ -470,7 +470,7 @@ def bulk_template(events: int, spacing_s: float = 0.0) -> Template:
     there at once)."""
     from tests.builder import History
 
-    lambda_ = {"resource": "invoke", "resourceType": "lambda"}
+    lambda_: dict[str, Any] = {"resource": "invoke", "resourceType": "lambda"}
     h = History()
     h.add("ExecutionStarted", prev=0, input='{"order": 1}')
     while len(h.events) < events - 1:

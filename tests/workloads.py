@@ -12,7 +12,7 @@ from tests.corpus import recorded_histories
 from tests.recording import FIXTURES
 from tests.sfn_simulator import Template
 
-LAMBDA = {"resource": "invoke", "resourceType": "lambda"}
+LAMBDA: dict[str, Any] = {"resource": "invoke", "resourceType": "lambda"}
 
 
 def from_events(name: str, events: list[dict[str, Any]], offsets: list[float]) -> Template:
