@@ -52,14 +52,15 @@ def start_waiters(virtual: VirtualRun, count: int, **shape: Any) -> list[SimExec
     ]
 
 
-def run(virtual: VirtualRun, seconds: float) -> tuple[RecordingClient, int]:
+def run(virtual: VirtualRun, seconds: float, scheduler: Any = None) -> tuple[RecordingClient, int]:
+    """Runs the exporter; returns its history calls and how many events it exported."""
     client = RecordingClient(virtual.sim)
     exported = [0]
 
     def on_events(tracked: Any, times_ns: list[int]) -> None:
         exported[0] += len(times_ns)
 
-    virtual.run(seconds, on_events=on_events, client=client)
+    virtual.run(seconds, scheduler, on_events=on_events, client=client)
     return client, exported[0]
 
 
@@ -131,13 +132,8 @@ def test_a_bug_while_rescheduling_costs_one_delay_not_the_worker_nor_the_executi
     virtual = VirtualRun({"polling": {"concurrency": 1}})  # one worker: had it died, nothing would move
     executions = start_waiters(virtual, 3, loops=2, wait_s=60, task_s=(10.0, 20.0))
     scheduler = Flaky(1, 30, virtual.loop.time)
-    exported = [0]
-
-    def on_events(tracked: Any, times_ns: list[int]) -> None:
-        exported[0] += len(times_ns)
-
     with caplog.at_level(logging.ERROR, logger="exporter.daemon"):
-        virtual.run(600, scheduler=scheduler, on_events=on_events)
+        _, exported = run(virtual, 600, scheduler)
     assert scheduler.failed == {e.arn for e in executions}
-    assert exported[0] == sum(len(e.template.events) for e in executions)  # all of it, once
+    assert exported == sum(len(e.template.events) for e in executions)  # all of it, once
     assert sum("rescheduling" in r.getMessage() for r in caplog.records) == len(executions)
