@@ -139,6 +139,18 @@ class PollScheduler:
             return
         slot.in_flight = False
         now = self._clock()
+        if steady and not failed and not_before is not None:
+            # polled every `pace` from the moment the state is likely to end; counted among the
+            # executions the pace is shared by from then on, not before
+            slot.failures = 0
+            slot.interval = self.idle_cap()
+            slot.due = max(now, not_before) + slot.interval
+            self._park(slot, not_before > now)
+            if slot.parked:
+                slot.opens = not_before
+                heapq.heappush(self._opening, (not_before, next(self._seq), key))
+            self._push(slot)
+            return
         if failed:
             slot.failures += 1
             backoff = min(self.max_interval, self.min_interval * 2 ** min(slot.failures, 10))
@@ -147,21 +159,10 @@ class PollScheduler:
             slot.failures = 0
             slot.interval = self.min_interval if found_events else min(self.idle_cap(), slot.interval * 2)
         slot.due = now + slot.interval
-        if steady and not failed and not_before is not None:
-            # polled every `pace` from the moment the state is likely to end; counted among the
-            # executions the pace is shared by from then on, not before
-            pace = self.idle_cap()
-            slot.interval = pace
-            slot.due = max(now, not_before) + pace
-            self._park(slot, not_before > now)
-            if slot.parked:
-                slot.opens = not_before
-                heapq.heappush(self._opening, (not_before, next(self._seq), key))
-        else:
-            parked = not_before is not None and not_before > slot.due
-            if parked:
-                slot.due = not_before  # type: ignore[assignment]
-            self._park(slot, parked)
+        parked = not_before is not None and not_before > slot.due
+        if parked:
+            slot.due = not_before  # type: ignore[assignment]
+        self._park(slot, parked)
         self._push(slot)
 
     def _park(self, slot: Slot, parked: bool) -> None:
