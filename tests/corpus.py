@@ -12,7 +12,8 @@ from typing import Any
 from exporter.model import ExecutionIdentity
 
 REPO = Path(__file__).resolve().parent.parent
-AWS_RECORDED = REPO.parent / "shared" / "fixtures" / "aws-recorded"
+AWS_RECORDED = REPO / "tests" / "fixtures" / "aws-recorded"
+AWS_RECORDED_LOGS = REPO / "tests" / "fixtures" / "aws-recorded-logs"
 BASE_TIME_S = 1_700_000_000
 
 
