@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.assembler import AssemblerOptions, SpanAssembler
-from exporter.checkpoint import CursorStore
+from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config
 from exporter.discovery import Discovery, WatchedMachine
 from exporter.events import timestamp_ns
@@ -22,7 +22,15 @@ from exporter.otlp import to_readable_spans
 from exporter.redact import make_redactor
 from exporter.scheduler import PollScheduler
 from exporter.sinks import ExportFailed, SpanSink
-from exporter.source import Denied, ExecutionSummary, NotFound, SourceError, StepFunctionsApi, Throttled
+from exporter.source import (
+    Denied,
+    ExecutionSummary,
+    Malformed,
+    NotFound,
+    SourceError,
+    StepFunctionsApi,
+    Throttled,
+)
 from exporter.tail import first_page_size, read_new_events, read_whole_history
 from exporter.waits import DurationModel, quiet_until
 
@@ -35,6 +43,9 @@ log = logging.getLogger(__name__)
 # clock: a host clock behind AWS's costs a follow-up poll now and then, nothing more.)
 BURST_SECONDS = 0.5
 SETTLE_SECONDS = 1.0
+# An execution whose history answers stay malformed (an event botocore or we cannot read) this
+# many polls in a row is quarantined: counted, logged once, polled no more by this process.
+MALFORMED_POLLS = 5
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Tracked:
     newest_s: float = 0.0  # epoch seconds of the newest event read
     assembler: SpanAssembler | None = None
     pending: Pending | None = None
+    malformed_polls: int = 0  # polls in a row whose answer could not be read
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -107,14 +119,20 @@ class Exporter:
         self._stopped_at: float | None = None
         self._running: Counter[str] = Counter()  # tracked executions by state machine name
         self._staleness_at = float("-inf")
+        self.quarantined: set[str] = set()
+        self.checkpoint_failing = False  # the last checkpoint write failed: not ready
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def ready(self) -> bool:
-        """Discovery has completed a pass and AWS answered recently."""
+        """Discovery has completed a pass, AWS answered recently and the checkpoint takes writes."""
         window = max(60.0, 3 * self.config.discovery.executions_interval_seconds)
-        return self.discovery.completed_pass and self._wall() - self.health.last_success_time < window
+        return (
+            self.discovery.completed_pass
+            and not self.checkpoint_failing
+            and self._wall() - self.health.last_success_time < window
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; then finish the polls under way within the grace period."""
@@ -146,7 +164,13 @@ class Exporter:
                     len(late),
                     grace,
                 )
-        self.store.prune(self.config.checkpoint.retention_hours * 3600)
+        self._prune()
+
+    def _prune(self) -> None:
+        try:
+            self.store.prune(self.config.checkpoint.retention_hours * 3600)
+        except CheckpointError as exc:
+            log.warning("%s", exc)
 
     def seconds_since_stop(self) -> float:
         return 0.0 if self._stopped_at is None else self._clock() - self._stopped_at
@@ -157,12 +181,13 @@ class Exporter:
         while True:
             started = self._clock()
             try:
-                if started >= next_machines:
-                    await self.discovery.refresh_state_machines()
+                if started >= next_machines and await self.discovery.refresh_state_machines():
                     next_machines = started + settings.state_machines_interval_seconds
-                    self.store.prune(self.config.checkpoint.retention_hours * 3600)
+                    self._prune()
                 await self.discovery.discover_executions()
                 self._update_gauges()
+            except CheckpointError as exc:
+                log.warning("discovery pass failed: %s", exc)
             except Exception:  # a bug in one pass must not end discovery for good
                 log.exception("discovery pass failed; trying again next interval")
             await asyncio.sleep(max(0.0, settings.executions_interval_seconds - (self._clock() - started)))
@@ -210,6 +235,8 @@ class Exporter:
     # ------------------------------------------------------------------ tracking
 
     def _on_execution(self, summary: ExecutionSummary, watched: WatchedMachine) -> None:
+        if summary.arn in self.quarantined:
+            return
         if summary.arn in self.tracked:
             if summary.status != "RUNNING":
                 self.scheduler.wake(summary.arn)
@@ -255,11 +282,16 @@ class Exporter:
             found = await self.poll(tracked)
             quiet = self._quiet(tracked, found)
         except NotFound:
-            tracked.log.warning("execution no longer exists; forgetting it")
-            self.store.delete(tracked.arn)
-            self._untrack(tracked)
+            # Kept as a tombstone: listed again (AWS answers are not always consistent at once),
+            # the execution resumes at its cursor instead of being counted a second time.
+            tracked.log.warning("execution no longer exists; no longer polled")
+            self._bury(tracked)
             return
-        except (SourceError, ExportFailed, HistoryError) as exc:
+        except (Malformed, HistoryError) as exc:
+            failed = True
+            if self._malformed(tracked, exc):
+                return
+        except (SourceError, ExportFailed, CheckpointError) as exc:
             failed = True
             level = logging.DEBUG if isinstance(exc, Throttled) else logging.WARNING
             if isinstance(exc, Denied):
@@ -268,12 +300,40 @@ class Exporter:
         except Exception:
             failed = True
             tracked.log.exception("poll failed unexpectedly")
+        if not failed:
+            tracked.malformed_polls = 0
         if tracked.pending is None and tracked.assembler is not None and tracked.assembler.finished:
             self._untrack(tracked)
             return
         not_before, guessed = quiet if quiet is not None else (None, False)
         self.scheduler.done(tracked.arn, found, not_before, failed, steady=guessed)
         self._wake.set()
+
+    def _bury(self, tracked: Tracked) -> None:
+        try:
+            self.store.bury(tracked.arn)
+        except CheckpointError as exc:
+            tracked.log.warning("%s", exc)
+        self._untrack(tracked)
+
+    def _malformed(self, tracked: Tracked, exc: Exception) -> bool:
+        """Count an answer that could not be read; quarantine the execution (True) once that
+        has happened MALFORMED_POLLS times in a row. What was exported before stays exported."""
+        reason = exc.code if isinstance(exc, Malformed) else "InvalidHistory"
+        self.health.history_errors.labels(reason).inc()
+        tracked.malformed_polls += 1
+        if tracked.malformed_polls < MALFORMED_POLLS:
+            tracked.log.warning("poll failed: %s (retried)", exc)
+            return False
+        tracked.log.error(
+            "quarantined after %d unreadable answers in a row; no longer polled: %s",
+            tracked.malformed_polls,
+            exc,
+        )
+        self.quarantined.add(tracked.arn)
+        self.health.quarantined.set(len(self.quarantined))
+        self._untrack(tracked)
+        return True
 
     def _quiet(self, tracked: Tracked, found: bool) -> tuple[float, bool] | None:
         """When to poll next at the earliest (monotonic time), and whether that is a guess from
@@ -356,9 +416,11 @@ class Exporter:
                 self._on_spans(tracked, pending.spans)
         try:
             await self.store.save(tracked.arn, pending.cursor, pending.finished, pending.redrives)
-        except Exception:
+        except CheckpointError:
             self.health.checkpoint_writes.labels("error").inc()
+            self.checkpoint_failing = True
             raise
+        self.checkpoint_failing = False
         self.health.checkpoint_writes.labels("ok").inc()
         self.workflow.apply(pending.observations)
         self.health.events.inc(len(pending.event_times_ns))

@@ -42,8 +42,9 @@ class Discovery:
     unreadable: set[str] = field(default_factory=set)  # could not be described; tried again next refresh
     filtered_out: int = 0  # by name or ARN, at the last refresh
 
-    async def refresh_state_machines(self) -> None:
-        """List (or, with an ARN list, describe) the state machines and keep those that pass."""
+    async def refresh_state_machines(self) -> bool:
+        """List (or, with an ARN list, describe) the state machines and keep those that pass.
+        False when the listing failed: what was watched stays watched, and the caller retries."""
         wanted = self.config.state_machines
         try:
             if wanted.arns:
@@ -58,7 +59,7 @@ class Discovery:
         except SourceError as exc:
             self.health.discovery_errors.labels(exc.operation).inc()
             log.error("cannot list state machines: %s", exc)
-            return
+            return False
         # Tags and names can change: only the EXPRESS verdict is final.
         self.skipped = {arn: reason for arn, reason in self.skipped.items() if reason == "express"}
         self.unreadable.clear()
@@ -80,6 +81,7 @@ class Discovery:
             del self.machines[arn]
         self.filtered_out = filtered
         self._count()
+        return True
 
     async def _admit(self, item: StateMachine) -> None:
         try:

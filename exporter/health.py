@@ -17,7 +17,7 @@ class HealthMetrics:
         self.build_info = Info("sfn_exporter_build", "Version of this exporter.", registry=r)
         self.build_info.info({"version": __version__})
         self.api_calls = Counter(
-            "sfn_exporter_api_calls", "AWS API calls, by operation and outcome (success, throttled, client_error, server_error, network_error).",
+            "sfn_exporter_api_calls", "AWS API calls, by operation and outcome (success, throttled, client_error, server_error, network_error, invalid_response).",
             ["operation", "outcome"], registry=r,
         )  # fmt: skip
         self.api_throttles = Counter(
@@ -56,7 +56,13 @@ class HealthMetrics:
         )
         self.history_errors = Counter(
             "sfn_exporter_history_errors",
-            "Histories the assembler refused (see the log for the event).",
+            "History reads that could not be used, by reason (IncompleteResponse, UnparsableResponse, "
+            "IncompleteHistory, InvalidEvent, InvalidHistory); each is retried, see the log for the event.",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.quarantined = Gauge(
+            "sfn_exporter_quarantined_executions",
+            "Executions no longer polled because their history stayed unreadable (logged once each).",
             registry=r,
         )
         self.discovery_errors = Counter(

@@ -10,9 +10,10 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 
 from exporter.health import HealthMetrics
@@ -53,6 +54,12 @@ class Denied(SourceError):
 
 class NotSupported(SourceError):
     """The operation does not apply to this resource (an EXPRESS state machine's history)."""
+
+
+class Malformed(SourceError):
+    """An answer that lacks what its operation must return, or that cannot be read: a body cut
+    short, an unparsable field, an event without an id, a history read that stopped short of its
+    cursor. Retried with back-off; never taken as an empty success."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +142,26 @@ def _classify(operation: str, exc: Exception) -> SourceError:
         if status >= 500 or code in {"InternalFailure", "ServiceUnavailable", "InternalServerError"}:
             return Transient(operation, code, message)
         return Denied(operation, code, message)
+    if isinstance(exc, ValueError):  # botocore could not parse the answer (a garbage timestamp)
+        return Malformed(operation, "UnparsableResponse", str(exc)[:300] or type(exc).__name__)
     return Transient(operation, type(exc).__name__, str(exc) or type(exc).__name__)
+
+
+@cache
+def required_members(operation: str) -> tuple[str, ...]:
+    """What AWS's API model says an answer to `operation` always holds (botocore's copy of it)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("stepfunctions")
+    shape = model.operation_model(operation).output_shape
+    return tuple(shape.required_members) if shape is not None else ()
+
+
+def _check_complete(operation: str, response: dict[str, Any]) -> None:
+    missing = [member for member in required_members(operation) if member not in response]
+    if missing:
+        # botocore turns a 200 answer whose body is not JSON (cut short) into {"message": body}
+        raise Malformed(operation, "IncompleteResponse", f"the answer lacks {', '.join(missing)}")
 
 
 def _is_network(exc: Exception) -> bool:
@@ -147,7 +173,8 @@ def _is_network(exc: Exception) -> bool:
 
 
 _OUTCOME = {Throttled: "throttled", Transient: "server_error", NotFound: "client_error",
-            InvalidToken: "client_error", Denied: "client_error", NotSupported: "client_error"}  # fmt: skip
+            InvalidToken: "client_error", Denied: "client_error", NotSupported: "client_error",
+            Malformed: "invalid_response"}  # fmt: skip
 
 
 class AwsStepFunctions:
@@ -173,6 +200,11 @@ class AwsStepFunctions:
                 self._limiter.throttled(operation)
                 self._health.api_rate.labels(operation).set(self._limiter.rate(operation))
             raise error from exc
+        try:
+            _check_complete(operation, response)
+        except Malformed:
+            self._health.api_calls.labels(operation, "invalid_response").inc()
+            raise
         self._health.api_calls.labels(operation, "success").inc()
         self._health.api_succeeded(time.time())
         return response
@@ -184,10 +216,13 @@ class AwsStepFunctions:
         if next_token:
             params["nextToken"] = next_token
         response = await self._call("ListStateMachines", "list_state_machines", **params)
-        machines = [
-            StateMachine(arn=item["stateMachineArn"], name=item["name"], type=item.get("type", "STANDARD"))
-            for item in response.get("stateMachines", [])
-        ]
+        with _items("ListStateMachines"):
+            machines = [
+                StateMachine(
+                    arn=item["stateMachineArn"], name=item["name"], type=item.get("type", "STANDARD")
+                )
+                for item in response["stateMachines"]
+            ]
         return machines, response.get("nextToken")
 
     async def describe_state_machine(self, arn: str) -> StateMachine:
@@ -221,7 +256,13 @@ class AwsStepFunctions:
         if next_token:
             params["nextToken"] = next_token
         response = await self._call("ListExecutions", "list_executions", **params)
-        executions = [
+        with _items("ListExecutions"):
+            executions = self._summaries(response["executions"], state_machine_arn)
+        return executions, response.get("nextToken")
+
+    @staticmethod
+    def _summaries(items: list[dict[str, Any]], state_machine_arn: str) -> list[ExecutionSummary]:
+        return [
             ExecutionSummary(
                 arn=item["executionArn"],
                 state_machine_arn=item.get("stateMachineArn", state_machine_arn),
@@ -231,12 +272,14 @@ class AwsStepFunctions:
                 stop_date=item.get("stopDate"),
                 redrive_count=int(item.get("redriveCount") or 0),
             )
-            for item in response.get("executions", [])
+            for item in items
         ]
-        return executions, response.get("nextToken")
 
     async def describe_execution(self, arn: str) -> dict[str, Any]:
-        return await self._call("DescribeExecution", "describe_execution", executionArn=arn)
+        # Metadata only: the exporter reads the trace header, never the execution's input or output.
+        return await self._call(
+            "DescribeExecution", "describe_execution", executionArn=arn, includedData="METADATA_ONLY"
+        )
 
     async def history_page(
         self, arn: str, *, reverse: bool, max_results: int, next_token: str | None, include_data: bool
@@ -248,10 +291,22 @@ class AwsStepFunctions:
         if next_token:
             params["nextToken"] = next_token
         response = await self._call("GetExecutionHistory", "get_execution_history", **params)
+        events = response["events"]
+        if not isinstance(events, list):
+            raise Malformed("GetExecutionHistory", "IncompleteResponse", "events is not a list")
         length = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("content-length")
         if length and str(length).isdigit():
             self._health.history_bytes.inc(int(length))
-        return HistoryPage(response.get("events", []), response.get("nextToken"))
+        return HistoryPage(events, response.get("nextToken"))
+
+
+@contextmanager
+def _items(operation: str) -> Iterator[None]:
+    """A listed item without the fields the API model requires of it is a malformed answer."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Malformed(operation, "IncompleteResponse", f"an item lacks or mistypes {exc}") from None
 
 
 @asynccontextmanager

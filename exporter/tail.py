@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from exporter.model import HistoryError
-from exporter.source import InvalidToken, StepFunctionsApi
+from exporter.source import InvalidToken, Malformed, StepFunctionsApi
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +21,18 @@ def first_page_size(last_new: int, page_size: int) -> int:
     return max(min(MIN_PAGE, page_size), min(page_size, 2 * last_new + MIN_PAGE))
 
 
-def _event_id(event: Any, arn: str) -> int:
+def _event_id(event: Any, arn: str, position: int) -> int:
     event_id = event.get("id") if isinstance(event, dict) else None
-    if isinstance(event_id, bool) or not isinstance(event_id, int):
-        raise HistoryError(
-            f"{arn}: GetExecutionHistory returned an event without an integer id: {str(event)[:200]}"
-        )
+    if isinstance(event_id, bool) or not isinstance(event_id, int) or event_id < 1:
+        raise Malformed(
+            "GetExecutionHistory", "InvalidEvent",
+            f"{arn}: event {position} of the answer has no positive integer id: {str(event)[:200]}",
+        )  # fmt: skip
     return event_id
+
+
+def _hole(arn: str, what: str) -> Malformed:
+    return Malformed("GetExecutionHistory", "IncompleteHistory", f"{arn}: {what}")
 
 
 async def read_new_events(
@@ -36,7 +40,10 @@ async def read_new_events(
 ) -> list[dict[str, Any]]:
     """Events with id > `after`, in id order. Pages newest first (`reverseOrder`) and stops at the
     first event already handled, so a poll costs one call while fewer than `page_size` events
-    are new. An expired token (InvalidToken) starts the read again."""
+    are new. An expired token (InvalidToken) starts the read again.
+
+    What comes back has no hole: ids fall by one from page to page, and a read whose last page
+    ends before reaching event `after` (or event 1) raises Malformed instead of returning less."""
     for attempt in range(_TOKEN_RETRIES):
         collected: list[dict[str, Any]] = []
         token: str | None = None
@@ -47,12 +54,23 @@ async def read_new_events(
                     arn, reverse=True, max_results=size, next_token=token, include_data=include_data
                 )
                 reached = False
-                for event in page.events:
-                    if _event_id(event, arn) <= after:
+                for position, event in enumerate(page.events):
+                    event_id = _event_id(event, arn, position)
+                    expected = collected[-1]["id"] - 1 if collected else None
+                    if expected is not None and event_id != expected:
+                        raise _hole(arn, f"event {expected} is missing (event {event_id} came next)")
+                    if event_id <= after:
                         reached = True
                         break
                     collected.append(event)
-                if reached or not page.next_token:
+                if reached:
+                    break
+                if not page.next_token:
+                    oldest = collected[-1]["id"] if collected else None
+                    if oldest != 1 and (oldest is not None or after > 0):
+                        raise _hole(
+                            arn, f"the answer ended at event {oldest} without reaching event {max(after, 1)}"
+                        )
                     break
                 token, size = page.next_token, MAX_PAGE
         except InvalidToken:
@@ -75,7 +93,12 @@ async def read_whole_history(api: StepFunctionsApi, arn: str, include_data: bool
                 page = await api.history_page(
                     arn, reverse=False, max_results=MAX_PAGE, next_token=token, include_data=include_data
                 )
-                events.extend(page.events)
+                for position, event in enumerate(page.events):
+                    if _event_id(event, arn, position) != len(events) + 1:
+                        raise _hole(
+                            arn, f"event {len(events) + 1} is missing (event {event['id']} came next)"
+                        )
+                    events.append(event)
                 if not page.next_token:
                     return events
                 token = page.next_token
