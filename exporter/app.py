@@ -18,6 +18,7 @@ from exporter.health import HealthMetrics
 from exporter.metrics import WorkflowMetrics
 from exporter.model import SpanRecord
 from exporter.otlp import make_span_exporter
+from exporter.preflight import effective_region
 from exporter.ratelimit import RateLimiter
 from exporter.sinks import SpanSink
 from exporter.source import StepFunctionsApi, aws_step_functions
@@ -51,11 +52,11 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
     limiter = RateLimiter({op: (q.bucket, q.refill_per_second) for op, q in quotas.items()})
     for op, quota in quotas.items():
         health.api_rate.labels(op).set(quota.refill_per_second)
+    store = CursorStore(config.checkpoint.path)  # first: an unusable checkpoint stops the start here
     otlp = config.otlp
     span_exporter = (
         make_span_exporter(otlp.endpoint, otlp.protocol, otlp.timeout_seconds) if otlp.enabled else None
     )
-    store = CursorStore(config.checkpoint.path)
     sink = SpanSink(span_exporter, health, otlp.batch_max_spans, otlp.batch_linger_seconds)
     sink.start()
     loop = asyncio.get_running_loop()
@@ -65,7 +66,7 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
     runner = None
     try:
         # botocore reads AWS_DEFAULT_REGION and profiles; the SDKs' newer AWS_REGION is read here.
-        region = config.aws.region or os.environ.get("AWS_REGION") or None
+        region, _ = effective_region(config, os.environ)
         async with aws_step_functions(
             region, config.aws.endpoint_url, limiter, health,
             connect_timeout=config.aws.connect_timeout_seconds, read_timeout=config.aws.read_timeout_seconds,
@@ -78,9 +79,14 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
             )  # fmt: skip
             hooks.exporter = exporter
             host, port = config.web.host_port
-            runner, bound = await serve(
-                make_app(registry, config.web.telemetry_path, lambda: exporter.ready), host, port
-            )
+            try:
+                runner, bound = await serve(
+                    make_app(registry, config.web.telemetry_path, lambda: exporter.ready), host, port
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"web.listen_address: {config.web.listen_address!r}: cannot listen: {exc.strerror or exc}"
+                ) from None
             log.info("serving %s, /healthz and /readyz on %s:%d", config.web.telemetry_path, host, bound)
             if hooks.on_listening is not None:
                 hooks.on_listening(bound)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter.assembler import AssemblerOptions
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config, ConfigError, load_config, parse_value
 from exporter.model import ExecutionIdentity, HistoryError, SpanRecord
 from exporter.translate import PLACEHOLDER_ARN, assemble, json_lines, load_history, render_tree
 
@@ -85,14 +85,12 @@ _FLAG_FIELDS = {
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    import yaml
-
     overrides: dict[str, object] = {field: getattr(args, flag, None) for flag, field in _FLAG_FIELDS.items()}
     for item in args.set or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. polling.page_size=200")
-        overrides[key] = yaml.safe_load(value) if value else value
+        overrides[key] = parse_value(key.split("."), value)
     return overrides
 
 
@@ -103,10 +101,16 @@ def _load(args: argparse.Namespace) -> Config:
 def _verify_config(args: argparse.Namespace) -> int:
     import yaml
 
+    from exporter.preflight import preflight
+
     try:
         config = _load(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    problems = preflight(config)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
         return EXIT_BAD_INPUT
     sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     print("configuration OK", file=sys.stderr)
@@ -117,13 +121,18 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     from exporter.app import run_exporter
+    from exporter.checkpoint import CheckpointError
     from exporter.logs import setup_logging
+    from exporter.preflight import preflight
 
     try:
         config = _load(args)
+        problems = preflight(config, for_run=True)
+        if problems:
+            raise ConfigError("\n".join(problems))
         setup_logging(config.log.format, config.log.level)
         return asyncio.run(run_exporter(config))
-    except ConfigError as exc:
+    except (ConfigError, CheckpointError) as exc:
         print(f"sfn-exporter: refusing to start: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

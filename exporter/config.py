@@ -33,7 +33,34 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# AWS region names: us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1, us-isob-east-1, ...
+REGION = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
+
+
+def region_problem(value: str) -> str | None:
+    """Why `value` is not an AWS region name, or None."""
+    if not value.strip():
+        return "must not be empty"
+    if not REGION.match(value):
+        return f"{value!r} is not an AWS region name (like eu-west-1)"
+    return None
+
+
+def endpoint_problem(value: str) -> str | None:
+    """Why `value` is not a usable OTLP endpoint URL, or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as exc:
+        return f"{value!r} is not a URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{value!r}: expected http://HOST:PORT or https://HOST:PORT"
+    return None
 
 
 class Quota(_Section):
@@ -49,9 +76,18 @@ class AwsSettings(_Section):
 
     @field_validator("region")
     @classmethod
-    def _region_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be empty")
+    def _region_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else region_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        problem = None if value is None else endpoint_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -169,7 +205,9 @@ class DataSettings(_Section):
 
 class CheckpointSettings(_Section):
     path: str = Field(
-        "sfn-exporter.sqlite", description="SQLite file; ':memory:' keeps nothing across restarts"
+        "sfn-exporter.sqlite",
+        min_length=1,
+        description="SQLite file; ':memory:' keeps nothing across restarts",
     )
     retention_hours: float = Field(24, gt=0, description="how long finished executions are remembered")
 
@@ -185,8 +223,16 @@ class OtlpSettings(_Section):
     timeout_seconds: float = Field(10, gt=0, description="per export request, retries included")
     batch_max_spans: int = Field(512, ge=1, description="spans per export request at most")
     batch_linger_seconds: float = Field(
-        0.2, ge=0, description="how long spans wait for others to share a request"
+        0.2, ge=0, le=60, description="how long spans wait for others to share a request"
     )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        problem = None if value is None else endpoint_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class WebSettings(_Section):
@@ -206,6 +252,8 @@ class WebSettings(_Section):
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with /")
+        if value.rstrip("/") in ("/healthz", "/readyz") or value == "/":
+            raise ValueError(f"{value!r} is taken by the exporter's own endpoints (/, /healthz, /readyz)")
         return value
 
     @property
@@ -269,18 +317,36 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _wants_text(path: list[str]) -> bool:
+    """Whether the field at `path` is a string (or an optional one)."""
+    model: Any = Config
+    for key in path:
+        fields = getattr(model, "model_fields", None)
+        if not fields or key not in fields:
+            return False
+        model = fields[key].annotation
+    return model in (str, str | None)
+
+
+def parse_value(path: list[str], raw: str) -> Any:
+    """A flag or variable's text as the field wants it: taken as given for a string field (so
+    `:memory:` stays a path), read as YAML where the field wants a number, boolean or structure."""
+    if not raw or _wants_text(path):
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """`SFN_EXPORTER_POLLING__PAGE_SIZE=200` -> {"polling": {"page_size": 200}}; values are YAML."""
+    """`SFN_EXPORTER_POLLING__PAGE_SIZE=200` -> {"polling": {"page_size": 200}}; see `parse_value`."""
     data: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         path = name.removeprefix(ENV_PREFIX).lower().split("__")
-        try:
-            value = yaml.safe_load(raw) if raw else raw
-        except yaml.YAMLError:
-            value = raw
-        _set_path(data, path, value)
+        _set_path(data, path, parse_value(path, raw))
     return data
 
 
@@ -300,6 +366,8 @@ def load_config(
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
@@ -123,9 +124,42 @@ _NOT_FOUND = {
 _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 
 
+# The raw body of the last GetExecutionHistory answer in this task, kept (by reference) by a
+# botocore hook so that an answer botocore cannot parse can be diagnosed: which event, what.
+_history_body: ContextVar[bytes | None] = ContextVar("history_body", default=None)
+
+
+def _keep_body(response_dict: dict[str, Any], **_: Any) -> None:
+    _history_body.set(response_dict.get("body"))
+
+
+def diagnose_history(body: bytes | None) -> str | None:
+    """What is wrong with a GetExecutionHistory answer botocore could not parse: the first event
+    whose id, type or timestamp is not what the API model says, by id or position."""
+    try:
+        events = json.loads(body or b"")["events"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    for position, event in enumerate(events if isinstance(events, list) else []):
+        if not isinstance(event, dict):
+            return f"event at position {position} of the answer is not an object"
+        event_id = event.get("id")
+        where = f"event {event_id}" if isinstance(event_id, int) else f"event at position {position}"
+        if not isinstance(event_id, int) or isinstance(event_id, bool):
+            return f"{where} of the answer has no integer id"
+        stamp = event.get("timestamp")
+        if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+            return f"{where}: timestamp {str(stamp)[:40]!r} is not a time"
+        if not isinstance(event.get("type"), str):
+            return f"{where} has no type"
+    return None
+
+
 def _classify(operation: str, exc: Exception) -> SourceError:
     from botocore.exceptions import ClientError
 
+    if isinstance(exc, SourceError):
+        return exc
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
@@ -143,7 +177,8 @@ def _classify(operation: str, exc: Exception) -> SourceError:
             return Transient(operation, code, message)
         return Denied(operation, code, message)
     if isinstance(exc, ValueError):  # botocore could not parse the answer (a garbage timestamp)
-        return Malformed(operation, "UnparsableResponse", str(exc)[:300] or type(exc).__name__)
+        detail = diagnose_history(_history_body.get()) if operation == "GetExecutionHistory" else None
+        return Malformed(operation, "UnparsableResponse", detail or str(exc)[:300] or type(exc).__name__)
     return Transient(operation, type(exc).__name__, str(exc) or type(exc).__name__)
 
 
@@ -187,6 +222,7 @@ class AwsStepFunctions:
 
     async def _call(self, operation: str, method: str, **params: Any) -> dict[str, Any]:
         await self._limiter.acquire(operation)
+        _history_body.set(None)
         try:
             response: dict[str, Any] = await getattr(self._client, method)(**params)
         except asyncio.CancelledError:
@@ -328,4 +364,5 @@ async def aws_step_functions(
     async with session.create_client(
         "stepfunctions", region_name=region, endpoint_url=endpoint_url, config=config
     ) as client:
+        client.meta.events.register("before-parse.sfn.GetExecutionHistory", _keep_body)
         yield AwsStepFunctions(client, limiter, health)

@@ -21,12 +21,14 @@ def first_page_size(last_new: int, page_size: int) -> int:
     return max(min(MIN_PAGE, page_size), min(page_size, 2 * last_new + MIN_PAGE))
 
 
-def _event_id(event: Any, arn: str, position: int) -> int:
+def _event_id(event: Any, arn: str, position: int, guess: int | None) -> int:
     event_id = event.get("id") if isinstance(event, dict) else None
     if isinstance(event_id, bool) or not isinstance(event_id, int) or event_id < 1:
+        kind = event.get("type") if isinstance(event, dict) else type(event).__name__
+        which = f"event {guess}" if guess else "the event"
         raise Malformed(
             "GetExecutionHistory", "InvalidEvent",
-            f"{arn}: event {position} of the answer has no positive integer id: {str(event)[:200]}",
+            f"{arn}: {which} (position {position} of the answer, {kind}) has no positive integer id",
         )  # fmt: skip
     return event_id
 
@@ -55,8 +57,8 @@ async def read_new_events(
                 )
                 reached = False
                 for position, event in enumerate(page.events):
-                    event_id = _event_id(event, arn, position)
                     expected = collected[-1]["id"] - 1 if collected else None
+                    event_id = _event_id(event, arn, position, expected)
                     if expected is not None and event_id != expected:
                         raise _hole(arn, f"event {expected} is missing (event {event_id} came next)")
                     if event_id <= after:
@@ -94,7 +96,7 @@ async def read_whole_history(api: StepFunctionsApi, arn: str, include_data: bool
                     arn, reverse=False, max_results=MAX_PAGE, next_token=token, include_data=include_data
                 )
                 for position, event in enumerate(page.events):
-                    if _event_id(event, arn, position) != len(events) + 1:
+                    if _event_id(event, arn, position, len(events) + 1) != len(events) + 1:
                         raise _hole(
                             arn, f"event {len(events) + 1} is missing (event {event['id']} came next)"
                         )

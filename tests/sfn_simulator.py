@@ -135,6 +135,21 @@ class Faults:
     throttle_until: float = 0.0  # a throttling storm: every call throttled until then
     expire_tokens: bool = False
     only: set[str] | None = None
+    # HTTP face: operation -> answers left to send as a 200 whose body is cut in half
+    cut_short: dict[str, int] = field(default_factory=dict)
+    cut_short_paged_only: bool = False  # only answers to calls that carry a nextToken
+    # execution ARN -> (event id, "timestamp" or "no_id"): that event is served corrupted
+    corrupt: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # execution ARN -> calls left to answer ExecutionDoesNotExist (AWS being inconsistent)
+    vanish: dict[str, int] = field(default_factory=dict)
+
+    def cut(self, operation: str, params: dict[str, Any]) -> bool:
+        """Whether this answer is to be cut short (and count it)."""
+        paged_only = self.cut_short_paged_only and operation == "GetExecutionHistory"
+        if self.cut_short.get(operation, 0) <= 0 or (paged_only and not params.get("nextToken")):
+            return False
+        self.cut_short[operation] -= 1
+        return True
 
 
 def _ts(value: float) -> dt.datetime:
@@ -213,6 +228,9 @@ class Simulator:
     def _execution(self, params: dict[str, Any]) -> SimExecution:
         arn = self._arn(params, "executionArn")
         execution = self.executions.get(arn)
+        if self.faults.vanish.get(arn, 0) > 0:
+            self.faults.vanish[arn] -= 1
+            execution = None
         if execution is None or execution.deleted:
             raise SimError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
         return execution
@@ -314,6 +332,13 @@ class Simulator:
             else list(range(after + 1, min(count, after + size) + 1))
         )
         parts = [f'{{"timestamp":{e.appear_time(i)!r},{e.template.body(i - 1, include)}}}' for i in ids]
+        corrupt = self.faults.corrupt.get(e.arn)
+        if corrupt is not None and corrupt[0] in ids:
+            at = ids.index(corrupt[0])
+            if corrupt[1] == "timestamp":
+                parts[at] = parts[at].replace(f"{e.appear_time(corrupt[0])!r}", '"garbage"', 1)
+            else:
+                parts[at] = parts[at].replace(f'"id": {corrupt[0]}, ', "", 1)
         body = '{"events":[' + ",".join(parts) + "]"
         more = (ids and ids[-1] > 1) if reverse else (ids and ids[-1] < count)
         if more:
@@ -414,6 +439,8 @@ class SimulatorServer:
                 return web.Response(status=exc.status, content_type="application/x-amz-json-1.0",
                                     text=json.dumps({"__type": exc.code, "message": exc.message}))  # fmt: skip
             text = result if isinstance(result, str) else json.dumps(result)
+            if applies and faults.cut(operation, params):
+                text = text[: len(text) // 2]
             self.sim.bytes[operation] += len(text)
             return web.Response(text=text, content_type="application/x-amz-json-1.0")
 
