@@ -84,8 +84,9 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
                     make_app(registry, config.web.telemetry_path, lambda: exporter.ready), host, port
                 )
             except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise ConfigError(
-                    f"web.listen_address: {config.web.listen_address!r}: cannot listen: {exc.strerror or exc}"
+                    f"web.listen_address: {config.web.listen_address!r}: cannot listen: {reason}"
                 ) from None
             log.info("serving %s, /healthz and /readyz on %s:%d", config.web.telemetry_path, host, bound)
             if hooks.on_listening is not None:

@@ -89,9 +89,9 @@ def _schema_version(db: sqlite3.Connection) -> int:
 
 def _prepare(db: sqlite3.Connection, path: str, clock: Callable[[], float]) -> None:
     """Check, create or migrate the schema, and prove a write goes through."""
-    verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+    verdict = str(db.execute("PRAGMA quick_check(1)").fetchone()[0])
     if verdict != "ok":
-        raise ValueError(f"damaged: integrity check says {verdict}")
+        raise ValueError(f"damaged: integrity check says: {' '.join(verdict.split())[:200]}")
     version = _schema_version(db)
     db.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
     db.execute("PRAGMA synchronous=NORMAL")

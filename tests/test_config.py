@@ -85,7 +85,8 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "AWS_REGION": "us-east-1"}
+    env |= {"SFN_EXPORTER_WEB__LISTEN_ADDRESS": "127.0.0.1:0", "SFN_EXPORTER_CHECKPOINT__PATH": ":memory:"}
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],
         capture_output=True,
