@@ -4,6 +4,7 @@ bound to 127.0.0.1, keeping every span it receives."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,32 +38,37 @@ class OtlpReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
     requests: int = 0
     fail_next: int = 0  # answer this many requests with UNAVAILABLE / 503
+    refuse: Callable[[ReceivedSpan], bool] | None = None  # requests holding such a span: UNAVAILABLE
+    refused: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def accept(self, request: trace_service_pb2.ExportTraceServiceRequest) -> bool:
+        spans = [
+            ReceivedSpan(
+                trace_id=span.trace_id.hex(),
+                span_id=span.span_id.hex(),
+                parent_span_id=span.parent_span_id.hex() or None,
+                name=span.name,
+                start_ns=span.start_time_unix_nano,
+                end_ns=span.end_time_unix_nano,
+                status_code=span.status.code,
+                status_message=span.status.message,
+                attributes={a.key: _value(a.value) for a in span.attributes},
+                resource={a.key: _value(a.value) for a in resource_spans.resource.attributes},
+            )
+            for resource_spans in request.resource_spans
+            for scope_spans in resource_spans.scope_spans
+            for span in scope_spans.spans
+        ]
         with self._lock:
             self.requests += 1
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return False
-            for resource_spans in request.resource_spans:
-                resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        self.spans.append(
-                            ReceivedSpan(
-                                trace_id=span.trace_id.hex(),
-                                span_id=span.span_id.hex(),
-                                parent_span_id=span.parent_span_id.hex() or None,
-                                name=span.name,
-                                start_ns=span.start_time_unix_nano,
-                                end_ns=span.end_time_unix_nano,
-                                status_code=span.status.code,
-                                status_message=span.status.message,
-                                attributes={a.key: _value(a.value) for a in span.attributes},
-                                resource=resource,
-                            )
-                        )
+            if self.refuse is not None and any(self.refuse(span) for span in spans):
+                self.refused += 1
+                return False
+            self.spans.extend(spans)
             return True
 
     def snapshot(self) -> list[ReceivedSpan]:

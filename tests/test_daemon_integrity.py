@@ -274,3 +274,40 @@ async def test_a_checkpoint_that_cannot_be_written_costs_readiness_not_data(
         root.removeHandler(handler)
     failures = [r for r in lines if "database or disk is full" in r.getMessage()]
     assert 1 <= len(failures) <= 2, [r.getMessage() for r in failures]  # one line, not one per write
+
+
+async def test_an_otlp_backend_that_refuses_for_a_while_loses_nothing(
+    tmp_path: Path, aws_env: pytest.MonkeyPatch
+) -> None:
+    sim = Simulator()
+    rng = random.Random(13)
+    loops = sim.add_machine("loops", waiter_definition(1))
+    executions = [
+        sim.start(
+            loops, waiter(rng, loops=2, wait_s=1, task_s=(0.2, 0.5)), f"loop-{n}", start=sim.clock() + 0.5
+        )
+        for n in range(8)
+    ]
+    # No re-listing overlap: an execution dropped before its spans were sent would not come back.
+    sections: dict[str, Any] = {"otlp": {"timeout_seconds": 1}, "discovery": {"overlap_seconds": 0}}
+    async with exporting(sim, aws_env, tmp_path, **sections) as (hooks, otlp):
+        # The backend takes everything but the last batch of each execution (the one holding its
+        # root span), as if it went down just as they ended.
+        otlp.receiver.refuse = lambda span: span.parent_span_id is None
+        await until(
+            lambda: all(e.status(sim.clock()) != "RUNNING" for e in executions), 30, "the runs to end"
+        )
+        await until(lambda: otlp.receiver.refused >= 8, 30, "refused final batches")
+        await asyncio.sleep(2.0)
+        exporter = hooks.exporter
+        assert exporter is not None and len(exporter.tracked) == 8  # finished, but not dropped: unsent
+        failed = hooks.registry.get_sample_value("sfn_exporter_spans_failed_total")
+        assert failed and failed > 0
+        finished = hooks.registry.get_sample_value(
+            "sfn_executions_finished_total", {"state_machine": "loops", "status": "SUCCEEDED"}
+        )
+        assert not finished  # not counted before its spans were taken
+        otlp.receiver.refuse = None  # the backend is back
+        wanted = span_ids(executions)
+        await until(lambda: wanted <= set(received(otlp)) and not exporter.tracked, 60, "every span")
+        assert workflow_counts(hooks.registry) == truth(executions)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from exporter.app import Hooks
+from exporter.checkpoint import Cursor, CursorStore
 from exporter.config import Config
 from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
@@ -114,3 +115,7 @@ async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
     assert value("sfn_executions_finished_total", finished) == 1
     assert value("sfn_executions_finished_total", {**finished, "status": "SUCCEEDED"}) == 1
     assert value("sfn_executions_redriven_total", {"state_machine": "redrives"}) == 1
+    # the checkpoint knows of the redrive, so later listings do not read the execution again
+    store = CursorStore(str(config.checkpoint.path))
+    assert store.get(redrive.arn) == Cursor(len(redrive.history()), True, 1)
+    store.close()

@@ -1,0 +1,244 @@
+"""Tests written against plausible mistakes that no other test noticed (hand-made mutants): each
+fails if the guarded line is broken in the way its name says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from prometheus_client import CollectorRegistry
+
+from exporter.assembler import SpanAssembler
+from exporter.health import HealthMetrics
+from exporter.model import ExecutionIdentity, SpanKind, Status
+from exporter.ratelimit import RateLimiter
+from exporter.redact import REDACTED, make_redactor
+from exporter.scheduler import PollScheduler
+from exporter.sinks import ExportFailed, SpanSink
+from exporter.source import HistoryPage, InvalidToken, Malformed
+from exporter.tail import read_new_events, read_whole_history
+from tests.builder import History
+from tests.test_units import FakeClock
+
+ARN = "arn:aws:states:eu-west-1:123456789012:execution:Orders:run-1"
+IDENTITY = ExecutionIdentity.from_arn(ARN)
+
+
+# ---------------------------------------------------------------- the OTLP sink
+
+
+class Answering(SpanExporter):
+    """An OTLP exporter whose answers the test chooses: a result, or an exception."""
+
+    def __init__(self, *answers: SpanExportResult | Exception) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.calls += 1
+        answer = self.answers.pop(0) if self.answers else SpanExportResult.SUCCESS
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def shutdown(self) -> None:
+        pass
+
+
+def readable(n: int) -> list[ReadableSpan]:
+    return [ReadableSpan(name=f"s{i}") for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "answer", [SpanExportResult.FAILURE, RuntimeError("collector gone")], ids=["failure", "raises"]
+)
+async def test_an_export_that_fails_without_raising_is_a_failure(
+    answer: SpanExportResult | Exception,
+) -> None:
+    registry = CollectorRegistry()
+    health = HealthMetrics(registry)
+    sink = SpanSink(Answering(answer), health, max_spans=10, linger_s=0)
+    sink.start()
+    with pytest.raises(ExportFailed):
+        await sink.export(readable(3))
+    assert registry.get_sample_value("sfn_exporter_spans_failed_total") == 3
+    assert registry.get_sample_value("sfn_exporter_spans_exported_total") == 0
+    await sink.export(readable(2))  # the next request goes through
+    assert registry.get_sample_value("sfn_exporter_spans_exported_total") == 2
+    await sink.close(5)
+
+
+# ---------------------------------------------------------------- redaction
+
+
+def test_deep_redaction_reaches_values_inside_arrays() -> None:
+    redact = make_redactor(["$..card"])
+    assert redact is not None
+    text = json.dumps({"items": [{"card": "4111"}, {"nested": [[{"card": "5500"}]]}], "card": "3400"})
+    out = json.loads(redact(text))
+    assert out == {"items": [{"card": REDACTED}, {"nested": [[{"card": REDACTED}]]}], "card": REDACTED}
+
+
+def test_an_index_past_the_end_of_a_list_redacts_nothing_and_does_not_raise() -> None:
+    redact = make_redactor(["$.items[2]", "$.items[1].card"])
+    assert redact is not None
+    assert json.loads(redact('{"items": [{"card": 1}, {"card": 2}]}')) == {
+        "items": [{"card": 1}, {"card": REDACTED}]
+    }
+
+
+# ---------------------------------------------------------------- timed-out attempts
+
+
+@pytest.mark.parametrize(
+    ("kind", "scheduled", "started", "timed_out", "details"),
+    [
+        ("task", "TaskScheduled", "TaskStarted", "TaskTimedOut", {"resource": "invoke", "resourceType": "lambda"}),
+        ("lambda", "LambdaFunctionScheduled", "LambdaFunctionStarted", "LambdaFunctionTimedOut",
+         {"resource": "arn:aws:lambda:eu-west-1:1:function:f"}),
+        ("activity", "ActivityScheduled", "ActivityStarted", "ActivityTimedOut",
+         {"resource": "arn:aws:states:eu-west-1:1:activity:a"}),
+    ],
+)  # fmt: skip
+def test_a_timed_out_attempt_is_timed_out_not_failed(
+    kind: str, scheduled: str, started: str, timed_out: str, details: dict[str, str]
+) -> None:
+    h = History()
+    h.start()
+    h.add("TaskStateEntered", name="Charge", input="{}")
+    attempt_id = h.add(scheduled, **details)
+    h.add(started, **details)
+    h.add(timed_out, **details)
+    h.add("TaskStateExited", name="Charge", output="{}")
+    h.add("ExecutionSucceeded", output="{}")
+    assembler = SpanAssembler(IDENTITY)
+    out = assembler.feed(h.events)
+    attempts = [s for s in out.spans if s.opening_event_id == attempt_id]
+    assert len(attempts) == 1
+    attempt = attempts[0]
+    assert attempt.kind in (SpanKind.TASK, SpanKind.LAMBDA, SpanKind.ACTIVITY)
+    assert attempt.status == Status.ERROR and attempt.error == "States.Timeout"
+    outcomes = [o.labels[-1] for o in out.observations if o.metric == "sfn_task_attempts_total"]
+    assert outcomes == ["timed_out"]
+
+
+# ---------------------------------------------------------------- the scheduler
+
+
+def test_a_parked_execution_that_finishes_no_longer_counts_as_waiting() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 1000, clock, budget=lambda: 1.0, utilisation=1.0)
+    for key in ("a", "b", "c", "d"):
+        scheduler.add(key)
+    scheduler.pop_due()
+    for key in ("a", "b", "c"):
+        scheduler.done(key, found_events=True, not_before=clock.now + 300)  # parked in a Wait
+    scheduler.done("d", found_events=False)
+    assert scheduler.idle_cap() == 1.0  # only d is active: polled every second
+    scheduler.remove("a")  # it finished while parked
+    scheduler.remove("b")
+    assert scheduler.idle_cap() == 1.0  # still one active (c parked, d idle), not fewer than none
+    scheduler.add("e")
+    assert scheduler.idle_cap() == 2.0  # d and e share the budget
+
+
+def test_a_success_resets_the_failure_streak() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 64, clock, jitter=lambda: 1.0)
+    scheduler.add("a")
+    for _ in range(4):
+        scheduler.pop_due()
+        scheduler.done("a", found_events=False, failed=True)
+        clock.now = scheduler.next_due()  # type: ignore[assignment]
+    scheduler.pop_due()
+    scheduler.done("a", found_events=True)
+    clock.now = scheduler.next_due()  # type: ignore[assignment]
+    scheduler.pop_due()
+    scheduler.done("a", found_events=False, failed=True)
+    assert scheduler.next_due() == clock.now + 2.0  # the first failure's back-off again, not the fifth
+
+
+# ---------------------------------------------------------------- the rate limiter
+
+
+def test_a_throttled_operation_does_not_spend_its_remaining_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter({"Op": (10, 2)}, clock=clock, sleep=clock.sleep)
+
+    async def take(n: int) -> None:
+        for _ in range(n):
+            await limiter.acquire("Op")
+
+    asyncio.run(take(3))
+    assert clock.slept == []  # 7 of the burst left
+    limiter.throttled("Op")
+    asyncio.run(take(1))
+    assert sum(clock.slept) > 0  # AWS said slow down: the next call waits for a token
+
+
+# ---------------------------------------------------------------- the tail
+
+
+class Pages:
+    """A history served in AWS's reverse paging, with chosen faults."""
+
+    def __init__(self, count: int, expire_after_pages: int = 0) -> None:
+        self.events = [
+            {"id": n, "type": "PassStateEntered", "timestamp": float(n)} for n in range(1, count + 1)
+        ]
+        self.expire_after_pages = expire_after_pages
+        self.pages = 0
+
+    async def history_page(self, arn: str, *, reverse: bool, max_results: int, next_token: str | None,
+                           include_data: bool) -> HistoryPage:  # fmt: skip
+        self.pages += 1
+        if next_token and self.expire_after_pages and self.pages > self.expire_after_pages:
+            self.expire_after_pages = 0
+            raise InvalidToken("GetExecutionHistory", "InvalidToken", "expired")
+        ordered = list(reversed(self.events)) if reverse else self.events
+        start = int(next_token or 0)
+        page = ordered[start : start + max_results]
+        more = start + max_results < len(ordered)
+        return HistoryPage(page, str(start + max_results) if more else None)
+
+
+async def test_an_expired_token_mid_read_does_not_read_events_twice() -> None:
+    pages = Pages(35, expire_after_pages=1)
+    events = await read_new_events(pages, ARN, after=3, page_size=10, include_data=False)  # type: ignore[arg-type]
+    assert [e["id"] for e in events] == list(range(4, 36))
+    assert pages.pages == 4 and pages.expire_after_pages == 0  # 35..26, expired; 35..26, 25..1
+
+
+async def test_a_read_that_stops_short_of_its_cursor_or_has_a_hole_is_an_error() -> None:
+    short = Pages(30)
+    short.events = short.events[10:]  # the oldest ten never come
+    with pytest.raises(Malformed, match="without reaching event 5"):
+        await read_new_events(short, ARN, after=5, page_size=10, include_data=False)  # type: ignore[arg-type]
+    holed = Pages(30)
+    del holed.events[19]  # event 20
+    with pytest.raises(Malformed, match="event 20 is missing"):
+        await read_new_events(holed, ARN, after=5, page_size=10, include_data=False)  # type: ignore[arg-type]
+    with pytest.raises(Malformed, match="event 20 is missing"):
+        await read_whole_history(holed, ARN, include_data=False)  # type: ignore[arg-type]
+    assert [e["id"] for e in await read_new_events(Pages(30), ARN, 0, 10, False)] == list(range(1, 31))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the assembler
+
+
+def test_a_single_missing_event_id_is_an_anomaly() -> None:
+    h = History()
+    h.start()
+    h.state("Pass", "P")
+    h.state("Pass", "Q")
+    h.add("ExecutionSucceeded")
+    for event in h.events[3:]:  # no event lost, but id 4 never appears: 1, 2, 3, 5, 6, 7
+        event["id"] += 1
+        event["previousEventId"] += 1
+    out = SpanAssembler(IDENTITY).feed(h.events)
+    anomalies = [o.labels for o in out.observations if o.metric == "sfn_history_anomalies_total"]
+    assert anomalies == [("Orders", "missing_event_ids")]
