@@ -80,10 +80,6 @@ class RepeatFilter(logging.Filter):
             record.msg = f"{record.msg} [{window.held} more like this in the last {self.interval_s:.0f} s]"
         return True
 
-    def held_back(self) -> int:
-        """Lines held back and not yet reported."""
-        return sum(window.held for window in self._windows.values())
-
 
 def setup_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)

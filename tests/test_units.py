@@ -338,3 +338,30 @@ def test_a_guessed_state_is_parked_until_it_is_likely_to_end_then_polled_at_the_
     assert "e0" in scheduler.pop_due()
     scheduler.done("e0", found_events=False, not_before=clock.now - 5, steady=True)
     assert scheduler._slots["e0"].due == clock.now + 40 / 8  # the pace, not a back-off from 1 s
+
+
+# ---------------------------------------------------------------- logging
+
+
+def test_repeated_warnings_are_one_line_per_interval_with_a_count() -> None:
+    import logging
+
+    from exporter.logs import RepeatFilter
+
+    clock = FakeClock()
+    sampler = RepeatFilter(interval_s=60, clock=clock)
+    logger = logging.getLogger("test.repeat")
+
+    def record(level: int, msg: str, *args: object) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, level, __file__, 1, msg, args, None)
+
+    passed = [sampler.filter(record(logging.WARNING, "poll failed: %s", OSError(n))) for n in range(500)]
+    assert passed == [True] + [False] * 499
+    assert sampler.filter(record(logging.WARNING, "poll failed: %s", ValueError("x")))  # another kind
+    assert sampler.filter(record(logging.ERROR, "poll failed: %s", OSError("x")))  # another level
+    assert all(sampler.filter(record(logging.INFO, "resumed")) for _ in range(3))  # info passes
+    clock.now += 61
+    late = record(logging.WARNING, "poll failed: %s", OSError("again"))
+    assert sampler.filter(late)
+    assert late.getMessage() == "poll failed: again [499 more like this in the last 60 s]"
+    assert not sampler.filter(record(logging.WARNING, "poll failed: %s", OSError("again")))
