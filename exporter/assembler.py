@@ -14,9 +14,10 @@ span that received the last event.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -48,6 +49,11 @@ _TIPS_KEPT = 4
 # at them (the newest ones are kept; they are pruned in sweeps, not one by one).
 _CLOSED_TIPS_KEPT = 1024
 _MAX_EVENT_ATTRIBUTE = 1024
+# Text fields of event details that are not execution data: what a span event may carry as is.
+_PLAIN_TEXT_FIELDS = frozenset({
+    "name", "resource", "resourceType", "region", "error", "activityArn", "mapRunArn",
+    "stateMachineArn", "stateMachineAliasArn", "stateMachineVersionArn", "roleArn", "location", "state",
+})  # fmt: skip
 
 SCOPE_KINDS = frozenset({SpanKind.EXECUTION, SpanKind.PARALLEL_BRANCH, SpanKind.MAP_ITERATION})
 ATTEMPT_KINDS = frozenset({SpanKind.TASK, SpanKind.LAMBDA, SpanKind.ACTIVITY})
@@ -88,9 +94,11 @@ _PLAIN_EVENTS = frozenset({"MapRunRedriven", "TaskStateTimedOut"})
 class AssemblerOptions:
     """What the assembler copies from events besides timing and structure."""
 
-    include_data: bool = False
+    include_data: bool = False  # inputs, outputs, task parameters
+    include_causes: bool = True  # error causes (error names are always kept: they label metrics)
     max_data_bytes: int = 4096
     redact: Callable[[str], str] | None = None  # applied before truncation
+    execution_name: str = "keep"  # keep, hash (sha256, 16 hex digits) or drop
 
 
 @dataclass(slots=True)
@@ -352,18 +360,33 @@ class SpanAssembler:
                 attributes["sfn.anomaly.detail"] = detail
             target.events += (SpanEvent("sfn.anomaly", event.timestamp_ns, attributes),)
 
-    def _data(self, span: _Span, key: str, value: object) -> None:
-        if not self.options.include_data or value is None:
-            return
+    # ------------------------------------------------------------------ the data gate
+    # Everything that comes from execution data (inputs, outputs, task parameters, causes)
+    # passes here: left out unless configured in, redacted by the JSON paths, cut to the limit.
+
+    def _gate(self, value: object) -> tuple[str, bool]:
+        """The text as it may leave the exporter, and whether it was cut."""
         text = _text(value) or ""
         if self.options.redact is not None:
             text = self.options.redact(text)
-        limit = self.options.max_data_bytes
         encoded = text.encode()
-        if len(encoded) > limit:
-            text = encoded[:limit].decode(errors="ignore")
+        if len(encoded) > self.options.max_data_bytes:
+            return encoded[: self.options.max_data_bytes].decode(errors="ignore"), True
+        return text, False
+
+    def _data(self, span: _Span, key: str, value: object) -> None:
+        if not self.options.include_data or value is None:
+            return
+        text, cut = self._gate(value)
+        if cut:
             span.attributes[f"{key}.truncated"] = True
         span.attributes[key] = text
+
+    def _cause(self, details: Mapping[str, object]) -> str | None:
+        value = details.get("cause")
+        if not self.options.include_causes or value is None:
+            return None
+        return self._gate(value)[0]
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -450,14 +473,24 @@ class SpanAssembler:
         root.attributes.update({
             "aws.step_functions.state_machine.arn": ident.state_machine_arn,
             "sfn.state_machine.name": ident.state_machine_name,
-            "sfn.execution.arn": ident.execution_arn,
-            "sfn.execution.name": ident.execution_name,
         })  # fmt: skip
+        root.attributes.update(self._execution_names())
         self._root = self._run = self._last_active = root
         self._observe("sfn_executions_started_total", ident.state_machine_name)
         if synthesized:
             self._anomaly(event, "missing_execution_started")
         return root
+
+    def _execution_names(self) -> dict[str, AttributeValue]:
+        """The execution's ARN and name, as `execution_name` says (names often hold business ids)."""
+        ident, how = self.identity, self.options.execution_name
+        if how == "drop":
+            return {}
+        name = ident.execution_name
+        if how == "hash":
+            name = hashlib.sha256(name.encode()).hexdigest()[:16]
+        arn = ident.execution_arn.removesuffix(ident.execution_name) + name
+        return {"sfn.execution.arn": arn, "sfn.execution.name": name}
 
     def _execution_started(self, event: HistoryEvent) -> None:
         if self._root is not None:
@@ -478,7 +511,7 @@ class SpanAssembler:
             return
         outcome = _TERMINAL[event.type]
         error = _text(event.details.get("error"))
-        cause = _text(event.details.get("cause"))
+        cause = self._cause(event.details)
         if outcome == "timed_out":
             error = error or "States.Timeout"
         self._data(run, "sfn.execution.output", event.details.get("output"))
@@ -640,7 +673,7 @@ class SpanAssembler:
             state.pending_error = None
         else:
             error = _text(event.details.get("error"))
-            cause = _text(event.details.get("cause"))
+            cause = self._cause(event.details)
             if error is None and first_error is not None:
                 error, cause = first_error
             state.pending_error = state.pending_error or (error, cause)
@@ -692,7 +725,7 @@ class SpanAssembler:
             return
         outcome = _END_SUFFIX[event.type.removeprefix("MapIteration")]
         error = _text(event.details.get("error"))
-        cause = _text(event.details.get("cause"))
+        cause = self._cause(event.details)
         if error is None and iteration.pending_error is not None:
             error, cause = iteration.pending_error
         if error is None and outcome != "succeeded":
@@ -735,7 +768,7 @@ class SpanAssembler:
             return
         outcome = _END_SUFFIX[event.type.removeprefix("MapRun")]
         error = _text(event.details.get("error"))
-        cause = _text(event.details.get("cause"))
+        cause = self._cause(event.details)
         self._close(run, event.timestamp_ns, outcome, error, cause)
         state = run.parent
         if state is not None:
@@ -819,7 +852,7 @@ class SpanAssembler:
             if attempt is None:
                 return
         error = _text(event.details.get("error"))
-        cause = _text(event.details.get("cause"))
+        cause = self._cause(event.details)
         if outcome == "timed_out":
             error = error or "States.Timeout"
         self._data(attempt, "sfn.task.output", event.details.get("output"))
@@ -837,7 +870,7 @@ class SpanAssembler:
         state = self._find_state(event, None, name) if name else None
         target = state or self._anchor(event)
         error = _text(event.details.get("error"))
-        cause = _text(event.details.get("cause"))
+        cause = self._cause(event.details)
         if target is None:
             self._anomaly(event, "event_after_end")
             return
@@ -861,12 +894,18 @@ class SpanAssembler:
             self._attach_event(target, event)
 
     def _attach_event(self, target: _Span, event: HistoryEvent) -> None:
+        """An event without a span of its own, as a span event: its id and type, numbers, and
+        the text fields known not to be execution data (names, ARNs, error names); a cause
+        through the data gate. Any other field, of a known type or not, is left out."""
         attributes: dict[str, AttributeValue] = {"sfn.event.id": event.id}
         for key, value in sorted(event.details.items()):
             if isinstance(value, bool | int | float):
                 attributes[f"sfn.{key}"] = value
-            elif isinstance(value, str) and (self.options.include_data or key not in ("input", "output")):
+            elif isinstance(value, str) and key in _PLAIN_TEXT_FIELDS:
                 attributes[f"sfn.{key}"] = value[:_MAX_EVENT_ATTRIBUTE]
+        cause = self._cause(event.details)
+        if cause is not None:
+            attributes["sfn.cause"] = cause
         target.events += (SpanEvent(event.type, event.timestamp_ns, attributes),)
 
     _HANDLERS: ClassVar[dict[str, Callable[[SpanAssembler, HistoryEvent], None]]] = {

@@ -12,6 +12,7 @@ from exporter import __version__
 from exporter.assembler import AssemblerOptions
 from exporter.config import Config, ConfigError, load_config, parse_value
 from exporter.model import ExecutionIdentity, HistoryError, SpanRecord
+from exporter.redact import make_redactor
 from exporter.translate import PLACEHOLDER_ARN, assemble, json_lines, load_history, render_tree
 
 EXIT_BAD_INPUT = 2
@@ -38,7 +39,10 @@ def _translate(args: argparse.Namespace) -> int:
             )
             arn = PLACEHOLDER_ARN
         identity = ExecutionIdentity.from_arn(arn, trace_header=args.trace_header)
-        options = AssemblerOptions(include_data=args.include_data, max_data_bytes=args.max_data_bytes)
+        options = AssemblerOptions(
+            include_data=args.include_data, include_causes=not args.no_causes, max_data_bytes=args.max_data_bytes,
+            redact=make_redactor(args.redact or []), execution_name=args.execution_name,
+        )  # fmt: skip
         spans = assemble(events, identity, options)
     except (HistoryError, ValueError) as exc:
         print(f"sfn-exporter translate: {exc}", file=sys.stderr)
@@ -203,8 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--include-data", action="store_true", help="copy execution/state input and output"
     )
     translate.add_argument(
-        "--max-data-bytes", type=int, default=4096, help="truncate captured data to this size"
+        "--max-data-bytes", type=int, default=4096, help="truncate captured data and causes to this size"
     )
+    translate.add_argument(
+        "--no-causes", action="store_true", help="leave error causes out (error names stay)"
+    )
+    translate.add_argument(
+        "--redact", action="append", metavar="JSONPATH",
+        help="replace the value at this path in data and causes by [REDACTED] (repeatable), e.g. '$..password'",
+    )  # fmt: skip
+    translate.add_argument(
+        "--execution-name", choices=("keep", "hash", "drop"), default="keep",
+        help="the execution's name on spans (default: keep)",
+    )  # fmt: skip
     translate.add_argument(
         "--otlp-endpoint", help="send the spans over OTLP to this endpoint instead of printing"
     )

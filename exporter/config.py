@@ -183,10 +183,17 @@ class ApiSettings(_Section):
 
 class DataSettings(_Section):
     include_execution_data: bool = Field(
-        False, description="copy execution and state input/output onto spans"
+        False, description="copy execution and state inputs, outputs and task parameters onto spans"
+    )
+    include_causes: bool = Field(
+        True, description="keep error causes (redacted and cut like data); error names are always kept"
+    )
+    execution_name: Literal["keep", "hash", "drop"] = Field(
+        "keep",
+        description="the execution's name on spans: keep, hash (sha256) or drop (names often hold business ids)",
     )
     max_bytes: int = Field(
-        4096, ge=0, le=262144, description="cut each captured input/output to this many bytes"
+        4096, ge=0, le=262144, description="cut each captured input, output or cause to this many bytes"
     )
     redact_paths: list[str] = Field(default_factory=list, description='JSON paths replaced by "[REDACTED]"')
 

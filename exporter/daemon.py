@@ -107,8 +107,9 @@ class Exporter:
         self.discovery = Discovery(config, api, store, health, self._on_execution, wall)
         data = config.data
         self._options = AssemblerOptions(
-            include_data=data.include_execution_data, max_data_bytes=data.max_bytes,
-            redact=make_redactor(data.redact_paths),
+            include_data=data.include_execution_data, include_causes=data.include_causes,
+            max_data_bytes=data.max_bytes, redact=make_redactor(data.redact_paths),
+            execution_name=data.execution_name,
         )  # fmt: skip
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._wake = asyncio.Event()

@@ -88,5 +88,11 @@ def setup_logging(fmt: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """The AWS SDK logs whole request and response bodies (execution data) at DEBUG: its loggers
+    stay at WARNING whatever the exporter's own level."""
     for noisy in ("botocore", "aiobotocore", "urllib3", "werkzeug"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

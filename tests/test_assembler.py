@@ -382,16 +382,14 @@ def test_unknown_event_types_become_span_events_and_are_counted() -> None:
     h = History()
     h.start()
     h.add("TaskStateEntered", name="T")
-    h.add("QuantumEntangled", spin=1, flavour="up")
+    h.add("QuantumEntangled", spin=1, flavour="up", name="Q", parameters='{"password": "hunter2"}')
     h.add("TaskStateExited", name="T")
     h.add("ExecutionSucceeded")
     spans, observations = assemble(h)
     event = one(spans, "T").events[0]
-    assert (event.name, event.attributes["sfn.spin"], event.attributes["sfn.flavour"]) == (
-        "QuantumEntangled",
-        1,
-        "up",
-    )
+    # its type, id, numbers and known plain fields; any other text may be execution data
+    assert event.name == "QuantumEntangled"
+    assert event.attributes == {"sfn.event.id": 3, "sfn.spin": 1, "sfn.name": "Q"}
     assert counts(observations, "sfn_unknown_events_total") == {("Orders", "QuantumEntangled"): 1}
 
 
