@@ -99,6 +99,10 @@ class AssemblerOptions:
     max_data_bytes: int = 4096
     redact: Callable[[str], str] | None = None  # applied before truncation
     execution_name: str = "keep"  # keep, hash (sha256, 16 hex digits) or drop
+    # OpenTelemetry's rule: status UNSET on success, and a failure a Catch handled is no error
+    # (an `exception` event and sfn.outcome=caught say what happened). True: OK on success and
+    # ERROR on a caught failure, as before.
+    legacy_status: bool = False
 
 
 @dataclass(slots=True)
@@ -186,14 +190,19 @@ class _Span:
             yield span
             span = span.parent
 
-    def record(self) -> SpanRecord:
+    def record(self, legacy_status: bool = False) -> SpanRecord:
         """The span as a record. A closed span never changes again, so it hands over its
         attributes; an open one gives a copy."""
         if not self.closed:
             status = Status.UNSET
             attributes = dict(self.attributes)
         else:
-            status = Status.OK if self.outcome == "succeeded" else Status.ERROR
+            if self.outcome in ("succeeded", "caught"):
+                status = Status.UNSET
+                if legacy_status:
+                    status = Status.OK if self.outcome == "succeeded" else Status.ERROR
+            else:
+                status = Status.ERROR
             attributes = self.attributes
         return SpanRecord(
             self.trace_id, self.span_id, self.parent_span_id, self.name, self.kind, self.start_ns,
@@ -421,13 +430,18 @@ class SpanAssembler:
             span.error = error
             span.cause = cause
         span.attributes["sfn.outcome"] = outcome
+        if outcome == "caught" and error:
+            exception: dict[str, AttributeValue] = {"exception.type": error}
+            if cause:
+                exception["exception.message"] = cause
+            span.events += (SpanEvent("exception", span.end_ns, exception),)
         if span.parent is not None:
             span.parent.children.pop(span.span_id, None)
             if outcome not in ("succeeded", "caught") and span.parent.kind in SCOPE_KINDS:
                 span.parent.pending_error = span.parent.pending_error or (error, cause)
         self._open.pop(span.span_id, None)
         self._observe_close(span)
-        self._out.spans.append(span.record())
+        self._out.spans.append(span.record(self.options.legacy_status))
 
     def _close_scope_naturally(self, scope: _Span) -> None:
         """A branch or iteration whose states are all done ends with its last event."""

@@ -42,6 +42,7 @@ def _translate(args: argparse.Namespace) -> int:
         options = AssemblerOptions(
             include_data=args.include_data, include_causes=not args.no_causes, max_data_bytes=args.max_data_bytes,
             redact=make_redactor(args.redact or []), execution_name=args.execution_name,
+            legacy_status=args.legacy_status,
         )  # fmt: skip
         spans = assemble(events, identity, options)
     except (HistoryError, ValueError) as exc:
@@ -216,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--redact", action="append", metavar="JSONPATH",
         help="replace the value at this path in data and causes by [REDACTED] (repeatable), e.g. '$..password'",
     )  # fmt: skip
+    translate.add_argument(
+        "--legacy-status", action="store_true", help="status OK on success, ERROR on caught failures"
+    )
     translate.add_argument(
         "--execution-name", choices=("keep", "hash", "drop"), default="keep",
         help="the execution's name on spans (default: keep)",

@@ -232,6 +232,10 @@ class OtlpSettings(_Section):
     batch_linger_seconds: float = Field(
         0.2, ge=0, le=60, description="how long spans wait for others to share a request"
     )
+    legacy_status: bool = Field(
+        False,
+        description="status OK on success and ERROR on a caught failure (default: UNSET on both, as OpenTelemetry asks)",
+    )
 
     @field_validator("endpoint")
     @classmethod

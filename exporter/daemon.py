@@ -109,7 +109,7 @@ class Exporter:
         self._options = AssemblerOptions(
             include_data=data.include_execution_data, include_causes=data.include_causes,
             max_data_bytes=data.max_bytes, redact=make_redactor(data.redact_paths),
-            execution_name=data.execution_name,
+            execution_name=data.execution_name, legacy_status=config.otlp.legacy_status,
         )  # fmt: skip
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._wake = asyncio.Event()

@@ -77,7 +77,7 @@ def test_task_state_with_one_attempt() -> None:
     assert root.kind == SpanKind.EXECUTION and root.parent_span_id is None
     assert root.trace_id == trace_id_for(ARN)
     assert root.span_id == span_id_for(ARN, 1, "execution")
-    assert (root.start_ns, root.end_ns, root.status) == (ns(0), ns(8), Status.OK)
+    assert (root.start_ns, root.end_ns, root.status) == (ns(0), ns(8), Status.UNSET)
     assert root.attributes["aws.step_functions.state_machine.arn"] == IDENTITY.state_machine_arn
     charge = one(spans, "Charge")
     assert (charge.kind, charge.state_type, charge.parent_span_id) == (SpanKind.STATE, "Task", root.span_id)
@@ -117,11 +117,11 @@ def test_retries_are_sibling_attempts_with_their_errors() -> None:
     attempts = sorted(by_name(spans, "lambda charge"), key=lambda s: s.start_ns)
     assert [a.kind for a in attempts] == [SpanKind.LAMBDA] * 3
     assert {a.parent_span_id for a in attempts} == {charge.span_id}
-    assert [a.status for a in attempts] == [Status.ERROR, Status.ERROR, Status.OK]
+    assert [a.status for a in attempts] == [Status.ERROR, Status.ERROR, Status.UNSET]
     assert [a.error for a in attempts] == ["Lambda.ServiceException", "Lambda.ServiceException", None]
     assert [a.attributes["sfn.attempt"] for a in attempts] == [1, 2, 3]
     assert attempts[0].end_ns is not None and attempts[0].end_ns < attempts[1].start_ns
-    assert charge.status == Status.OK
+    assert charge.status == Status.UNSET
     assert counts(observations, "sfn_task_retries_total") == {("Orders", "Charge"): 2}
     assert counts(observations, "sfn_task_failures_total") == {
         ("Orders", "Charge", "lambda", "Lambda.ServiceException"): 2
@@ -146,11 +146,17 @@ def test_a_caught_failure_marks_the_state_and_the_execution_goes_on() -> None:
     spans, observations = assemble(h)
 
     charge = one(spans, "Charge")
-    assert charge.status == Status.ERROR
+    assert charge.status == Status.UNSET  # handled: not an error (OpenTelemetry's rule) ...
     assert (charge.error, charge.cause) == ("DynamoDB.ConditionalCheckFailedException", "no")
-    assert charge.attributes["sfn.outcome"] == "caught"
-    assert one(spans, "Refund").status == Status.OK
-    assert one(spans, "Orders").status == Status.OK
+    assert charge.attributes["sfn.outcome"] == "caught"  # ... but said
+    exception = [e for e in charge.events if e.name == "exception"]
+    assert [dict(e.attributes) for e in exception] == [
+        {"exception.type": "DynamoDB.ConditionalCheckFailedException", "exception.message": "no"}
+    ]
+    assert one(spans, "Refund").status == Status.UNSET
+    assert one(spans, "Orders").status == Status.UNSET
+    legacy, _ = assemble(h, legacy_status=True)
+    assert (one(legacy, "Charge").status, one(legacy, "Orders").status) == (Status.ERROR, Status.OK)
     assert counts(observations, "sfn_states_finished_total")[("Orders", "Charge", "Task", "caught")] == 1
 
 
@@ -236,7 +242,7 @@ def test_parallel_gives_a_span_per_branch() -> None:
     # a branch ends with its last state, not with the Parallel state
     assert b_branch.end_ns == one(spans, "B2").end_ns
     assert a_branch.end_ns == one(spans, "A1").end_ns
-    assert all(b.status == Status.OK for b in branches)
+    assert all(b.status == Status.UNSET for b in branches)
 
 
 def map_history(aws_shape: bool) -> History:
@@ -269,7 +275,7 @@ def test_map_gives_a_span_per_iteration_in_both_shapes(aws_shape: bool) -> None:
     assert {s.parent_span_id for s in iterations.values()} == {each.span_id}
     works = sorted(by_name(spans, "Work"), key=lambda s: s.start_ns)
     assert [w.parent_span_id for w in works] == [iterations[0].span_id, iterations[1].span_id]
-    assert (iterations[0].status, iterations[1].status) == (Status.OK, Status.ERROR)
+    assert (iterations[0].status, iterations[1].status) == (Status.UNSET, Status.ERROR)
     assert each.attributes["sfn.map.length"] == 2
     assert each.attributes["sfn.outcome"] == "caught"
     assert counts(observations, "sfn_map_iterations_total") == {
@@ -336,7 +342,7 @@ def test_map_inside_parallel_inside_map() -> None:
     # each outer iteration holds exactly one Split, one Inner and one Leaf
     splits = by_name(spans, "Split")
     assert {s.parent_span_id for s in splits} == outer_iterations
-    assert all(s.status == Status.OK for s in spans)
+    assert all(s.status == Status.UNSET for s in spans)
 
 
 def test_distributed_map_run_span() -> None:
@@ -418,7 +424,7 @@ def test_redrive_reopens_the_execution_under_a_new_span() -> None:
     assert redrive.kind == SpanKind.EXECUTION and redrive.parent_span_id == root.span_id
     assert redrive.span_id == span_id_for(ARN, redriven)
     assert redrive.attributes["sfn.execution.redrive_count"] == 1
-    assert redrive.status == Status.OK and root.status == Status.ERROR
+    assert redrive.status == Status.UNSET and root.status == Status.ERROR
     charges = sorted(by_name(spans, "Charge"), key=lambda s: s.start_ns)
     assert [c.parent_span_id for c in charges] == [root.span_id, redrive.span_id]
     finished = counts(first.observations + second.observations, "sfn_executions_finished_total")

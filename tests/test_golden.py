@@ -45,8 +45,8 @@ def test_the_recordings_show_what_each_workflow_does() -> None:
     retry = summary("retry-then-catch")
     attempts = [s for s in retry if s[0] == "task"]
     assert attempts == [("task", "dynamodb:getItem", "ERROR", "DynamoDB.ResourceNotFoundException")] * 3
-    assert ("state", "Lookup", "ERROR", "DynamoDB.ResourceNotFoundException") in retry
-    assert ("execution", "retry-then-catch", "OK", None) in retry
+    assert ("state", "Lookup", "UNSET", "DynamoDB.ResourceNotFoundException") in retry  # caught
+    assert ("execution", "retry-then-catch", "UNSET", None) in retry
 
     assert ("state", "Reject", "ERROR", "OrderRejected") in summary("always-fails")
     assert ("execution", "times-out", "ERROR", "States.Timeout") in summary("times-out")

@@ -138,7 +138,9 @@ async def test_no_secret_leaves_the_daemon(
         async with running_exporter(config, hooks):
             deadline = asyncio.get_running_loop().time() + 60
             while not (
-                hooks.exporter and hooks.exporter.discovery.completed_pass and not hooks.exporter.tracked
+                len({span.trace_id for span in otlp.receiver.snapshot()}) == len(chosen)
+                and hooks.exporter is not None
+                and not hooks.exporter.tracked
             ):
                 assert asyncio.get_running_loop().time() < deadline, "the executions were not exported"
                 await asyncio.sleep(0.2)

@@ -70,9 +70,14 @@ def test_json_lines_from_a_file(tmp_path: Path) -> None:
     assert (root["end"], root["status"]) == (None, "UNSET")
     charge = by_name["Charge"]
     assert charge["span_id"] == f"{span_id_for(ARN, 2):016x}"
+    # the failure was caught (the state exited): said, but no error status (OpenTelemetry's rule)
     assert (charge["kind"], charge["state_type"], charge["status"], charge["error"], charge["cause"]) == (
-        "state", "Task", "ERROR", "Boom", "card declined",
+        "state", "Task", "UNSET", "Boom", "card declined",
     )  # fmt: skip
+    assert charge["attributes"]["sfn.outcome"] == "caught"
+    assert [e["name"] for e in charge["events"]] == ["exception"]
+    attempt = by_name["lambda:invoke"]
+    assert (attempt["status"], attempt["error"], attempt["cause"]) == ("ERROR", "Boom", "card declined")
     assert charge["start"] == "2023-11-14T22:13:21Z" and charge["end"] == "2023-11-14T22:13:24Z"
     assert by_name["lambda:invoke"]["parent_span_id"] == charge["span_id"]
     assert by_name["lambda:invoke"]["kind"] == "task"
@@ -109,7 +114,8 @@ def test_tree_draws_a_waterfall_with_errors_in_red(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     names = [line.replace("\x1b[31m", "").replace("\x1b[2m", "")[:30].rstrip() for line in lines]
     assert names == ["Orders", "  Charge", "    lambda:invoke", "  Cooldown"]
-    assert lines[1].startswith("\x1b[31m") and "Boom" in lines[1]
+    assert lines[2].startswith("\x1b[31m") and "Boom" in lines[2]  # the failed attempt
+    assert not lines[1].startswith("\x1b[31m")  # its state caught the failure
     assert "█" in lines[1] and "░" in lines[3]  # finished vs still open
     bar_start = [len(line.split("█")[0]) for line in lines[1:3]]
     assert bar_start[0] < bar_start[1]  # the attempt starts after its state
@@ -182,6 +188,8 @@ def test_otlp_endpoint_sends_the_finished_spans(tmp_path: Path, server_type: typ
     root = next(s for s in received if s.name == "Orders")
     assert root.resource["cloud.provider"] == "aws" and root.resource["cloud.region"] == "eu-west-1"
     assert root.resource["cloud.account.id"] == "123456789012"
+    attempt = next(s for s in received if s.name == "lambda:invoke")
+    assert (attempt.status_code, attempt.status_message) == (2, "Boom: card declined")
+    assert attempt.attributes["error.type"] == "Boom"
     charge = next(s for s in received if s.name == "Charge")
-    assert (charge.status_code, charge.status_message) == (2, "Boom: card declined")
-    assert charge.attributes["error.type"] == "Boom"
+    assert (charge.status_code, charge.status_message) == (0, "")  # caught: UNSET
