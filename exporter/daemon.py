@@ -28,6 +28,7 @@ from exporter.source import (
     Malformed,
     NotFound,
     SourceError,
+    StateMachine,
     StepFunctionsApi,
     Throttled,
 )
@@ -105,6 +106,7 @@ class Exporter:
             )
         )
         self.discovery = Discovery(config, api, store, health, self._on_execution, wall)
+        self.discovery.on_removed = self._on_machine_removed
         data = config.data
         self._options = AssemblerOptions(
             include_data=data.include_execution_data, include_causes=data.include_causes,
@@ -258,6 +260,11 @@ class Exporter:
         self._wake.set()
         tracked.log.debug("tracking (%s, cursor %d)", summary.status, tracked.replay_to)
         self._count(tracked, +1)
+
+    def _on_machine_removed(self, machine: StateMachine) -> None:
+        """A deleted (or no longer chosen) state machine: its series go (an execution of it
+        still being read would bring back the series it touches)."""
+        self.workflow.forget(machine.name)
 
     def _untrack(self, tracked: Tracked) -> None:
         if self.tracked.pop(tracked.arn, None) is not None:

@@ -41,6 +41,7 @@ class Discovery:
     completed_pass: bool = False
     unreadable: set[str] = field(default_factory=set)  # could not be described; tried again next refresh
     filtered_out: int = 0  # by name or ARN, at the last refresh
+    on_removed: Callable[[StateMachine], None] | None = None  # a watched one is listed no more
 
     async def refresh_state_machines(self) -> bool:
         """List (or, with an ARN list, describe) the state machines and keep those that pass.
@@ -78,10 +79,15 @@ class Discovery:
                 "state machine no longer listed; not discovering its executions",
                 extra={"state_machine_arn": arn},
             )
-            del self.machines[arn]
+            self._remove(arn)
         self.filtered_out = filtered
         self._count()
         return True
+
+    def _remove(self, arn: str) -> None:
+        removed = self.machines.pop(arn, None)
+        if removed is not None and self.on_removed is not None:
+            self.on_removed(removed.machine)
 
     async def _admit(self, item: StateMachine) -> None:
         try:
@@ -163,7 +169,7 @@ class Discovery:
                 log.error("cannot discover executions: %s", exc, extra={"state_machine_arn": arn})
             watched.failing = True
             if isinstance(exc, NotFound):
-                self.machines.pop(arn, None)
+                self._remove(arn)
             return
         if watched.failing:
             log.info("discovering executions again", extra={"state_machine_arn": arn})

@@ -26,6 +26,9 @@ class WorkflowMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self._metrics = {spec.name: (spec, _make(spec, registry)) for spec in WORKFLOW_METRICS}
+        # label sets in use, by state machine (every workflow metric's first label), to forget
+        # them when the state machine is gone
+        self._children: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
 
     def apply(self, observations: Iterable[Observation]) -> None:
         for observation in observations:
@@ -35,6 +38,9 @@ class WorkflowMetrics:
                     f"{observation.metric}: expected labels {spec.labels}, got {observation.labels}"
                 )
             child = metric.labels(*observation.labels)
+            self._children.setdefault(observation.labels[0], set()).add(
+                (observation.metric, observation.labels)
+            )
             if spec.type == MetricType.COUNTER:
                 child.inc(observation.value)  # type: ignore[attr-defined]
             elif spec.type == MetricType.HISTOGRAM:
@@ -45,3 +51,10 @@ class WorkflowMetrics:
     def set_running(self, state_machine: str, count: int) -> None:
         _, gauge = self._metrics["sfn_running_executions"]
         gauge.labels(state_machine).set(count)  # type: ignore[attr-defined]
+        self._children.setdefault(state_machine, set()).add(("sfn_running_executions", (state_machine,)))
+
+    def forget(self, state_machine: str) -> None:
+        """Drop every series of a state machine that is gone, so its label sets do not live on
+        until a restart (Prometheus marks them stale)."""
+        for name, labels in self._children.pop(state_machine, ()):
+            self._metrics[name][1].remove(*labels)

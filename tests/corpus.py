@@ -56,3 +56,32 @@ def recorded_histories() -> Iterator[RecordedHistory]:
         data = json.loads(path.read_text())
         for index, history in enumerate(data["histories"]):
             yield RecordedHistory(path.stem, f"{index}:{history['case']}", normalise(history["events"]))
+
+
+DIGESTS = REPO / "tests" / "fixtures" / "aws-recorded.digests.json"
+
+
+def digest(history: RecordedHistory) -> str:
+    """A fingerprint of everything the assembler makes of a history: every span as `translate`
+    prints it, and every metric observation, in order."""
+    import hashlib
+
+    from exporter.assembler import SpanAssembler
+    from exporter.translate import json_lines
+
+    assembler = SpanAssembler(history.identity)
+    out = assembler.feed(history.events)
+    text = json_lines(out.spans + assembler.open_spans()) + json.dumps([list(o) for o in out.observations])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def key(history: RecordedHistory) -> str:
+    return f"{history.source}/{history.case}"
+
+
+if __name__ == "__main__":
+    # Rewrites the digests after an intended change of the span or metric model; review what
+    # changed with `sfn-exporter translate` on a few of the histories before committing.
+    digests = {key(h): digest(h) for h in recorded_histories()}
+    DIGESTS.write_text(json.dumps(digests, indent=0, sort_keys=True) + "\n")
+    print(f"{len(digests)} digests written to {DIGESTS}")

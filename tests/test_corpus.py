@@ -4,6 +4,7 @@ however the history is split into batches."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from exporter.assembler import SpanAssembler
 from exporter.model import SpanRecord
-from tests.corpus import AWS_RECORDED, RecordedHistory, recorded_histories
+from tests.corpus import AWS_RECORDED, DIGESTS, RecordedHistory, digest, key, recorded_histories
 from tests.treecheck import assert_well_formed
 
 HISTORIES = list(recorded_histories())
@@ -57,3 +58,12 @@ def test_batching_never_changes_the_result(history: RecordedHistory, data: st.Da
     bounds = [0, *cuts, len(events)]
     batches = [events[a:b] for a, b in itertools.pairwise(bounds)]
     assert run(history, batches) == run(history, [events])
+
+
+def test_the_corpus_gives_what_it_gave_before() -> None:
+    """Every span and observation of every recorded history, against digests kept in the
+    repository (`python -m tests.corpus` rewrites them after an intended change)."""
+    expected = json.loads(DIGESTS.read_text())
+    assert len(expected) == len(HISTORIES)
+    changed = [key(h) for h in HISTORIES if expected.get(key(h)) != digest(h)]
+    assert not changed, f"{len(changed)} histories give other spans or metrics, e.g. {changed[:5]}"

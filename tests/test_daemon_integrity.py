@@ -311,3 +311,33 @@ async def test_an_otlp_backend_that_refuses_for_a_while_loses_nothing(
         wanted = span_ids(executions)
         await until(lambda: wanted <= set(received(otlp)) and not exporter.tracked, 60, "every span")
         assert workflow_counts(hooks.registry) == truth(executions)
+
+
+async def test_a_deleted_state_machine_takes_its_series_with_it(
+    tmp_path: Path, aws_env: pytest.MonkeyPatch
+) -> None:
+    sim = Simulator()
+    rng = random.Random(17)
+    kept, deleted = (
+        sim.add_machine("kept", waiter_definition(1)),
+        sim.add_machine("deleted", waiter_definition(1)),
+    )
+    executions = [
+        sim.start(
+            machine,
+            waiter(rng, loops=1, wait_s=1, task_s=(0.1, 0.2)),
+            f"{machine.name}-{n}",
+            start=sim.clock() + 0.3,
+        )
+        for machine in (kept, deleted)
+        for n in range(2)
+    ]
+    async with exporting(sim, aws_env, tmp_path) as (hooks, otlp):
+        await until(lambda: span_ids(executions) <= set(received(otlp)), 30, "every span")
+        value = hooks.registry.get_sample_value
+        labels = {"state_machine": "deleted", "status": "SUCCEEDED"}
+        await until(lambda: value("sfn_executions_finished_total", labels) == 2, 30, "the counts")
+        del sim.machines[deleted.arn]  # DeleteStateMachine: no longer listed
+        await until(lambda: value("sfn_executions_finished_total", labels) is None, 30, "its series to go")
+        assert value("sfn_running_executions", {"state_machine": "deleted"}) is None
+        assert value("sfn_executions_finished_total", {**labels, "state_machine": "kept"}) == 2

@@ -242,3 +242,31 @@ def test_a_single_missing_event_id_is_an_anomaly() -> None:
     out = SpanAssembler(IDENTITY).feed(h.events)
     anomalies = [o.labels for o in out.observations if o.metric == "sfn_history_anomalies_total"]
     assert anomalies == [("Orders", "missing_event_ids")]
+
+
+# ---------------------------------------------------------------- Prometheus conventions
+
+
+def test_a_forgotten_state_machine_leaves_no_series_and_counters_have_no_created_twin() -> None:
+    from prometheus_client import generate_latest
+
+    from exporter.metrics import WorkflowMetrics
+
+    registry = CollectorRegistry()
+    HealthMetrics(registry)
+    metrics = WorkflowMetrics(registry)
+    for name in ("Orders", "Refunds"):
+        h = History()
+        h.start()
+        h.state("Pass", "P")
+        h.add("ExecutionSucceeded")
+        metrics.apply(
+            SpanAssembler(ExecutionIdentity.from_arn(ARN.replace("Orders", name))).feed(h.events).observations
+        )
+        metrics.set_running(name, 0)
+    metrics.forget("Orders")
+    text = generate_latest(registry).decode()
+    assert 'state_machine="Refunds"' in text and 'state_machine="Orders"' not in text
+    assert "_created" not in text
+    assert "process_cpu_seconds_total" in text and "python_info" in text
+    assert 'revision="' in text and 'python_version="' in text
