@@ -55,7 +55,9 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
     store = CursorStore(config.checkpoint.path)  # first: an unusable checkpoint stops the start here
     otlp = config.otlp
     span_exporter = (
-        make_span_exporter(otlp.endpoint, otlp.protocol, otlp.timeout_seconds) if otlp.enabled else None
+        make_span_exporter(otlp.endpoint, otlp.protocol, otlp.timeout_seconds)
+        if otlp.exporting(os.environ)
+        else None
     )
     sink = SpanSink(span_exporter, health, otlp.batch_max_spans, otlp.batch_linger_seconds)
     sink.start()

@@ -36,6 +36,7 @@ from exporter.model import (
     SpanRecord,
     Status,
 )
+from exporter.semconv import lambda_invocation, task_attributes
 
 _ENTERED = re.compile(r"^(\w+)StateEntered$")
 _EXITED = re.compile(r"^(\w+)StateExited$")
@@ -215,6 +216,34 @@ def _text(value: object) -> str | None:
     if value is None:
         return None
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def _attempt_attributes(
+    kind: SpanKind, details: Mapping[str, object], resource: str, resource_type: str | None
+) -> dict[str, AttributeValue]:
+    """What an attempt's scheduling event says of the call: resource, timeouts, and the
+    semantic-convention names of a Lambda invocation or an AWS service call."""
+    attributes: dict[str, AttributeValue] = {}
+    if resource:
+        attributes["sfn.task.resource"] = resource
+    if resource_type:
+        attributes["sfn.task.resource_type"] = resource_type
+    if kind == SpanKind.ACTIVITY and resource:
+        attributes["aws.step_functions.activity.arn"] = resource
+    elif kind == SpanKind.LAMBDA and resource:
+        attributes.update(lambda_invocation(resource, _text(details.get("region"))))
+    elif kind == SpanKind.TASK:
+        attributes.update(
+            task_attributes(resource, resource_type, details.get("region"), details.get("parameters"))
+        )
+    for key, attribute in (
+        ("timeoutInSeconds", "sfn.task.timeout_seconds"),
+        ("heartbeatInSeconds", "sfn.task.heartbeat_seconds"),
+    ):
+        value = details.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            attributes[attribute] = value
+    return attributes
 
 
 class SpanAssembler:
@@ -504,7 +533,7 @@ class SpanAssembler:
         if how == "hash":
             name = hashlib.sha256(name.encode()).hexdigest()[:16]
         arn = ident.execution_arn.removesuffix(ident.execution_name) + name
-        return {"sfn.execution.arn": arn, "sfn.execution.name": name}
+        return {"sfn.execution.arn": arn, "sfn.execution.name": name, "cloud.resource_id": arn}
 
     def _execution_started(self, event: HistoryEvent) -> None:
         if self._root is not None:
@@ -817,19 +846,7 @@ class SpanAssembler:
             name = f"{kind.value} {resource.rsplit(':', 1)[-1]}" if resource else kind.value
         span = self._open_span(event, kind, name, state)
         span.attributes["sfn.attempt"] = state.attempts
-        if resource:
-            span.attributes["sfn.task.resource"] = resource
-        if resource_type:
-            span.attributes["sfn.task.resource_type"] = resource_type
-        if kind == SpanKind.ACTIVITY and resource:
-            span.attributes["aws.step_functions.activity.arn"] = resource
-        for key, attribute in (
-            ("timeoutInSeconds", "sfn.task.timeout_seconds"),
-            ("heartbeatInSeconds", "sfn.task.heartbeat_seconds"),
-        ):
-            value = details.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                span.attributes[attribute] = value
+        span.attributes.update(_attempt_attributes(kind, details, resource, resource_type))
         self._data(span, "sfn.task.input", details.get("parameters", details.get("input")))
         self._register(event, span)
         return span

@@ -220,14 +220,20 @@ class CheckpointSettings(_Section):
 
 
 class OtlpSettings(_Section):
-    enabled: bool = Field(True, description="false: metrics only")
+    enabled: bool = Field(
+        True, description="false: metrics only (default: true unless OTEL_SDK_DISABLED=true)"
+    )
     endpoint: str | None = Field(
         None, description="default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT"
     )
     protocol: Literal["grpc", "http/protobuf"] | None = Field(
         None, description="default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc"
     )
-    timeout_seconds: float = Field(10, gt=0, description="per export request, retries included")
+    timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="per export request, retries included (default: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_TIMEOUT, else 10)",
+    )
     batch_max_spans: int = Field(512, ge=1, description="spans per export request at most")
     batch_linger_seconds: float = Field(
         0.2, ge=0, le=60, description="how long spans wait for others to share a request"
@@ -244,6 +250,12 @@ class OtlpSettings(_Section):
         if problem:
             raise ValueError(problem)
         return value
+
+    def exporting(self, environ: Mapping[str, str]) -> bool:
+        """Whether spans are exported: `enabled` when set, else not when OTEL_SDK_DISABLED is true."""
+        if "enabled" in self.model_fields_set:
+            return self.enabled
+        return environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
 
 
 class WebSettings(_Section):

@@ -74,7 +74,7 @@ def run_demo(config: Config, interval_s: float, duration_s: float, color: bool) 
             host = config.web.host_port[0]
             otlp = (
                 config.otlp.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                if config.otlp.enabled
+                if config.otlp.exporting(os.environ)
                 else "off"
             )
             print(f"Step Functions emulator: {endpoint} (sample workflows: {', '.join(workload.machines)})")

@@ -37,7 +37,7 @@ def _first(environ: Mapping[str, str], *names: str) -> tuple[str | None, str]:
 
 
 def _otlp(config: Config, environ: Mapping[str, str]) -> list[str]:
-    if not config.otlp.enabled:
+    if not config.otlp.exporting(environ):
         return []
     problems = []
     protocol: str | None = config.otlp.protocol

@@ -270,3 +270,24 @@ def test_a_forgotten_state_machine_leaves_no_series_and_counters_have_no_created
     assert "_created" not in text
     assert "process_cpu_seconds_total" in text and "python_info" in text
     assert 'revision="' in text and 'python_version="' in text
+
+
+def test_every_event_type_is_routed_to_its_handler() -> None:
+    """The routing table, asked afresh (it is remembered per type once worked out)."""
+    from exporter.assembler import _route
+
+    expected = {
+        "ExecutionSucceeded": ("_execution_ended", ()),
+        "TaskStateEntered": ("_state_entered", ("Task",)),
+        "MapStateExited": ("_state_exited", ("Map",)),
+        "ParallelStateAborted": ("_state_aborted", ("Parallel",)),
+        "TaskScheduled": ("_attempt_started", (SpanKind.TASK,)),
+        "LambdaFunctionStarted": ("_attempt_progress", (SpanKind.LAMBDA,)),
+        "ActivityTimedOut": ("_attempt_closed", (SpanKind.ACTIVITY, "timed_out")),
+        "TaskSubmitFailed": ("_attempt_closed", (SpanKind.TASK, "failed")),
+        "TaskStateTimedOut": ("_known_event", ()),
+        "QuantumEntangled": ("_unknown_event", ()),
+    }
+    for event_type, (handler, args) in expected.items():
+        method, bound = _route(event_type)
+        assert (method.__name__, bound) == (handler, args), event_type
