@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter.checkpoint import CursorStore
@@ -23,6 +24,7 @@ from exporter.ratelimit import RateLimiter
 from exporter.sinks import SpanSink
 from exporter.source import StepFunctionsApi, aws_step_functions
 from exporter.web import make_app, serve
+from exporter.webconfig import WebConfigError, WebGuard, load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +82,7 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
                 budget=lambda: limiter.rate("GetExecutionHistory"),
             )  # fmt: skip
             hooks.exporter = exporter
-            host, port = config.web.host_port
-            try:
-                runner, bound = await serve(
-                    make_app(registry, config.web.telemetry_path, lambda: exporter.ready), host, port
-                )
-            except OSError as exc:
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise ConfigError(
-                    f"web.listen_address: {config.web.listen_address!r}: cannot listen: {reason}"
-                ) from None
-            log.info("serving %s, /healthz and /readyz on %s:%d", config.web.telemetry_path, host, bound)
+            runner, bound = await _serve_web(config, registry, lambda: exporter.ready)
             if hooks.on_listening is not None:
                 hooks.on_listening(bound)
             await exporter.run(hooks.stop)
@@ -107,3 +99,28 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
                 loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
+
+
+async def _serve_web(
+    config: Config, registry: CollectorRegistry, ready: Callable[[], bool]
+) -> tuple[web.AppRunner, int]:
+    """The endpoints, behind the web configuration file when one is given."""
+    host, port = config.web.host_port
+    try:
+        guard = WebGuard(
+            load_web_config(config.web.config_file) if config.web.config_file else None,
+            on_error=lambda exc: log.warning("web configuration not reloaded: %s", exc),
+        )
+        runner, bound = await serve(
+            make_app(registry, config.web.telemetry_path, ready, guard), host, port, guard.ssl_context
+        )
+    except WebConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(
+            f"web.listen_address: {config.web.listen_address!r}: cannot listen: {reason}"
+        ) from None
+    scheme = "https" if guard.ssl_context else "http"
+    log.info("serving %s, /healthz and /readyz on %s://%s:%d", config.web.telemetry_path, scheme, host, bound)
+    return runner, bound

@@ -80,6 +80,7 @@ def _send(spans: list[SpanRecord], identity: ExecutionIdentity, args: argparse.N
 _FLAG_FIELDS = {
     "web_listen_address": "web.listen_address",
     "web_telemetry_path": "web.telemetry_path",
+    "web_config_file": "web.config_file",
     "log_format": "log.format",
     "log_level": "log.level",
     "checkpoint_path": "checkpoint.path",
@@ -162,6 +163,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--web.telemetry-path", dest="web_telemetry_path", metavar="PATH", help="default /metrics"
     )
+    parser.add_argument(
+        "--web.config.file", dest="web_config_file", metavar="FILE",
+        help="TLS, client certificates and basic auth for the endpoints (exporter-toolkit format)",
+    )  # fmt: skip
     parser.add_argument("--log.format", dest="log_format", choices=("text", "json"))
     parser.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"))
     parser.add_argument(

@@ -261,6 +261,10 @@ class OtlpSettings(_Section):
 class WebSettings(_Section):
     listen_address: str = Field(":9810", description="host:port for /metrics, /healthz and /readyz")
     telemetry_path: str = Field("/metrics", description="path of the Prometheus exposition")
+    config_file: str | None = Field(
+        None,
+        description="web configuration file (Prometheus exporter-toolkit format): TLS, client certificates, basic auth",
+    )
 
     @field_validator("listen_address")
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config, endpoint_problem, region_problem
+from exporter.webconfig import WebConfigError, load_web_config
 
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 
@@ -106,6 +107,11 @@ def preflight(
         problems.append(f"{where}: {problem}")
     problems += _otlp(config, environ)
     problems += _listen(config, bind=not for_run)
+    if config.web.config_file:
+        try:
+            load_web_config(config.web.config_file)
+        except WebConfigError as exc:
+            problems.append(str(exc))
     if not for_run:
         problems += _checkpoint(config.checkpoint.path)
     return problems

@@ -1,15 +1,51 @@
-"""The HTTP endpoints: the telemetry path (Prometheus exposition), /healthz and /readyz."""
+"""The HTTP endpoints: the telemetry path (Prometheus exposition), /healthz and /readyz, behind
+the web configuration file's TLS, client certificates and basic auth when one is given."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ssl
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from exporter.webconfig import WebGuard
 
-def make_app(registry: CollectorRegistry, telemetry_path: str, ready: Callable[[], bool]) -> web.Application:
+# Probes carry no credentials: the health endpoints answer without basic auth (over TLS still).
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _guarded(guard: WebGuard) -> Middleware:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        guard.refresh()
+        config = guard.config
+        if config is not None:
+            peer = request.transport.get_extra_info("peercert") if request.transport else None
+            if not config.allows_peer(peer):
+                return web.Response(status=403, text="client certificate not allowed\n")
+            if request.path not in _OPEN_PATHS and not config.authorized(
+                request.headers.get("Authorization")
+            ):
+                return web.Response(
+                    status=401,
+                    text="Unauthorized\n",
+                    headers={"WWW-Authenticate": 'Basic realm="sfn-exporter"'},
+                )
+        response = await handler(request)
+        if config is not None:
+            response.headers.update(config.headers)
+        return response
+
+    return check
+
+
+def make_app(
+    registry: CollectorRegistry, telemetry_path: str, ready: Callable[[], bool], guard: WebGuard | None = None
+) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encoder(registry)
@@ -34,7 +70,7 @@ def make_app(registry: CollectorRegistry, telemetry_path: str, ready: Callable[[
             '<a href="/healthz">healthz</a> <a href="/readyz">readyz</a></p></body></html>',
         )
 
-    app = web.Application()
+    app = web.Application(middlewares=[_guarded(guard)] if guard is not None and guard.config else [])
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -43,11 +79,13 @@ def make_app(registry: CollectorRegistry, telemetry_path: str, ready: Callable[[
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
     """Start serving; returns the runner (to clean up) and the bound port (for port 0)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     server = site._server
     sockets = getattr(server, "sockets", None) or []
