@@ -35,6 +35,11 @@ STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 QUANTITY = {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"}
 DURATION = {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+MONITOR = _obj({
+    "enabled": BOOL, "interval": DURATION, "scrapeTimeout": DURATION, "labels": STR_MAP,
+    "scheme": {"enum": ["", "http", "https"]}, "tlsConfig": MAP, "basicAuth": MAP,
+    "relabelings": LIST, "metricRelabelings": LIST,
+})  # fmt: skip
 
 
 def build() -> dict[str, Any]:
@@ -48,18 +53,24 @@ def build() -> dict[str, Any]:
         **_obj({
             "replicaCount": {"type": "integer", "minimum": 0, "maximum": 1,
                              "description": "0 or 1: a second replica would count every event twice"},
-            "image": _obj({"repository": {"type": "string", "minLength": 1}, "tag": STR,
+            "image": _obj({"registry": STR, "repository": {"type": "string", "minLength": 1}, "tag": STR,
+                           "digest": {"type": "string", "pattern": "^(sha256:[0-9a-f]{64})?$"},
                            "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}, ["repository"]),
             "imagePullSecrets": LIST,
             "nameOverride": STR,
             "fullnameOverride": STR,
-            "serviceAccount": _obj({"create": BOOL, "name": STR, "annotations": STR_MAP}),
+            "serviceAccount": _obj({"create": BOOL, "name": STR, "annotations": STR_MAP, "automount": BOOL}),
             "aws": _obj({"region": {"type": "string", "pattern": "^([a-z]{2}(-[a-z]+)+-[0-9]+)?$"}}),
             "otlp": _obj({"endpoint": {"type": "string", "pattern": "^(https?://.+)?$"},
                           "protocol": {"enum": ["grpc", "http/protobuf"]}}),
             "serviceName": {"type": "string", "minLength": 1},
             "config": config,
             "extraEnv": {"type": "array", "items": {"type": "object", "required": ["name"]}},
+            "envFrom": {"type": "array", "items": {"type": "object"}},
+            "extraArgs": {"type": "array", "items": STR},
+            "priorityClassName": STR,
+            "topologySpreadConstraints": {"type": "array", "items": {"type": "object"}},
+            "web": _obj({"configSecret": STR, "tls": BOOL}),
             "extraContainers": {"type": "array", "items": {"type": "object", "required": ["name", "image"]}},
             "extraVolumes": {"type": "array", "items": {"type": "object", "required": ["name"]}},
             "resources": _obj({"requests": _obj({"cpu": QUANTITY, "memory": QUANTITY}),
@@ -75,12 +86,13 @@ def build() -> dict[str, Any]:
             })}),
             "service": _obj({"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}, "port": PORT,
                              "annotations": STR_MAP}),
-            "serviceMonitor": _obj({"enabled": BOOL, "interval": DURATION, "scrapeTimeout": DURATION,
-                                    "labels": STR_MAP}),
+            "serviceMonitor": MONITOR,
+            "podMonitor": MONITOR,
             "prometheusRule": _obj({"enabled": BOOL, "labels": STR_MAP}),
             "podDisruptionBudget": _obj({"enabled": BOOL, "maxUnavailable": {"type": ["integer", "string"]}}),
-            "networkPolicy": _obj({"enabled": BOOL, "metricsFrom": LIST,
-                                   "otlpPorts": {"type": "array", "items": PORT}}),
+            "networkPolicy": _obj({"enabled": BOOL, "metricsFrom": LIST, "dnsTo": LIST, "awsTo": LIST,
+                                   "otlpTo": LIST, "otlpPorts": {"type": "array", "items": PORT}}),
+            "tests": _obj({"enabled": BOOL}),
             "podAnnotations": STR_MAP,
             "podLabels": STR_MAP,
             "nodeSelector": STR_MAP,

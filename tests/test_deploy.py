@@ -46,6 +46,24 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "extraEnv": [{"name": "SFN_EXPORTER_LOG__LEVEL", "value": "debug"}],
         "checkpoint": {"persistence": {"enabled": True, "existingClaim": "sfn-state"}},
     },
+    "secured": {
+        "image": {"registry": "ghcr.io", "digest": "sha256:" + "ab" * 32},
+        "web": {"configSecret": "sfn-web", "tls": True},
+        "config": {"web": {"telemetry_path": "/stepfunctions/metrics"}},
+        "otlp": {"endpoint": "http://otel-collector.observability:4317"},
+        "serviceMonitor": {"enabled": True, "tlsConfig": {"ca": {"secret": {"name": "sfn-ca", "key": "ca.crt"}}},
+                           "basicAuth": {"username": {"name": "sfn-scrape", "key": "user"},
+                                         "password": {"name": "sfn-scrape", "key": "password"}},
+                           "metricRelabelings": [{"action": "drop", "sourceLabels": ["__name__"], "regex": "python_.*"}]},
+        "podMonitor": {"enabled": True},
+        "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+                          "otlpTo": [{"podSelector": {"matchLabels": {"app": "otel-collector"}}}]},
+        "extraArgs": ["--log.level=debug"],
+        "envFrom": [{"secretRef": {"name": "sfn-settings"}}],
+        "priorityClassName": "observability",
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "ScheduleAnyway"}],
+    },
 }  # fmt: skip
 
 
@@ -101,6 +119,10 @@ def test_dockerfile_shape() -> None:
     assert "RUN sh docker/install.sh /opt/sfn-exporter" in text
     final = text.split("FROM ")[2]
     assert "gcc" not in final and "build-essential" not in final and "apt-get" not in final
+    assert "pip uninstall --yes --quiet pip setuptools wheel" in final  # no installer where it runs
+    labels = dict(re.findall(r"org\.opencontainers\.image\.(\w+)=\"([^\"]*)\"", final))
+    assert {"source", "version", "revision", "licenses"} <= set(labels) and labels["licenses"] == "Apache-2.0"
+    assert "SFN_EXPORTER_REVISION=${REVISION}" in final  # what sfn_exporter_build_info reports
 
 
 def test_the_image_install_step_works_in_a_fresh_environment(tmp_path: Path) -> None:
@@ -114,6 +136,8 @@ def test_the_image_install_step_works_in_a_fresh_environment(tmp_path: Path) -> 
         "--web.listen-address", "127.0.0.1:0", cwd=tmp_path,
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
+    assert not (prefix / "bin" / "pip").exists()  # the environment has no installer of its own
+    assert run(str(prefix / "bin" / "python"), "-m", "pip", "--version").returncode != 0
     imports = run(
         str(prefix / "bin" / "python"),
         "-c",
@@ -132,6 +156,14 @@ def test_chart_lints_clean() -> None:
     result = helm.lint(str(CHART), strict=True)
     assert result["errors"] == []
     assert [m for m in result["messages"] if m["severity"] > 1] == []  # nothing above INFO
+
+
+def assert_no_token_and_a_test_pod(docs: list[dict[str, Any]], pod: dict[str, Any]) -> None:
+    assert pod["automountServiceAccountToken"] is False  # the exporter never calls the Kubernetes API
+    for account in by_kind(docs, "ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
+    (test_pod,) = [d for d in by_kind(docs, "Pod") if d["metadata"]["annotations"]["helm.sh/hook"] == "test"]
+    assert "/healthz" in test_pod["spec"]["containers"][0]["command"][-1]
 
 
 @pytest.mark.parametrize("combination", sorted(COMBINATIONS))
@@ -172,9 +204,14 @@ def test_chart_renders_valid_manifests(combination: str, tmp_path: Path) -> None
         assert [c["name"] for c in pod["containers"]] == ["exporter", "otel-collector"]
         env = {e["name"]: e.get("value") for e in exporter["env"]}
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4317" and config.otlp.enabled
+    assert_no_token_and_a_test_pod(docs, pod)
     if combination == "monitoring":
         (monitor,) = by_kind(docs, "ServiceMonitor")
         assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+        assert (monitor["spec"]["endpoints"][0]["path"], monitor["spec"]["endpoints"][0]["scheme"]) == (
+            "/metrics",
+            "http",
+        )
         assert monitor["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
         (rule,) = by_kind(docs, "PrometheusRule")
@@ -184,6 +221,51 @@ def test_chart_renders_valid_manifests(combination: str, tmp_path: Path) -> None
         assert check.returncode == 0, check.stdout + check.stderr
         shipped = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
         assert rule["spec"] == shipped
+
+
+def test_the_secured_chart_wires_tls_auth_monitors_and_peers() -> None:
+    docs = render(COMBINATIONS["secured"])
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    exporter = pod["containers"][0]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert exporter["image"] == "ghcr.io/sfn-otel-exporter@sha256:" + "ab" * 32
+    assert "--web.config.file=/etc/sfn-exporter-web/web.yml" in exporter["args"]
+    assert exporter["args"][-1] == "--log.level=debug"
+    assert volumes["web"]["secret"]["secretName"] == "sfn-web"
+    assert exporter["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert exporter["envFrom"] == [{"secretRef": {"name": "sfn-settings"}}]
+    assert pod["priorityClassName"] == "observability" and pod["topologySpreadConstraints"]
+    (service_monitor,) = by_kind(docs, "ServiceMonitor")
+    (pod_monitor,) = by_kind(docs, "PodMonitor")
+    endpoint = service_monitor["spec"]["endpoints"][0]
+    assert (endpoint["path"], endpoint["scheme"]) == ("/stepfunctions/metrics", "https")
+    assert endpoint["basicAuth"]["username"]["name"] == "sfn-scrape" and endpoint["tlsConfig"]["ca"]
+    assert endpoint["metricRelabelings"][0]["regex"] == "python_.*"
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["scheme"] == "https"
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    dns, aws, otlp = policy["spec"]["egress"]
+    assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert [p["port"] for p in aws["ports"]] == [443]
+    assert otlp["to"] == [{"podSelector": {"matchLabels": {"app": "otel-collector"}}}]
+    assert policy["spec"]["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"networkPolicy": {"enabled": True}}, "networkPolicy.metricsFrom: name the peers"),
+        ({"networkPolicy": {"enabled": True, "metricsFrom": [{"podSelector": {}}]},
+          "otlp": {"endpoint": "http://collector.observability:4317"}}, "networkPolicy.otlpTo: name the peers"),
+    ],
+    ids=["no-scrapers", "no-collector"],
+)  # fmt: skip
+def test_a_network_policy_must_name_its_peers(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmError) as caught:
+        render(values)
+    assert message in str(caught.value)
 
 
 def test_config_changes_change_the_checksum() -> None:
@@ -221,18 +303,14 @@ def test_chart_schema_and_rules_are_current() -> None:
     ).read_text()
 
 
-def _leaves(values: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(values, dict) and values:
-        return [leaf for key, value in values.items() for leaf in _leaves(value, f"{prefix}{key}.")]
-    return [(prefix.rstrip("."), values)]
-
-
-def test_readme_values_table_matches_values_yaml() -> None:
+def test_chart_readme_is_current_and_documents_every_value() -> None:
+    check = run(sys.executable, "scripts/chart_readme.py", "--check")
+    assert check.returncode == 0, check.stderr
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    readme = (REPO / "README.md").read_text()
-    for key, default in _leaves(values):
-        shown = json.dumps(default)
-        assert f"| `{key}` | `{shown}` |" in readme, f"{key} ({shown}) missing from the README's values table"
+    page = (CHART / "README.md").read_text()
+    for key in ("image.digest", "web.configSecret", "networkPolicy.dnsTo", "serviceMonitor.basicAuth"):
+        section, _, leaf = key.partition(".")
+        assert leaf in values[section] and f"| `{key}` |" in page
 
 
 # ---------------------------------------------------------------- plain manifests and IAM
@@ -319,3 +397,25 @@ def test_every_dashboard_query_is_accepted_by_prometheus(tmp_path: Path) -> None
             prometheus.query(grafana)  # raises with Prometheus's error if it rejects the query
         with pytest.raises(RuntimeError, match="bad_data"):
             prometheus.query("sum by (state (rate(sfn_executions_started_total[5m]))")  # the check can fail
+
+
+def test_the_runtime_lock_pins_with_hashes_what_the_dev_pins_pin() -> None:
+    lock = (REPO / "requirements.lock").read_text()
+    entries = re.findall(
+        r"^([A-Za-z0-9_.-]+)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", lock, re.MULTILINE
+    )
+    pinned = {name.lower().replace("_", "-"): version for name, version, _ in entries}
+    assert len(entries) == lock.count("==") and all(hashes.strip() for _, _, hashes in entries)
+    dev = {
+        name.lower().replace("_", "-"): version
+        for name, version in re.findall(
+            r"^([A-Za-z0-9_.-]+)==(\S+)$", (REPO / "constraints.txt").read_text(), re.MULTILINE
+        )
+    }
+    assert {name: dev.get(name) for name in pinned} == pinned  # the same versions as the tests run
+    import tomllib
+
+    runtime = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in runtime:
+        name = re.split(r"[<>=\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is a runtime dependency missing from requirements.lock"

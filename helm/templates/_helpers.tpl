@@ -45,3 +45,50 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 -}}
 {{- toYaml (mergeOverwrite (deepCopy .Values.config) $chart) -}}
 {{- end -}}
+
+{{/* The image: registry/repository, then @digest if given, else :tag (default: appVersion). */}}
+{{- define "sfn.image" -}}
+{{- $repository := .Values.image.repository -}}
+{{- if .Values.image.registry -}}
+{{- $repository = printf "%s/%s" .Values.image.registry $repository -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The telemetry path the exporter serves (config.web.telemetry_path, default /metrics). */}}
+{{- define "sfn.telemetryPath" -}}
+{{- (.Values.config.web | default dict).telemetry_path | default "/metrics" -}}
+{{- end -}}
+
+{{/* http or https, as the web configuration file says. */}}
+{{- define "sfn.scheme" -}}
+{{- if .Values.web.tls -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{/* One scrape endpoint, for the ServiceMonitor and the PodMonitor. */}}
+{{- define "sfn.scrapeEndpoint" -}}
+path: {{ include "sfn.telemetryPath" . }}
+interval: {{ .monitor.interval }}
+scrapeTimeout: {{ .monitor.scrapeTimeout }}
+scheme: {{ .monitor.scheme | default (include "sfn.scheme" .) }}
+{{- with .monitor.tlsConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .monitor.basicAuth }}
+basicAuth:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .monitor.relabelings }}
+relabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .monitor.metricRelabelings }}
+metricRelabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
