@@ -339,6 +339,10 @@ def test_kustomize_builds_valid_manifests(overlay: str, tmp_path: Path) -> None:
         assert receivers["otlp"]["protocols"]["grpc"]["endpoint"] == "127.0.0.1:4317"
     for container in containers:
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert all(
+        account["automountServiceAccountToken"] is False for account in by_kind(docs, "ServiceAccount")
+    )
 
 
 def test_iam_policy_grants_exactly_the_calls_the_exporter_makes() -> None:

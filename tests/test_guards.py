@@ -291,3 +291,24 @@ def test_every_event_type_is_routed_to_its_handler() -> None:
     for event_type, (handler, args) in expected.items():
         method, bound = _route(event_type)
         assert (method.__name__, bound) == (handler, args), event_type
+
+
+async def test_describe_execution_asks_for_metadata_only() -> None:
+    """The execution's input and output never leave AWS for the exporter."""
+    from exporter.ratelimit import RateLimiter
+    from exporter.source import AwsStepFunctions
+
+    class Recording:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, object]] = []
+
+        async def describe_execution(self, **params: object) -> dict[str, object]:
+            self.calls.append(params)
+            return {"executionArn": ARN, "stateMachineArn": "x", "status": "RUNNING", "startDate": 0}
+
+    client = Recording()
+    api = AwsStepFunctions(
+        client, RateLimiter({"DescribeExecution": (10, 10)}), HealthMetrics(CollectorRegistry())
+    )
+    await api.describe_execution(ARN)
+    assert client.calls == [{"executionArn": ARN, "includedData": "METADATA_ONLY"}]
