@@ -532,7 +532,8 @@ class SpanAssembler:
         name = ident.execution_name
         if how == "hash":
             name = hashlib.sha256(name.encode()).hexdigest()[:16]
-        arn = ident.execution_arn.removesuffix(ident.execution_name) + name
+        head, found, tail = ident.execution_arn.rpartition(":" + ident.execution_name)
+        arn = f"{head}:{name}{tail}" if found else ident.execution_arn
         return {"sfn.execution.arn": arn, "sfn.execution.name": name, "cloud.resource_id": arn}
 
     def _execution_started(self, event: HistoryEvent) -> None:

@@ -7,13 +7,14 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from exporter import __version__
 from exporter.assembler import AssemblerOptions
 from exporter.config import Config, ConfigError, load_config, parse_value
 from exporter.model import ExecutionIdentity, HistoryError, SpanRecord
 from exporter.redact import make_redactor
-from exporter.translate import PLACEHOLDER_ARN, assemble, json_lines, load_history, render_tree
+from exporter.translate import PLACEHOLDER_ARN, assemble, json_lines, load_executions, render_tree
 
 EXIT_BAD_INPUT = 2
 
@@ -29,51 +30,85 @@ def _translate(args: argparse.Namespace) -> int:
         print(f"sfn-exporter translate: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        events, found_arn = load_history(text)
-        arn = args.execution_arn or found_arn
-        if arn is None:
-            print(
-                "sfn-exporter translate: the input names no execution ARN; using a placeholder "
-                "(pass --execution-arn for the real trace and span ids)",
-                file=sys.stderr,
-            )
-            arn = PLACEHOLDER_ARN
-        identity = ExecutionIdentity.from_arn(arn, trace_header=args.trace_header)
-        options = AssemblerOptions(
-            include_data=args.include_data, include_causes=not args.no_causes, max_data_bytes=args.max_data_bytes,
-            redact=make_redactor(args.redact or []), execution_name=args.execution_name,
-            legacy_status=args.legacy_status,
-        )  # fmt: skip
-        spans = assemble(events, identity, options)
+        traces = [
+            (identity, assemble(events, identity, _options(args)))
+            for identity, events in _chosen(load_executions(text), args)
+        ]
     except (HistoryError, ValueError) as exc:
         print(f"sfn-exporter translate: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.otlp_endpoint:
-        return _send(spans, identity, args)
+        return _send(traces, args)
     if args.format == "tree":
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         width = args.width or shutil.get_terminal_size((120, 24)).columns
-        sys.stdout.write(render_tree(spans, width=width, color=color))
+        for identity, spans in traces:
+            if len(traces) > 1:
+                sys.stdout.write(f"{identity.execution_arn}\n")
+            sys.stdout.write(render_tree(spans, width=width, color=color))
     else:
-        sys.stdout.write(json_lines(spans))
+        sys.stdout.write("".join(json_lines(spans) for _, spans in traces))
     return 0
 
 
-def _send(spans: list[SpanRecord], identity: ExecutionIdentity, args: argparse.Namespace) -> int:
+def _options(args: argparse.Namespace) -> AssemblerOptions:
+    return AssemblerOptions(
+        include_data=args.include_data, include_causes=not args.no_causes, max_data_bytes=args.max_data_bytes,
+        redact=make_redactor(args.redact or []), execution_name=args.execution_name,
+        legacy_status=args.legacy_status,
+    )  # fmt: skip
+
+
+def _chosen(
+    loaded: tuple[list[tuple[str | None, list[dict[str, Any]]]], bool], args: argparse.Namespace
+) -> list[tuple[ExecutionIdentity, list[dict[str, Any]]]]:
+    """The executions to translate. Log messages name theirs, and --execution-arn picks one of
+    them; a history is one execution, whose ARN comes from --execution-arn, the input, or else
+    a placeholder."""
+    found, from_logs = loaded
+    if from_logs:
+        if args.execution_arn:
+            found = [(arn, events) for arn, events in found if arn == args.execution_arn]
+            if not found:
+                raise ValueError(
+                    f"--execution-arn {args.execution_arn}: no log message of the input names it"
+                )
+        return [
+            (ExecutionIdentity.from_arn(str(arn), trace_header=args.trace_header), events)
+            for arn, events in found
+        ]
+    arn, events = found[0]
+    arn = args.execution_arn or arn
+    if arn is None:
+        print(
+            "sfn-exporter translate: the input names no execution ARN; using a placeholder "
+            "(pass --execution-arn for the real trace and span ids)",
+            file=sys.stderr,
+        )
+        arn = PLACEHOLDER_ARN
+    return [(ExecutionIdentity.from_arn(arn, trace_header=args.trace_header), events)]
+
+
+def _send(traces: list[tuple[ExecutionIdentity, list[SpanRecord]]], args: argparse.Namespace) -> int:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     from exporter.otlp import make_span_exporter, to_readable_spans
 
     exporter = make_span_exporter(args.otlp_endpoint, args.otlp_protocol, timeout_s=10)
+    sent, result = 0, SpanExportResult.SUCCESS
     try:
-        finished = [span for span in spans if span.end_ns is not None]
-        result = exporter.export(to_readable_spans(finished, identity))
+        for identity, spans in traces:
+            finished = [span for span in spans if span.end_ns is not None]
+            result = exporter.export(to_readable_spans(finished, identity))
+            if result != SpanExportResult.SUCCESS:
+                break
+            sent += len(finished)
     finally:
         exporter.shutdown()
     if result != SpanExportResult.SUCCESS:
         print(f"sfn-exporter translate: OTLP export to {args.otlp_endpoint} failed", file=sys.stderr)
         return 1
-    print(f"sent {len(finished)} spans to {args.otlp_endpoint}", file=sys.stderr)
+    print(f"sent {sent} spans to {args.otlp_endpoint}", file=sys.stderr)
     return 0
 
 
@@ -199,10 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
         "translate",
         help="turn a saved execution history into spans",
         description="Read what `aws stepfunctions get-execution-history` prints (or a JSON list of "
-        "such pages) and print one JSON object per span, or draw the trace as a waterfall.",
+        "such pages), or Step Functions' CloudWatch Logs messages (what `aws logs filter-log-events` "
+        "prints, or a JSON list of messages; any order, many executions, EXPRESS ones too), and print "
+        "one JSON object per span, or draw each trace as a waterfall.",
     )
-    translate.add_argument("file", metavar="FILE", help="history JSON file, or - for standard input")
-    translate.add_argument("--execution-arn", help="the execution's ARN, when the file does not name it")
+    translate.add_argument("file", metavar="FILE", help="history or log JSON file, or - for standard input")
+    translate.add_argument(
+        "--execution-arn",
+        help="the execution's ARN, when a history does not name it; with logs, the one to show",
+    )
     translate.add_argument("--trace-header", help="the execution's X-Ray trace header, to join that trace")
     translate.add_argument(
         "--format", choices=("json", "tree"), default="json", help="output (default: json)"

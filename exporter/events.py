@@ -39,7 +39,7 @@ def timestamp_ns(value: object) -> int:
 _DETAILS_KEYS: dict[str, str] = {}
 
 
-def _details_key(event_type: str) -> str:
+def details_key(event_type: str) -> str:
     """Where AWS puts an event type's details: `TaskScheduled` -> `taskScheduledEventDetails`,
     every `*StateEntered` -> `stateEnteredEventDetails`."""
     key = _DETAILS_KEYS.get(event_type)
@@ -76,7 +76,7 @@ def parse_event(raw: object, position: int = 0) -> HistoryEvent:
             when = round(stamp * 1_000_000_000)
         else:
             when = _timestamp(raw, position, stamp)
-        details = raw.get(_DETAILS_KEYS.get(event_type) or _details_key(event_type))
+        details = raw.get(_DETAILS_KEYS.get(event_type) or details_key(event_type))
         if type(details) is dict:
             return HistoryEvent(event_id, previous, when, event_type, details)
     return _parse_slowly(raw, position)

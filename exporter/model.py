@@ -12,7 +12,8 @@ AttributeValue = str | bool | int | float
 
 _EXECUTION_ARN = re.compile(
     r"^arn:(?P<partition>[\w-]+):states:(?P<region>[\w-]*):(?P<account>\d*):"
-    r"(?:execution|express):(?P<machine>[^:]+):(?P<name>[^:]+)$"
+    r"(?:execution:(?P<machine>[^:]+):(?P<name>[^:]+)"  # STANDARD
+    r"|express:(?P<express_machine>[^:]+):(?P<express_name>[^:]+):[^:]+)$"  # EXPRESS: NAME:UUID
 )
 
 
@@ -34,14 +35,18 @@ class ExecutionIdentity:
 
     @classmethod
     def from_arn(cls, execution_arn: str, trace_header: str | None = None) -> ExecutionIdentity:
-        """Derive the identity from an execution ARN (`arn:aws:states:REGION:ACCT:execution:SM:NAME`)."""
+        """Derive the identity from an execution ARN: `arn:aws:states:REGION:ACCT:execution:SM:NAME`,
+        or an EXPRESS execution's `arn:aws:states:REGION:ACCT:express:SM:NAME:UUID`."""
         match = _EXECUTION_ARN.match(execution_arn)
         if match is None:
             raise ValueError(
                 f"execution ARN {execution_arn!r}: expected "
-                "arn:PARTITION:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME"
+                "arn:PARTITION:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME "
+                "or arn:PARTITION:states:REGION:ACCOUNT:express:STATE_MACHINE:NAME:ID"
             )
         g = match.groupdict()
+        g["machine"] = g["machine"] or g["express_machine"]
+        g["name"] = g["name"] or g["express_name"]
         machine_arn = f"arn:{g['partition']}:states:{g['region']}:{g['account']}:stateMachine:{g['machine']}"
         return cls(
             execution_arn=execution_arn,

@@ -8,9 +8,30 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from exporter.assembler import AssemblerOptions, SpanAssembler
+from exporter.logevents import executions, log_messages
 from exporter.model import ExecutionIdentity, HistoryError, SpanRecord, Status
 
 PLACEHOLDER_ARN = "arn:aws:states:unknown:000000000000:execution:unknown:unknown"
+
+
+def load_executions(text: str) -> tuple[list[tuple[str | None, list[dict[str, Any]]]], bool]:
+    """Every execution in a document, as (its ARN if the document names it, its events in id
+    order), and whether the document was log messages. A history (see `load_history`) is one
+    execution; Step Functions' CloudWatch Logs messages (what `aws logs filter-log-events`
+    prints, or a list of bare messages) may hold many, in any order, each naming its ARN."""
+    document = _parse(text)
+    messages = log_messages(document)
+    if messages is not None:
+        return [(arn, events) for arn, events in executions(messages).items()], True
+    events, arn = _history(document)
+    return [(arn, events)], False
+
+
+def _parse(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HistoryError(f"input is not JSON: {exc}") from None
 
 
 def load_history(text: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -18,10 +39,10 @@ def load_history(text: str) -> tuple[list[dict[str, Any]], str | None]:
 
     Accepts what `aws stepfunctions get-execution-history` prints (`{"events": [...]}`), a JSON
     list of such pages, or a bare list of events."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HistoryError(f"input is not JSON: {exc}") from None
+    return _history(_parse(text))
+
+
+def _history(document: object) -> tuple[list[dict[str, Any]], str | None]:
     pages: list[object]
     if isinstance(document, Mapping):
         pages = [document]

@@ -85,3 +85,49 @@ if __name__ == "__main__":
     digests = {key(h): digest(h) for h in recorded_histories()}
     DIGESTS.write_text(json.dumps(digests, indent=0, sort_keys=True) + "\n")
     print(f"{len(digests)} digests written to {DIGESTS}")
+
+
+def as_log_messages(arn: str, events: list[dict[str, Any]]) -> list[dict[str, str | dict[str, Any]]]:
+    """A history as Step Functions writes it to CloudWatch Logs at level ALL: one message per
+    event, numbers as text, the timestamp in epoch milliseconds, the details under `details`."""
+    messages: list[dict[str, str | dict[str, Any]]] = []
+    for event in events:
+        message: dict[str, str | dict[str, Any]] = {
+            "id": str(event["id"]), "previous_event_id": str(event.get("previousEventId", 0)),
+            "event_timestamp": str(round(event["timestamp"] * 1000)), "type": event["type"],
+            "execution_arn": arn, "redrive_count": "0",
+        }  # fmt: skip
+        details = next((v for k, v in event.items() if k.endswith("EventDetails")), None)
+        if details is not None:
+            message["details"] = details
+        messages.append(message)
+    return messages
+
+
+@dataclass(frozen=True)
+class RecordedLogCase:
+    source: str
+    case: str
+    messages: list[dict[str, Any]]
+
+
+def recorded_log_cases() -> Iterator[RecordedLogCase]:
+    """The recorded log messages, unmasked: synthetic increasing times, concrete ARNs (one per
+    masked execution), re-serialised data."""
+    for path in sorted(AWS_RECORDED_LOGS.glob("*.json")):
+        data = json.loads(path.read_text())
+        for index, case in enumerate(data["cases"]):
+            messages = copy.deepcopy(case["log_events"])
+            for position, message in enumerate(messages):
+                message["event_timestamp"] = str((BASE_TIME_S + position) * 1000)
+                parts = message["execution_arn"].split(":")  # ...:KIND:<machine>:<name>[:<id>]
+                kind, run = parts[5], "".join(ch for ch in parts[7] if ch.isalnum())
+                suffix = ":0c1b2a3d-0000-4000-8000-000000000000" if kind == "express" else ""
+                message["execution_arn"] = (
+                    f"arn:aws:states:us-east-1:111111111111:{kind}:{path.stem}-{index}:{run}{suffix}"
+                )
+                details = message.get("details") or {}
+                for field in ("input", "output", "cause"):
+                    if field in details and not isinstance(details[field], str):
+                        details[field] = json.dumps(details[field])
+            yield RecordedLogCase(path.stem, f"{index}:{case['case']}", messages)
