@@ -270,13 +270,17 @@ class VirtualRun:
     def run(
         self, seconds: float, scheduler: PollScheduler | None = None,
         on_events: Callable[[Tracked, list[int]], None] | None = None, client: Any = None,
+        *, sink: Any = None, store: CursorStore | None = None, registry: CollectorRegistry | None = None,
+        on_spans: Callable[[Tracked, list[Any]], None] | None = None, close: bool = True,
     ) -> Exporter:  # fmt: skip
-        registry = CollectorRegistry()
+        """Runs the exporter for `seconds` of virtual time. Tests may give their own sink, store
+        and registry; `close=False` leaves the loop open for another run (a restart)."""
+        registry = registry if registry is not None else CollectorRegistry()
         health = HealthMetrics(registry)
         api = AwsStepFunctions(client or DirectClient(self.sim), self.limiter, health)
         exporter = Exporter(
-            self.config, api, SyncStore(":memory:"), NullSink(), WorkflowMetrics(registry), health,  # type: ignore[arg-type]
-            clock=self.loop.time, wall=self.wall, on_events=on_events, scheduler=scheduler,
+            self.config, api, store or SyncStore(":memory:"), sink or NullSink(), WorkflowMetrics(registry), health,  # type: ignore[arg-type]
+            clock=self.loop.time, wall=self.wall, on_events=on_events, on_spans=on_spans, scheduler=scheduler,
             budget=lambda: self.limiter.rate("GetExecutionHistory"),
         )  # fmt: skip
         if isinstance(scheduler, OracleScheduler):
@@ -288,8 +292,9 @@ class VirtualRun:
             await exporter.run(stop)
 
         self.loop.run_until_complete(main())
-        self.loop.close()
-        asyncio.set_event_loop(None)
+        if close:
+            self.loop.close()
+            asyncio.set_event_loop(None)
         return exporter
 
 

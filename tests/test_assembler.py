@@ -529,8 +529,22 @@ def test_the_first_non_object_event_is_named() -> None:
         ([("MapIterationSucceeded", {"name": "Nope", "index": 3})], "iteration_end_without_start"),
         ([("TaskSucceeded", {})], "attempt_without_task_state"),
         ([("ExecutionSucceeded", {}), ("PassStateEntered", {"name": "Late"})], "event_after_end"),
+        ([("ExecutionStarted", {"input": "{}"})], "duplicate_execution_started"),
+        ([("ExecutionRedriven", {"redriveCount": 1})], "redrive_while_running"),
+        ([("TaskStateAborted", {})], "abort_without_entry"),
+        ([("ParallelStateStarted", {})], "parallel_without_state"),
+        ([("MapStateStarted", {"length": 2})], "map_without_state"),
+        ([("MapIterationStarted", {"name": "M", "index": 0})], "iteration_without_map"),
+        ([("MapRunSucceeded", {})], "map_run_end_without_start"),
+        ([("TaskStateEntered", {"name": "T"}), ("TaskScheduled", {"resource": "a", "resourceType": "lambda"}),
+          ("TaskScheduled", {"resource": "b", "resourceType": "lambda"})], "attempt_overlaps_previous"),
+        ([("TaskStateEntered", {"name": "T"}), ("TaskStarted", {"resource": "a", "resourceType": "lambda"})],
+         "attempt_event_without_schedule"),
+        ([("MapStateEntered", {"name": "M"}), ("MapStateStarted", {"length": 1}),
+          ("MapIterationStarted", {"name": "M", "index": 0}), ("MapIterationStarted", {"name": "M", "index": 0})],
+         "iteration_restarted"),
     ],
-)
+)  # fmt: skip
 def test_odd_sequences_are_best_effort_and_counted(
     events: list[tuple[str, dict[str, object]]], anomaly: str
 ) -> None:

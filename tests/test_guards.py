@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -70,6 +71,45 @@ async def test_an_export_that_fails_without_raising_is_a_failure(
     await sink.export(readable(2))  # the next request goes through
     assert registry.get_sample_value("sfn_exporter_spans_exported_total") == 2
     await sink.close(5)
+
+
+class Sizes(Answering):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+        self.shut = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.sizes.append(len(spans))
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+
+async def test_spans_are_batched_up_to_the_maximum_and_lingered_for() -> None:
+    registry = CollectorRegistry()
+    exporter = Sizes()
+    sink = SpanSink(exporter, HealthMetrics(registry), max_spans=3, linger_s=0.05)
+    sink.start()
+    await sink.export(readable(7))
+    assert exporter.sizes == [3, 3, 1]  # one request at most max_spans
+    await asyncio.gather(sink.export(readable(1)), sink.export(readable(1)))
+    assert exporter.sizes[3:] == [2]  # two polls within the linger share a request
+    assert registry.get_sample_value("sfn_exporter_spans_exported_total") == 9
+    await sink.export([])  # nothing to send: no request
+    assert len(exporter.sizes) == 4
+    await sink.close(5)
+    assert exporter.shut
+    with pytest.raises(ExportFailed, match="shutting down"):
+        await sink.export(readable(1))
+
+
+async def test_a_sink_without_an_exporter_takes_spans_and_sends_nothing() -> None:
+    sink = SpanSink(None, HealthMetrics(CollectorRegistry()))
+    sink.start()
+    await sink.export(readable(2))
+    await sink.close(1)
 
 
 # ---------------------------------------------------------------- redaction
@@ -192,10 +232,15 @@ class Pages:
         ]
         self.expire_after_pages = expire_after_pages
         self.pages = 0
+        self.requests: list[tuple[bool, int, str | None, bool]] = []
+        self.expire_always = False
 
     async def history_page(self, arn: str, *, reverse: bool, max_results: int, next_token: str | None,
                            include_data: bool) -> HistoryPage:  # fmt: skip
         self.pages += 1
+        self.requests.append((reverse, max_results, next_token, include_data))
+        if next_token and self.expire_always:
+            raise InvalidToken("GetExecutionHistory", "InvalidToken", "expired")
         if next_token and self.expire_after_pages and self.pages > self.expire_after_pages:
             self.expire_after_pages = 0
             raise InvalidToken("GetExecutionHistory", "InvalidToken", "expired")
@@ -225,6 +270,78 @@ async def test_a_read_that_stops_short_of_its_cursor_or_has_a_hole_is_an_error()
     with pytest.raises(Malformed, match="event 20 is missing"):
         await read_whole_history(holed, ARN, include_data=False)  # type: ignore[arg-type]
     assert [e["id"] for e in await read_new_events(Pages(30), ARN, 0, 10, False)] == list(range(1, 31))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("last_new", "page_size", "first"),
+    [(0, 100, 10), (5, 100, 20), (100, 100, 100), (0, 5, 5), (3, 1000, 16)],
+)
+def test_the_first_page_has_room_for_twice_what_the_last_poll_found(
+    last_new: int, page_size: int, first: int
+) -> None:
+    from exporter.tail import first_page_size
+
+    assert first_page_size(last_new, page_size) == first
+
+
+async def test_a_read_asks_for_what_it_needs() -> None:
+    pages = Pages(35)
+    await read_new_events(pages, ARN, after=3, page_size=10, include_data=True)  # type: ignore[arg-type]
+    assert pages.requests == [(True, 10, None, True), (True, 1000, "10", True)]
+    fresh = Pages(5)
+    await read_new_events(fresh, ARN, after=0, page_size=10, include_data=False)  # type: ignore[arg-type]
+    assert fresh.requests == [(True, 1000, None, False)]  # a first read takes the largest page
+    whole = Pages(2500)
+    assert len(await read_whole_history(whole, ARN, include_data=True)) == 2500  # type: ignore[arg-type]
+    assert whole.requests == [
+        (False, 1000, None, True),
+        (False, 1000, "1000", True),
+        (False, 1000, "2000", True),
+    ]
+
+
+async def test_expired_tokens_are_retried_three_times_then_raise() -> None:
+    for read in (
+        lambda p: read_new_events(p, ARN, after=3, page_size=10, include_data=False),
+        lambda p: read_whole_history(p, ARN, include_data=False),
+    ):
+        pages = Pages(2500)
+        pages.expire_always = True
+        with pytest.raises(InvalidToken):
+            await read(pages)
+        assert [token for _, _, token, _ in pages.requests].count(None) == 3
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "message"),
+    [
+        (lambda events: events.__delitem__(19), "IncompleteHistory", "event 20 is missing (event 19 came next)"),
+        (lambda events: events.__delitem__(slice(0, 10)), "IncompleteHistory",
+         "the answer ended at event 11 without reaching event 5"),
+        (lambda events: events[28].pop("id"), "InvalidEvent",
+         "event 29 (position 1 of the answer, PassStateEntered) has no positive integer id"),
+        (lambda events: events[29].update(id=0), "InvalidEvent",
+         "the event (position 0 of the answer, PassStateEntered) has no positive integer id"),
+        (lambda events: events[28].update(id=True), "InvalidEvent",
+         "event 29 (position 1 of the answer, PassStateEntered) has no positive integer id"),
+        (lambda events: events.__setitem__(29, "garbage"), "InvalidEvent",
+         "the event (position 0 of the answer, str) has no positive integer id"),
+    ],
+    ids=["hole", "short", "no-id", "id-zero", "id-bool", "not-an-object"],
+)  # fmt: skip
+async def test_what_is_wrong_with_a_history_answer_is_named(make: Any, code: str, message: str) -> None:
+    pages = Pages(30)
+    make(pages.events)
+    with pytest.raises(Malformed) as caught:
+        await read_new_events(pages, ARN, after=5, page_size=10, include_data=False)  # type: ignore[arg-type]
+    assert (caught.value.operation, caught.value.code) == ("GetExecutionHistory", code)
+    assert str(caught.value) == f"GetExecutionHistory: {code}: {ARN}: {message}"
+
+
+async def test_an_empty_first_answer_is_complete_only_for_a_new_execution() -> None:
+    assert await read_new_events(Pages(0), ARN, after=0, page_size=10, include_data=False) == []  # type: ignore[arg-type]
+    with pytest.raises(Malformed, match="the answer ended at event None without reaching event 4"):
+        await read_new_events(Pages(0), ARN, after=4, page_size=10, include_data=False)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the assembler
@@ -312,3 +429,32 @@ async def test_describe_execution_asks_for_metadata_only() -> None:
     )
     await api.describe_execution(ARN)
     assert client.calls == [{"executionArn": ARN, "includedData": "METADATA_ONLY"}]
+
+
+# ---------------------------------------------------------------- the checkpoint
+
+
+def test_tombstones_are_kept_for_the_retention_period_then_forgotten(tmp_path: Any) -> None:
+    from exporter.checkpoint import CheckpointError, Cursor, CursorStore
+
+    clock = FakeClock(1000.0)
+    store = CursorStore(str(tmp_path / "c.sqlite"), clock=clock)
+    store.save_now("running", 7, False, 1)
+    store.save_now("gone", 4, False)
+    store.save_now("done", 9, True)
+    store.bury("gone")
+    clock.now += 10
+    assert store.prune(5) == 2  # the tombstone and the finished one, not the running one
+    assert store.load() == {"running": Cursor(7, False, 1)}
+    store.save_now("again", 3, False)
+    store.bury("again")
+    store.save_now("again", 5, False)  # listed again and read on: no longer a tombstone
+    clock.now += 10
+    assert store.prune(5) == 0 and store.get("again") == Cursor(5, False, 0)
+    store.set_watermark("machine", 12.5)
+    assert store.watermark("machine") == 12.5 and store.watermark("other") is None
+    store.delete("again")
+    assert store.get("again") is None
+    store.close()
+    with pytest.raises(CheckpointError, match=r"^checkpoint '.*c\.sqlite': Cannot operate on a closed database"):
+        store.save_now("late", 1, False)
