@@ -456,5 +456,7 @@ def test_tombstones_are_kept_for_the_retention_period_then_forgotten(tmp_path: A
     store.delete("again")
     assert store.get("again") is None
     store.close()
-    with pytest.raises(CheckpointError, match=r"^checkpoint '.*c\.sqlite': Cannot operate on a closed database"):
+    with pytest.raises(
+        CheckpointError, match=r"^checkpoint '.*c\.sqlite': Cannot operate on a closed database"
+    ):
         store.save_now("late", 1, False)
