@@ -3,6 +3,7 @@ the web configuration file's TLS, client certificates and basic auth when one is
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -27,8 +28,10 @@ def _guarded(guard: WebGuard) -> Middleware:
             peer = request.transport.get_extra_info("peercert") if request.transport else None
             if not config.allows_peer(peer):
                 return web.Response(status=403, text="client certificate not allowed\n")
-            if request.path not in _OPEN_PATHS and not config.authorized(
-                request.headers.get("Authorization")
+            # bcrypt is slow on purpose: checked off the event loop, which the exporter needs
+            authorization = request.headers.get("Authorization")
+            if request.path not in _OPEN_PATHS and not await asyncio.to_thread(
+                config.authorized, authorization
             ):
                 return web.Response(
                     status=401,
