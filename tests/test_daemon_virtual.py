@@ -46,7 +46,7 @@ def expected_spans(executions: list[SimExecution]) -> set[int]:
     return {s.span_id for e in executions for s in assemble(e.history(), ExecutionIdentity.from_arn(e.arn))}
 
 
-def workload(sim: Simulator) -> list[SimExecution]:
+def workload(sim: Simulator, redrive: bool = True) -> list[SimExecution]:
     rng = random.Random(5)
     executions = []
     for template in moto_templates():
@@ -57,8 +57,11 @@ def workload(sim: Simulator) -> list[SimExecution]:
         sim.start(loops, waiter(rng, loops=3, wait_s=2, task_s=(0.5, 2.0)), f"loop-{n}", start=EPOCH + 1 + n)
         for n in range(6)
     ]
-    again = sim.add_machine("redrives", {"StartAt": "Charge", "States": {}})
-    executions.append(sim.start(again, redriven(fail_at_s=1.0, redrive_after_s=20.0), "r-1", start=EPOCH + 3))
+    if redrive:
+        again = sim.add_machine("redrives", {"StartAt": "Charge", "States": {}})
+        executions.append(
+            sim.start(again, redriven(fail_at_s=1.0, redrive_after_s=20.0), "r-1", start=EPOCH + 3)
+        )
     return executions
 
 
@@ -121,9 +124,10 @@ def test_faults_from_aws_lose_nothing_and_count_nothing_twice() -> None:
 
 
 def test_a_backend_down_and_a_checkpoint_failing_delay_but_lose_nothing() -> None:
-    # no re-listing overlap: an execution dropped while its spans were unsent would not come back
+    # No re-listing overlap: an execution dropped while its spans were unsent would not come back.
+    # (Nor would a redrive that ends between two RUNNING scans: the README's known gap; none here.)
     virtual = VirtualRun(settings(overlap_s=0))
-    executions = workload(virtual.sim)
+    executions = workload(virtual.sim, redrive=False)
     sink = Collector()
     store = SyncStore(":memory:")
     broken = {"on": False}
@@ -139,7 +143,7 @@ def test_a_backend_down_and_a_checkpoint_failing_delay_but_lose_nothing() -> Non
     store.save_now = flaky_save  # type: ignore[method-assign]
     virtual.loop.call_later(4, lambda: setattr(sink, "down", True))
     virtual.loop.call_later(15, lambda: setattr(sink, "down", False))
-    virtual.loop.call_later(16, lambda: broken.update(on=True))
+    virtual.loop.call_later(10, lambda: broken.update(on=True))  # still broken when the backend is back
     virtual.loop.call_later(26, lambda: broken.update(on=False))
     registry = CollectorRegistry()
     exporter = virtual.run(120, sink=sink, store=store, registry=registry)
