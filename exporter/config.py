@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "SFN_EXPORTER_"
 
@@ -68,27 +76,27 @@ class Quota(_Section):
     refill_per_second: float = Field(gt=0, description="tokens added per second")
 
 
+def _checked(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A field validator from a function that says what is wrong with a value (None: nothing)."""
+
+    def check(value: str | None) -> str | None:
+        found = None if value is None else problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+
+    return AfterValidator(check)
+
+
+RegionName = Annotated[str | None, _checked(region_problem)]
+EndpointUrl = Annotated[str | None, _checked(endpoint_problem)]
+
+
 class AwsSettings(_Section):
-    region: str | None = Field(None, description="default: AWS_REGION, AWS_DEFAULT_REGION")
-    endpoint_url: str | None = Field(None, description="default: AWS_ENDPOINT_URL_SFN, AWS_ENDPOINT_URL")
+    region: RegionName = Field(None, description="default: AWS_REGION, AWS_DEFAULT_REGION")
+    endpoint_url: EndpointUrl = Field(None, description="default: AWS_ENDPOINT_URL_SFN, AWS_ENDPOINT_URL")
     connect_timeout_seconds: float = Field(5, gt=0, description="TCP connect timeout of an API call")
     read_timeout_seconds: float = Field(20, gt=0, description="read timeout of an API call")
-
-    @field_validator("region")
-    @classmethod
-    def _region_name(cls, value: str | None) -> str | None:
-        problem = None if value is None else region_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _endpoint_url(cls, value: str | None) -> str | None:
-        problem = None if value is None else endpoint_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
 
 
 class StateMachineFilter(_Section):
@@ -223,7 +231,7 @@ class OtlpSettings(_Section):
     enabled: bool = Field(
         True, description="false: metrics only (default: true unless OTEL_SDK_DISABLED=true)"
     )
-    endpoint: str | None = Field(
+    endpoint: EndpointUrl = Field(
         None, description="default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT"
     )
     protocol: Literal["grpc", "http/protobuf"] | None = Field(
@@ -242,14 +250,6 @@ class OtlpSettings(_Section):
         False,
         description="status OK on success and ERROR on a caught failure (default: UNSET on both, as OpenTelemetry asks)",
     )
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_url(cls, value: str | None) -> str | None:
-        problem = None if value is None else endpoint_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
 
     def exporting(self, environ: Mapping[str, str]) -> bool:
         """Whether spans are exported: `enabled` when set, else not when OTEL_SDK_DISABLED is true."""

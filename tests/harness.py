@@ -194,3 +194,21 @@ class Workload:
 
     def expected_spans(self, arn: str) -> list[SpanRecord]:
         return assemble(self.history(arn), ExecutionIdentity.from_arn(arn))
+
+
+async def until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Waits in the event loop (the exporter runs in it) until `condition()` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def isolate_aws_env(monkeypatch: Any) -> None:
+    """No AWS, OTEL or SFN_EXPORTER_ setting of the machine's; test credentials and region."""
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_")):
+            monkeypatch.delenv(key)
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)

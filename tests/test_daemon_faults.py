@@ -13,7 +13,7 @@ import pytest
 from exporter.app import Hooks
 from exporter.config import Config
 from exporter.source import Denied, HistoryPage, InvalidToken, StepFunctionsApi
-from tests.harness import CREDENTIALS, Workload, fast_config, running_exporter
+from tests.harness import CREDENTIALS, Workload, fast_config, running_exporter, until
 from tests.moto_server import MotoServer
 from tests.otlp_receiver import GrpcOtlpServer
 
@@ -59,14 +59,6 @@ async def environment(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Mo
         monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", moto.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
         yield moto, otlp
-
-
-async def until(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def spans_of(workload: Workload, arns: list[str]) -> set[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -15,70 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from exporter.app import Hooks
-from exporter.assembler import SpanAssembler
 from exporter.config import Config
 from exporter.daemon import MALFORMED_POLLS
 from exporter.logs import RepeatFilter
-from exporter.metrics import WorkflowMetrics
-from exporter.model import ExecutionIdentity
-from exporter.translate import assemble
-from tests.harness import fast_config, running_exporter
+from tests.harness import fast_config, isolate_aws_env, running_exporter, until
 from tests.otlp_receiver import GrpcOtlpServer
-from tests.sfn_simulator import SimExecution, Simulator, SimulatorServer
+from tests.sfn_simulator import Simulator, SimulatorServer
+from tests.truth import span_ids, truth, workflow_counts
 from tests.workloads import burster, moto_templates, waiter, waiter_definition
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-async def until(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-def workflow_counts(registry: CollectorRegistry) -> Samples:
-    """Every workflow counter and histogram count (not the running gauge, not sfn_exporter_*)."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in registry.collect()
-        if family.name.startswith("sfn_") and not family.name.startswith("sfn_exporter")
-        for sample in family.samples
-        if sample.name.endswith(("_total", "_count", "_bucket")) and sample.value
-    }
-
-
-def truth(executions: list[SimExecution]) -> Samples:
-    """What the workflow metrics must say once every execution was exported exactly once."""
-    registry = CollectorRegistry()
-    metrics = WorkflowMetrics(registry)
-    for execution in executions:
-        metrics.apply(
-            SpanAssembler(ExecutionIdentity.from_arn(execution.arn)).feed(execution.history()).observations
-        )
-    return workflow_counts(registry)
-
-
-def span_ids(executions: list[SimExecution]) -> set[str]:
-    return {
-        f"{span.span_id:016x}"
-        for execution in executions
-        for span in assemble(execution.history(), ExecutionIdentity.from_arn(execution.arn))
-    }
 
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    isolate_aws_env(monkeypatch)
     yield monkeypatch
 
 
@@ -98,8 +48,8 @@ async def exporting(
             yield hooks, otlp
 
 
-def received(otlp: GrpcOtlpServer) -> list[str]:
-    return [span.span_id for span in otlp.receiver.snapshot()]
+def received(otlp: GrpcOtlpServer) -> list[int]:
+    return [int(span.span_id, 16) for span in otlp.receiver.snapshot()]
 
 
 def api_calls(hooks: Hooks, operation: str, outcome: str) -> float:

@@ -4,7 +4,6 @@ answers, connection resets, slow answers, a deleted execution, and a redrive."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from pathlib import Path
 
@@ -15,18 +14,10 @@ from exporter.checkpoint import Cursor, CursorStore
 from exporter.config import Config
 from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
-from tests.harness import fast_config, running_exporter
+from tests.harness import fast_config, isolate_aws_env, running_exporter, until
 from tests.otlp_receiver import GrpcOtlpServer
 from tests.sfn_simulator import SimExecution, Simulator, SimulatorServer
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
-
-
-async def until(condition: object, timeout_s: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def scenario() -> tuple[Simulator, list[SimExecution], SimExecution, SimExecution]:
@@ -53,12 +44,7 @@ def scenario() -> tuple[Simulator, list[SimExecution], SimExecution, SimExecutio
 async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    isolate_aws_env(monkeypatch)
     sim, executions, redrive, doomed = scenario()
     with SimulatorServer(sim) as server, GrpcOtlpServer() as otlp:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)

@@ -10,40 +10,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
-from exporter.assembler import SpanAssembler
 from exporter.daemon import MALFORMED_POLLS
-from exporter.metrics import WorkflowMetrics
-from exporter.model import ExecutionIdentity
 from exporter.sinks import ExportFailed
-from exporter.translate import assemble
 from tests.sfn_simulator import SimExecution, Simulator
+from tests.truth import Samples, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def counts(registry: CollectorRegistry) -> Samples:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in registry.collect()
-        if family.name.startswith("sfn_") and not family.name.startswith("sfn_exporter")
-        for sample in family.samples
-        if sample.name.endswith(("_total", "_count", "_bucket")) and sample.value
-    }
-
-
-def truth(executions: list[SimExecution], upto: dict[str, int] | None = None) -> Samples:
-    """The counters once every execution's events (or its first `upto[arn]`) were counted once."""
-    registry = CollectorRegistry()
-    metrics = WorkflowMetrics(registry)
-    for execution in executions:
-        events = execution.history()[: (upto or {}).get(execution.arn)]
-        metrics.apply(SpanAssembler(ExecutionIdentity.from_arn(execution.arn)).feed(events).observations)
-    return counts(registry)
-
-
-def expected_spans(executions: list[SimExecution]) -> set[int]:
-    return {s.span_id for e in executions for s in assemble(e.history(), ExecutionIdentity.from_arn(e.arn))}
 
 
 def workload(sim: Simulator, redrive: bool = True) -> list[SimExecution]:
@@ -104,11 +75,11 @@ def test_faults_from_aws_lose_nothing_and_count_nothing_twice() -> None:
     exporter = virtual.run(120, sink=sink, registry=registry)
     good = [e for e in executions if e not in (bad_time, no_id)]
     exported = [span.context.span_id for span in sink.spans]
-    assert set(exported) >= expected_spans(good)
+    assert set(exported) >= span_ids(good)
     # what the quarantined two had exported before their corrupt event stays, counted once
     upto = {e.arn: cursor.event_id if (cursor := exporter.store.get(e.arn)) else 0 for e in (bad_time, no_id)}
     assert upto[bad_time.arn] < 3 and upto[no_id.arn] < 2  # nothing past the corrupt event
-    assert counts(registry) == truth(executions, upto)
+    assert workflow_counts(registry) == truth(executions, upto)
     assert exporter.quarantined == {bad_time.arn, no_id.arn}
     value = registry.get_sample_value
     assert value("sfn_exporter_quarantined_executions") == 2
@@ -148,8 +119,8 @@ def test_a_backend_down_and_a_checkpoint_failing_delay_but_lose_nothing() -> Non
     registry = CollectorRegistry()
     exporter = virtual.run(120, sink=sink, store=store, registry=registry)
     assert sink.refused > 0
-    assert {span.context.span_id for span in sink.spans} >= expected_spans(executions)
-    assert counts(registry) == truth(executions)
+    assert {span.context.span_id for span in sink.spans} >= span_ids(executions)
+    assert workflow_counts(registry) == truth(executions)
     assert registry.get_sample_value("sfn_exporter_checkpoint_writes_total", {"outcome": "error"})
     assert not exporter.checkpoint_failing and not exporter.tracked
 
@@ -165,9 +136,9 @@ def test_a_restart_resumes_from_the_checkpoint_without_counting_twice() -> None:
     second = virtual.run(120, sink=sink, store=store, registry=second_registry)
     combined: Samples = {}
     for registry in (first_registry, second_registry):
-        for key, value in counts(registry).items():
+        for key, value in workflow_counts(registry).items():
             combined[key] = combined.get(key, 0) + value
     assert combined == truth(executions)  # each event counted by one of the two processes
     assert not second.tracked
     resumed = {span.context.span_id for span in sink.spans}
-    assert resumed and resumed <= expected_spans(executions)
+    assert resumed and resumed <= span_ids(executions)

@@ -11,7 +11,6 @@ import asyncio
 import copy
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from exporter.otlp import to_readable_spans
 from exporter.redact import make_redactor
 from exporter.translate import json_lines
 from tests.corpus import recorded_histories
-from tests.harness import fast_config, running_exporter
+from tests.harness import fast_config, isolate_aws_env, running_exporter
 from tests.otlp_receiver import GrpcOtlpServer
 from tests.sfn_simulator import Simulator, SimulatorServer
 from tests.workloads import from_events
@@ -116,12 +115,7 @@ def test_no_secret_leaves_the_assembler(options: AssemblerOptions) -> None:
 async def test_no_secret_leaves_the_daemon(
     data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    isolate_aws_env(monkeypatch)
     caplog.set_level(logging.DEBUG)
     quiet_libraries()  # as `sfn-exporter run` sets logging up
     sim = Simulator()

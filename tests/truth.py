@@ -1,0 +1,38 @@
+"""What the workflow metrics and spans must be once executions were exported exactly once."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from exporter.assembler import SpanAssembler
+from exporter.metrics import WorkflowMetrics
+from exporter.model import ExecutionIdentity
+from exporter.translate import assemble
+from tests.sfn_simulator import SimExecution
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def workflow_counts(registry: CollectorRegistry) -> Samples:
+    """Every workflow counter and histogram count (not the running gauge, not sfn_exporter_*)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        if family.name.startswith("sfn_") and not family.name.startswith("sfn_exporter")
+        for sample in family.samples
+        if sample.name.endswith(("_total", "_count", "_bucket")) and sample.value
+    }
+
+
+def truth(executions: list[SimExecution], upto: dict[str, int] | None = None) -> Samples:
+    """The counters once every execution's events (or its first `upto[arn]`) were counted once."""
+    registry = CollectorRegistry()
+    metrics = WorkflowMetrics(registry)
+    for execution in executions:
+        events = execution.history()[: (upto or {}).get(execution.arn)]
+        metrics.apply(SpanAssembler(ExecutionIdentity.from_arn(execution.arn)).feed(events).observations)
+    return workflow_counts(registry)
+
+
+def span_ids(executions: list[SimExecution]) -> set[int]:
+    return {s.span_id for e in executions for s in assemble(e.history(), ExecutionIdentity.from_arn(e.arn))}
