@@ -4,7 +4,7 @@ so that backends show them as they show the same calls made by instrumented code
 
 from __future__ import annotations
 
-import json
+import re
 
 from exporter.model import AttributeValue
 
@@ -19,6 +19,7 @@ _SERVICES = {
     "glue-databrew": "DataBrew", "evidently": "Evidently",
 }  # fmt: skip
 _MAX_NAME = 256
+_FUNCTION_NAME = re.compile(r'"FunctionName"\s*:\s*"([^"\\]{1,256})"')
 
 
 def _function_name(value: object) -> str | None:
@@ -64,11 +65,8 @@ def task_attributes(
             "rpc.method": method[:1].upper() + method[1:],
         })  # fmt: skip
     if service == "lambda":
-        function = None
-        if isinstance(parameters, str) and '"FunctionName"' in parameters:
-            try:
-                function = json.loads(parameters).get("FunctionName")
-            except (ValueError, AttributeError):
-                function = None
-        attributes.update(lambda_invocation(function or "", region if isinstance(region, str) else None))
+        # The name only, found without parsing the parameters (they can be 256 KB of payload).
+        found = _FUNCTION_NAME.search(parameters) if isinstance(parameters, str) else None
+        function = found.group(1) if found else ""
+        attributes.update(lambda_invocation(function, region if isinstance(region, str) else None))
     return attributes
