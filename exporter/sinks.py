@@ -6,7 +6,9 @@ ExportFailed otherwise; the caller advances its cursor only after the former."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -114,5 +116,29 @@ class SpanSink:
                 log.warning("spans still queued after %.0fs of shutdown were not sent", timeout_s)
                 self._task.cancel()
         if self._exporter is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._exporter.shutdown)
+            await self._shut_down(self._exporter, max(1.0, timeout_s))
         self._thread.shutdown(wait=False)
+
+    @staticmethod
+    async def _shut_down(exporter: SpanExporter, timeout_s: float) -> None:
+        """exporter.shutdown() in a thread of its own (the export thread may still hang in a
+        request), waited for at most `timeout_s`: a hung backend cannot hold the exit."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def shut() -> None:
+            try:
+                exporter.shutdown()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop may be gone by then
+                    loop.call_soon_threadsafe(finish)
+
+        threading.Thread(target=shut, name="otlp-shutdown", daemon=True).start()
+        try:
+            await asyncio.wait_for(done, timeout_s)
+        except TimeoutError:
+            log.warning("the OTLP exporter did not shut down within %.0fs; exiting without it", timeout_s)

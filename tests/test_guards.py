@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -460,3 +462,70 @@ def test_tombstones_are_kept_for_the_retention_period_then_forgotten(tmp_path: A
         CheckpointError, match=r"^checkpoint '.*c\.sqlite': Cannot operate on a closed database"
     ):
         store.save_now("late", 1, False)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: p.mkdir(), "is a directory"),
+        (lambda p: p.write_bytes(b"\x00garbage" * 600), "file is not a database"),
+        (lambda p: sqlite3.connect(p).executescript("CREATE TABLE orders (id INTEGER, total REAL);").close(),
+         "not a checkpoint of this exporter (tables: orders(id, total))"),
+        (lambda p: sqlite3.connect(p).executescript("CREATE TABLE t (a); PRAGMA user_version = 7;").close(),
+         "written by a newer version of this exporter (schema 7, this one reads 2)"),
+        (lambda p: sqlite3.connect(p).executescript(
+            "CREATE TABLE executions (arn TEXT PRIMARY KEY, cursor INTEGER NOT NULL, finished INTEGER NOT NULL,"
+            " redrives INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL);").close(), None),
+    ],
+    ids=["directory", "garbage", "foreign", "newer", "version-1-without-watermarks"],
+)  # fmt: skip
+def test_a_checkpoint_is_refused_with_exactly_what_is_wrong(
+    tmp_path: Any, make: Any, reason: str | None
+) -> None:
+    from exporter.checkpoint import CheckpointError, CursorStore
+
+    path = tmp_path / "checkpoint.sqlite"
+    make(path)
+    if reason is None:  # a version-1 file lacking a table is not ours either
+        reason = "not a checkpoint of this exporter (tables: executions(arn, cursor, finished, redrives, updated_at))"
+    with pytest.raises(CheckpointError) as caught:
+        CursorStore(str(path))
+    assert str(caught.value) == f"checkpoint.path '{path}': cannot be used: {reason}"
+
+
+def test_a_new_checkpoint_is_version_2_in_wal_mode_and_records_when_it_was_opened(tmp_path: Any) -> None:
+    from exporter.checkpoint import CursorStore
+
+    path = tmp_path / "checkpoint.sqlite"
+    CursorStore(str(path), clock=lambda: 1234.5).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT value FROM meta WHERE key = 'opened_at'").fetchone()[0] == "1234.5"
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"executions", "watermarks", "meta"}
+    db.close()
+
+
+async def test_closing_a_sink_whose_backend_hangs_gives_up_after_the_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Hanging(Answering):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            release.wait(5)
+            return SpanExportResult.SUCCESS
+
+    sink = SpanSink(Hanging(), HealthMetrics(CollectorRegistry()), max_spans=10, linger_s=0)
+    sink.start()
+    waiting = asyncio.ensure_future(sink.export(readable(2)))
+    await asyncio.sleep(0.05)
+    caplog.set_level(logging.WARNING)
+    await sink.close(0.2)
+    assert not release.is_set()  # close came back while the backend still hung
+    release.set()
+    assert "spans still queued after 0s of shutdown were not sent" in caplog.text
+    waiting.cancel()
