@@ -16,7 +16,7 @@ PLACEHOLDER_ARN = "arn:aws:states:unknown:000000000000:execution:unknown:unknown
 
 def load_executions(text: str) -> tuple[list[tuple[str | None, list[dict[str, Any]]]], bool]:
     """Every execution in a document, as (its ARN if the document names it, its events in id
-    order), and whether the document was log messages. A history (see `load_history`) is one
+    order), and whether the document was log messages. A history (see `_history`) is one
     execution; Step Functions' CloudWatch Logs messages (what `aws logs filter-log-events`
     prints, or a list of bare messages) may hold many, in any order, each naming its ARN."""
     document = _parse(text)
@@ -34,15 +34,11 @@ def _parse(text: str) -> object:
         raise HistoryError(f"input is not JSON: {exc}") from None
 
 
-def load_history(text: str) -> tuple[list[dict[str, Any]], str | None]:
+def _history(document: object) -> tuple[list[dict[str, Any]], str | None]:
     """Events (sorted by id, exact repeats dropped) and the execution ARN if the document names one.
 
     Accepts what `aws stepfunctions get-execution-history` prints (`{"events": [...]}`), a JSON
     list of such pages, or a bare list of events."""
-    return _history(_parse(text))
-
-
-def _history(document: object) -> tuple[list[dict[str, Any]], str | None]:
     pages: list[object]
     if isinstance(document, Mapping):
         pages = [document]
