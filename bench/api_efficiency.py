@@ -30,7 +30,8 @@ from exporter.health import HealthMetrics
 from exporter.ratelimit import RateLimiter
 from exporter.source import aws_step_functions
 from exporter.tail import first_page_size, read_new_events, read_whole_history
-from tests.sfn_simulator import Simulator, SimulatorServer, bulk_template
+from simulator.stepfunctions import Simulator, SimulatorServer
+from simulator.workloads import bulk_template
 
 START = 1_700_000_000.0
 

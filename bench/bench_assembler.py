@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter.assembler import SpanAssembler
 from exporter.model import ExecutionIdentity
-from tests.builder import History
+from simulator.builder import History
 from tests.corpus import recorded_histories
 
 ARN = "arn:aws:states:us-east-1:123456789012:execution:Bench:long"

@@ -43,8 +43,8 @@ from exporter.metrics import WorkflowMetrics
 from exporter.ratelimit import RateLimiter
 from exporter.scheduler import PollScheduler
 from exporter.source import AwsStepFunctions
-from tests.builder import History
-from tests.sfn_simulator import DirectClient, Simulator, Template
+from simulator.builder import History
+from simulator.stepfunctions import DirectClient, Simulator, Template
 from tests.workloads import LAMBDA, waiter_definition
 
 EPOCH = 1_700_000_000.0

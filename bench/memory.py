@@ -30,8 +30,8 @@ from exporter.health import HealthMetrics
 from exporter.metrics import WorkflowMetrics
 from exporter.ratelimit import RateLimiter
 from exporter.source import AwsStepFunctions
-from tests.builder import History
-from tests.sfn_simulator import DirectClient, Simulator, Template
+from simulator.builder import History
+from simulator.stepfunctions import DirectClient, Simulator, Template
 from tests.workloads import LAMBDA, waiter_definition
 
 

@@ -122,7 +122,7 @@ def main() -> None:
         other = "0"
     total = args.executions * args.events
     sim, sim_port = _start(
-        "tests.sfn_simulator",
+        "simulator",
         "--executions",
         str(args.executions),
         "--events",
@@ -144,7 +144,7 @@ def main() -> None:
                 # the same work again, under the profiler, after a fresh start of the simulator
                 _stop(sim)
                 sim, sim_port = _start(
-                    "tests.sfn_simulator",
+                    "simulator",
                     "--executions",
                     str(args.executions),
                     "--events",

@@ -22,7 +22,7 @@ from exporter.otlp import make_span_exporter
 from exporter.preflight import effective_region
 from exporter.ratelimit import RateLimiter
 from exporter.sinks import SpanSink
-from exporter.source import StepFunctionsApi, aws_step_functions
+from exporter.source import StepFunctionsApi, aws_cloudwatch_logs, aws_step_functions
 from exporter.web import make_app, serve
 from exporter.webconfig import WebConfigError, WebGuard, load_web_config
 
@@ -50,7 +50,7 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
     registry = hooks.registry
     health = HealthMetrics(registry)
     workflow = WorkflowMetrics(registry)
-    quotas = {op: config.api.quota(op) for op in DEFAULT_QUOTAS}
+    quotas = {op: config.quota(op) for op in DEFAULT_QUOTAS}
     limiter = RateLimiter({op: (q.bucket, q.refill_per_second) for op, q in quotas.items()})
     for op, quota in quotas.items():
         health.api_rate.labels(op).set(quota.refill_per_second)
@@ -75,11 +75,14 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
             region, config.aws.endpoint_url, limiter, health,
             connect_timeout=config.aws.connect_timeout_seconds, read_timeout=config.aws.read_timeout_seconds,
             max_connections=max(10, config.polling.concurrency + 4),
-        ) as aws:  # fmt: skip
+        ) as aws, aws_cloudwatch_logs(
+            region, config.aws.logs_endpoint_url, limiter, health,
+            connect_timeout=config.aws.connect_timeout_seconds, read_timeout=config.aws.read_timeout_seconds,
+        ) as logs:  # fmt: skip
             api: StepFunctionsApi = hooks.wrap_api(aws) if hooks.wrap_api else aws
             exporter = Exporter(
                 config, api, store, sink, workflow, health, on_spans=hooks.on_spans,
-                budget=lambda: limiter.rate("GetExecutionHistory"),
+                budget=lambda: limiter.rate("GetExecutionHistory"), logs_api=logs,
             )  # fmt: skip
             hooks.exporter = exporter
             runner, bound = await _serve_web(config, registry, lambda: exporter.ready)

@@ -85,6 +85,7 @@ _EXECUTION_STATUS = {
     "failed": "FAILED",
     "timed_out": "TIMED_OUT",
     "aborted": "ABORTED",
+    "incomplete": "UNKNOWN",  # its record stopped before its end (see `SpanAssembler.abandon`)
 }
 _END_SUFFIX = {"Succeeded": "succeeded", "Failed": "failed", "Aborted": "aborted"}
 # Known event types that carry no span of their own; kept as span events, not counted unknown.
@@ -104,6 +105,10 @@ class AssemblerOptions:
     # (an `exception` event and sfn.outcome=caught say what happened). True: OK on success and
     # ERROR on a caught failure, as before.
     legacy_status: bool = False
+    # The record holds only some events on purpose (a log group at level ERROR or FATAL): holes
+    # in the ids and a missing ExecutionStarted are no anomaly, and an execution whose start is
+    # not in the record has no duration.
+    partial: bool = False
 
 
 @dataclass(slots=True)
@@ -198,7 +203,7 @@ class _Span:
             status = Status.UNSET
             attributes = dict(self.attributes)
         else:
-            if self.outcome in ("succeeded", "caught"):
+            if self.outcome in ("succeeded", "caught", "incomplete"):
                 status = Status.UNSET
                 if legacy_status:
                     status = Status.OK if self.outcome == "succeeded" else Status.ERROR
@@ -261,6 +266,7 @@ class SpanAssembler:
         if joined is not None:
             self._trace_id, self._remote_parent = joined
         self._root: _Span | None = None
+        self._start_known = True  # the record holds the execution's start
         self._run: _Span | None = None  # the root, or the span of the latest redrive
         self._owner: dict[int, _Span] = {}
         self._owner_limit = _CLOSED_TIPS_KEPT
@@ -300,6 +306,22 @@ class SpanAssembler:
         out, self._out = self._out, Assembled()
         return out
 
+    def abandon(self, end_ns: int, anomaly: str = "incomplete_log") -> Assembled:
+        """The record stops here for good (an EXPRESS execution whose end never reached its log):
+        close whatever is open at `end_ns` with outcome `incomplete` (status UNSET: how it ended
+        is not known), each span with an `sfn.anomaly` event, the anomaly counted once and the
+        execution counted as finished with status UNKNOWN. Nothing open: nothing happens."""
+        run = self._run
+        if run is None or run.closed:
+            return Assembled()
+        self._observe("sfn_history_anomalies_total", self.identity.state_machine_name, anomaly)
+        mark = SpanEvent("sfn.anomaly", end_ns, {"sfn.anomaly": anomaly, "sfn.event.id": self.last_event_id})
+        for span in self._open.values():
+            span.events += (mark,)
+        self._close(run, max(end_ns, run.last_ns), "incomplete")
+        out, self._out = self._out, Assembled()
+        return out
+
     def open_spans(self) -> list[SpanRecord]:
         """Snapshots of the spans still open, parents first (end is None, status UNSET)."""
         return [span.record() for span in self._open.values()]
@@ -308,7 +330,7 @@ class SpanAssembler:
 
     def _apply(self, event: HistoryEvent) -> None:
         last = self.last_event_id
-        if event.id > last + 1 and last:
+        if event.id > last + 1 and last and not self.options.partial:
             self._anomaly(event, "missing_event_ids", f"ids {last + 1}..{event.id - 1}")
         self.last_event_id = event.id
         if event.previous_id >= event.id:
@@ -502,7 +524,8 @@ class SpanAssembler:
         elif kind is SpanKind.EXECUTION:
             status = _EXECUTION_STATUS.get(span.outcome, "ABORTED")
             observe(Observation("sfn_executions_finished_total", (machine, status)))
-            observe(Observation("sfn_execution_duration_seconds", (machine, status), seconds))
+            if self._start_known or not self.options.partial:
+                observe(Observation("sfn_execution_duration_seconds", (machine, status), seconds))
 
     # ------------------------------------------------------------------ execution
 
@@ -520,7 +543,8 @@ class SpanAssembler:
         root.attributes.update(self._execution_names())
         self._root = self._run = self._last_active = root
         self._observe("sfn_executions_started_total", ident.state_machine_name)
-        if synthesized:
+        self._start_known = not synthesized
+        if synthesized and not self.options.partial:
             self._anomaly(event, "missing_execution_started")
         return root
 

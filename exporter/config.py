@@ -33,6 +33,7 @@ DEFAULT_QUOTAS: dict[str, tuple[float, float]] = {
     "ListStateMachines": (100, 5),
     "DescribeStateMachine": (200, 20),
     "ListTagsForResource": (100, 5),
+    "FilterLogEvents": (5, 5),  # CloudWatch Logs'
 }
 
 
@@ -95,6 +96,10 @@ EndpointUrl = Annotated[str | None, _checked(endpoint_problem)]
 class AwsSettings(_Section):
     region: RegionName = Field(None, description="default: AWS_REGION, AWS_DEFAULT_REGION")
     endpoint_url: EndpointUrl = Field(None, description="default: AWS_ENDPOINT_URL_SFN, AWS_ENDPOINT_URL")
+    logs_endpoint_url: EndpointUrl = Field(
+        None,
+        description="CloudWatch Logs endpoint (default: AWS_ENDPOINT_URL_CLOUDWATCH_LOGS, AWS_ENDPOINT_URL)",
+    )
     connect_timeout_seconds: float = Field(5, gt=0, description="TCP connect timeout of an API call")
     read_timeout_seconds: float = Field(20, gt=0, description="read timeout of an API call")
 
@@ -166,6 +171,43 @@ class PollingSettings(_Section):
         return self
 
 
+Source = Literal["history", "logs", "auto"]
+
+
+class LogsSettings(_Section):
+    source: Source = Field(
+        "auto",
+        description="where executions are read: history (GetExecutionHistory), logs (CloudWatch Logs), auto (logs for EXPRESS, history for STANDARD)",
+    )
+    sources: dict[str, Source] = Field(
+        default_factory=dict, description="the choice for some state machines, by name or ARN"
+    )
+    interval_seconds: float = Field(2, gt=0, le=300, description="how often each log group is read")
+    overlap_seconds: float = Field(
+        10, ge=0, le=3600, description="how far each read goes back behind the previous one (late deliveries)"
+    )
+    reorder_window_seconds: float = Field(
+        10,
+        ge=0,
+        le=600,
+        description="how long an execution's events wait for a missing one before going on without it",
+    )
+    express_max_seconds: float = Field(
+        330,
+        gt=0,
+        description="an EXPRESS execution with no end after this long is closed as incomplete (5 minutes at most, plus a margin)",
+    )
+    quota_share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="share of the FilterLogEvents quota this exporter may use (default: api.quota_share)",
+    )
+
+    def source_for(self, arn: str, name: str) -> str:
+        return self.sources.get(arn) or self.sources.get(name) or self.source
+
+
 class ApiSettings(_Section):
     quota_share: float = Field(0.5, gt=0, le=1, description="share of each quota this exporter may use")
     quotas: dict[str, Quota] = Field(
@@ -180,13 +222,15 @@ class ApiSettings(_Section):
                 raise ValueError(f"unknown operation {name!r}; known: {', '.join(sorted(DEFAULT_QUOTAS))}")
         return value
 
-    def quota(self, operation: str) -> Quota:
-        """The quota this exporter may spend on `operation` (its share of the account's)."""
+    def quota(self, operation: str, share: float | None = None) -> Quota:
+        """The quota this exporter may spend on `operation` (its share of the account's, or
+        `share` of it)."""
         bucket, refill = DEFAULT_QUOTAS[operation]
         override = self.quotas.get(operation)
         if override is not None:
             bucket, refill = override.bucket, override.refill_per_second
-        return Quota(bucket=max(1.0, bucket * self.quota_share), refill_per_second=refill * self.quota_share)
+        share = self.quota_share if share is None else share
+        return Quota(bucket=max(1.0, bucket * share), refill_per_second=refill * share)
 
 
 class DataSettings(_Section):
@@ -307,11 +351,18 @@ class Config(_Section):
     polling: PollingSettings = PollingSettings()
     api: ApiSettings = ApiSettings()
     data: DataSettings = DataSettings()
+    logs: LogsSettings = LogsSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     otlp: OtlpSettings = OtlpSettings()
     web: WebSettings = WebSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     log: LogSettings = LogSettings()
+
+    def quota(self, operation: str) -> Quota:
+        """The quota this exporter may spend on `operation`: `api.quota_share` of the account's,
+        or for CloudWatch Logs `logs.quota_share` when set."""
+        share = self.logs.quota_share if operation == "FilterLogEvents" else None
+        return self.api.quota(operation, share)
 
 
 def _format_errors(error: ValidationError, origin: str) -> str:

@@ -4,18 +4,21 @@ spans and observations, hands them to the sinks, and only then advances the chec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from exporter.assembler import AssemblerOptions, SpanAssembler
+from exporter.assembler import Assembled, AssemblerOptions, SpanAssembler
 from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config
 from exporter.discovery import Discovery, WatchedMachine
 from exporter.events import timestamp_ns
 from exporter.health import HealthMetrics
+from exporter.logtail import GroupTail, Reorder, parse_records
 from exporter.metrics import WorkflowMetrics
 from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord
 from exporter.otlp import to_readable_spans
@@ -23,6 +26,7 @@ from exporter.redact import make_redactor
 from exporter.scheduler import PollScheduler
 from exporter.sinks import ExportFailed, SpanSink
 from exporter.source import (
+    CloudWatchLogsApi,
     Denied,
     ExecutionSummary,
     Malformed,
@@ -47,6 +51,10 @@ SETTLE_SECONDS = 1.0
 # An execution whose history answers stay malformed (an event botocore or we cannot read) this
 # many polls in a row is quarantined: counted, logged once, polled no more by this process.
 MALFORMED_POLLS = 5
+# A log group read at a time per this many groups; and how long an execution that ended is
+# remembered in memory, so that its messages read again in the overlap window are known at once.
+LOG_GROUP_CONCURRENCY = 4
+WATERMARK_KEY = "logs:"  # checkpoint watermarks of log groups: this prefix and the group's ARN
 
 
 @dataclass
@@ -73,6 +81,10 @@ class Tracked:
     assembler: SpanAssembler | None = None
     pending: Pending | None = None
     malformed_polls: int = 0  # polls in a row whose answer could not be read
+    reorder: Reorder | None = None  # read from a log group: its events waiting for their turn
+    group: str | None = None  # that log group's ARN
+    first_ms: int = 0  # the oldest event timestamp read from its log (epoch ms)
+    fill: bool = False  # read from its log, listed as ended, not ended here: read its history
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -88,6 +100,7 @@ class Exporter:
         on_spans: Callable[[Tracked, list[SpanRecord]], None] | None = None,
         on_events: Callable[[Tracked, list[int]], None] | None = None,
         scheduler: PollScheduler | None = None, budget: Callable[[], float] | None = None,
+        logs_api: CloudWatchLogsApi | None = None,
     ) -> None:  # fmt: skip
         self.config = config
         self.api = api
@@ -124,6 +137,9 @@ class Exporter:
         self._staleness_at = float("-inf")
         self.quarantined: set[str] = set()
         self.checkpoint_failing = False  # the last checkpoint write failed: not ready
+        self.logs_api = logs_api
+        self.groups: dict[str, GroupTail] = {}
+        self._ended: dict[str, float] = {}  # read from logs, ended: ARN -> when (monotonic)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,6 +162,7 @@ class Exporter:
         background = [
             asyncio.create_task(self._discovery_loop(), name="discovery"),
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+            asyncio.create_task(self._logs_loop(), name="logs"),
         ]
         await stop.wait()
         self._stopped_at = self._clock()
@@ -239,6 +256,9 @@ class Exporter:
 
     def _on_execution(self, summary: ExecutionSummary, watched: WatchedMachine) -> None:
         if summary.arn in self.quarantined:
+            return
+        if watched.via_logs:
+            self._on_listed_from_logs(summary, watched)
             return
         if summary.arn in self.tracked:
             if summary.status != "RUNNING":
@@ -387,7 +407,13 @@ class Exporter:
         tracked.last_new = len(events)
         if not events:
             return False
-        out = assembler.feed(events)
+        await self._consume(tracked, assembler, events, assembler.feed(events))
+        return True
+
+    async def _consume(
+        self, tracked: Tracked, assembler: SpanAssembler, events: list[dict[str, Any]], out: Assembled
+    ) -> None:
+        """What a batch of events gave, to the sinks and the checkpoint."""
         machine = tracked.identity.state_machine_name
         for span in out.spans:  # what states take, to know when not to poll
             if span.kind == SpanKind.STATE and span.end_ns is not None and span.state_type != "Wait":
@@ -396,9 +422,9 @@ class Exporter:
             out.spans, out.observations, [timestamp_ns(e.get("timestamp")) for e in events],
             cursor=assembler.last_event_id, finished=assembler.finished, redrives=assembler.redrive_count,
         )  # fmt: skip
-        tracked.newest_s = max(tracked.pending.event_times_ns) / 1e9
+        if tracked.pending.event_times_ns:
+            tracked.newest_s = max(tracked.pending.event_times_ns) / 1e9
         await self._emit(tracked, tracked.pending)
-        return True
 
     async def _new_assembler(self, tracked: Tracked) -> SpanAssembler:
         identity = tracked.identity
@@ -438,3 +464,271 @@ class Exporter:
         if self._on_events is not None:
             self._on_events(tracked, pending.event_times_ns)
         tracked.pending = None
+
+    # ------------------------------------------------------------------ the log source
+
+    async def _logs_loop(self) -> None:
+        settings = self.config.logs
+        while True:
+            started = self._clock()
+            try:
+                await self._read_log_groups()
+            except Exception:  # a bug in one pass must not end the log source for good
+                log.exception("log source pass failed; trying again next interval")
+            await asyncio.sleep(max(0.0, settings.interval_seconds - (self._clock() - started)))
+
+    def _log_groups(self) -> dict[str, set[str]]:
+        """The log groups to read: group ARN -> the state machines read from it."""
+        groups: dict[str, set[str]] = {}
+        for watched in self.discovery.machines.values():
+            logging_ = watched.machine.logging
+            if watched.via_logs and logging_ is not None:
+                for group in logging_.log_group_arns:
+                    groups.setdefault(group, set()).add(watched.machine.arn)
+        return groups
+
+    async def _read_log_groups(self) -> None:
+        groups = self._log_groups()
+        for arn in set(self.groups) - set(groups):
+            del self.groups[arn]
+        self.health.log_groups.set(len(groups))
+        if not groups or self.logs_api is None:
+            return
+        semaphore = asyncio.Semaphore(LOG_GROUP_CONCURRENCY)
+
+        async def one(arn: str, machines: set[str]) -> None:
+            async with semaphore:
+                await self._read_log_group(arn, machines)
+
+        # Each group's pass runs to its end on shutdown (see run), as a poll does.
+        tasks = [asyncio.create_task(one(arn, machines)) for arn, machines in groups.items()]
+        for task in tasks:
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        now_ms = self._wall() * 1000
+        oldest = min((tail.watermark_ms for tail in self.groups.values() if tail.watermark_ms), default=None)
+        self.health.log_watermark.set(0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000))
+        self._forget_ended()
+
+    async def _read_log_group(self, arn: str, machines: set[str]) -> None:
+        assert self.logs_api is not None
+        settings = self.config.logs
+        tail = self.groups.get(arn)
+        if tail is None:
+            restored = self.store.watermark(WATERMARK_KEY + arn)
+            tail = self.groups[arn] = GroupTail(arn, None if restored is None else int(restored * 1000))
+        now_ms = int(self._wall() * 1000)
+        try:
+            records, again = await tail.read(
+                self.logs_api, now_ms, int(settings.overlap_seconds * 1000),
+                int(self.config.discovery.lookback_seconds * 1000),
+            )  # fmt: skip
+        except SourceError as exc:
+            self.health.discovery_errors.labels(exc.operation).inc()
+            if not tail.failing:
+                log.error("cannot read log group: %s", exc, extra={"log_group_arn": arn})
+            tail.failing = True
+            return
+        if tail.failing:
+            log.info("reading the log group again", extra={"log_group_arn": arn})
+        tail.failing = False
+        self.health.log_messages.labels("reread").inc(again)
+        parsed = parse_records(records)
+        for _, reason in parsed.invalid:
+            log.warning("skipping a log message: %s", reason, extra={"log_group_arn": arn})
+        self.health.log_messages.labels("invalid").inc(len(parsed.invalid))
+        for execution_arn, events in parsed.by_execution.items():
+            self._hold(execution_arn, events, machines, arn)
+        for tracked in [t for t in self.tracked.values() if t.group == arn]:
+            await self._release(tracked)
+        self._save_log_watermark(tail)
+
+    def _hold(self, arn: str, events: list[dict[str, Any]], machines: set[str], group: str) -> None:
+        """Put an execution's newly read events in its reorder buffer (tracking it if new)."""
+        tracked = self.tracked.get(arn)
+        if tracked is None:
+            try:
+                identity = ExecutionIdentity.from_arn(arn)
+            except ValueError as exc:
+                log.warning("skipping log messages: %s", exc, extra={"log_group_arn": group})
+                self.health.log_messages.labels("invalid").inc(len(events))
+                return
+            watched = self.discovery.machines.get(identity.state_machine_arn)
+            if identity.state_machine_arn not in machines or watched is None:
+                self.health.log_messages.labels("ignored").inc(len(events))
+                return
+            if arn in self._ended or arn in self.quarantined:
+                self.health.log_messages.labels("late").inc(len(events))
+                return
+            cursor = self.store.get(arn)
+            if cursor is not None and cursor.finished:
+                self._ended[arn] = self._clock()
+                self.health.log_messages.labels("late").inc(len(events))
+                return
+            tracked = Tracked(arn, identity, watched, replay_to=cursor.event_id if cursor else 0)
+            tracked.reorder, tracked.group = Reorder(), group
+            tracked.first_ms = min(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
+            self.tracked[arn] = tracked
+            self._count(tracked, +1)
+            tracked.log.debug("tracking from its log (cursor %d)", tracked.replay_to)
+        assert tracked.reorder is not None
+        after = tracked.assembler.last_event_id if tracked.assembler is not None else 0
+        new, late = tracked.reorder.add(events, after)
+        self.health.log_messages.labels("accepted").inc(new)
+        self.health.log_messages.labels("late").inc(late)
+        if events:
+            tracked.first_ms = min(
+                tracked.first_ms, *(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
+            )
+
+    async def _release(self, tracked: Tracked) -> None:
+        """Feed what an execution's reorder buffer lets go; end an EXPRESS execution that is past
+        its maximum duration. Failures are logged; what was read stays held or pending."""
+        try:
+            if tracked.pending is not None:
+                await self._emit(tracked, tracked.pending)
+            if tracked.watched.machine.type == "EXPRESS":
+                await self._release_express(tracked)
+            else:
+                await self._release_standard(tracked)
+        except (SourceError, ExportFailed, CheckpointError) as exc:
+            tracked.log.warning("could not hand over logged events: %s", exc)
+            return
+        except Exception:
+            tracked.log.exception("could not hand over logged events")
+            return
+        assembler = tracked.assembler
+        if tracked.pending is None and assembler is not None and assembler.finished:
+            self._ended[tracked.arn] = self._clock()
+            self._untrack(tracked)
+
+    def _options_for(self, tracked: Tracked) -> AssemblerOptions:
+        logging_ = tracked.watched.machine.logging
+        partial = logging_ is not None and logging_.level != "ALL"
+        return dataclasses.replace(self._options, partial=True) if partial else self._options
+
+    async def _release_express(self, tracked: Tracked) -> None:
+        assert tracked.reorder is not None
+        assembler = tracked.assembler
+        if assembler is None:
+            assembler = tracked.assembler = SpanAssembler(tracked.identity, self._options_for(tracked))
+        settings = self.config.logs
+        overdue = self._wall() - tracked.first_ms / 1000 > settings.express_max_seconds
+        events = tracked.reorder.take(
+            assembler.last_event_id, self._clock(), 0.0 if overdue else settings.reorder_window_seconds,
+            eager=assembler.options.partial,
+        )  # fmt: skip
+        replay = [e for e in events if e["id"] <= tracked.replay_to]
+        if replay:
+            self._feed_each(tracked, assembler, replay)  # exported before a restart: state only
+            events = events[len(replay) :]
+        if events:
+            await self._consume(tracked, assembler, events, self._feed_each(tracked, assembler, events))
+        if overdue and not assembler.finished:
+            end_ns = int(tracked.newest_s * 1e9) if tracked.newest_s else int(tracked.first_ms * 1e6)
+            tracked.log.warning(
+                "no end of this EXPRESS execution in its log after %.0fs; closed as incomplete",
+                settings.express_max_seconds,
+            )
+            await self._consume(tracked, assembler, [], assembler.abandon(end_ns))
+
+    def _feed_each(
+        self, tracked: Tracked, assembler: SpanAssembler, events: list[dict[str, Any]]
+    ) -> Assembled:
+        """Feed a batch; if one of its events cannot be read, feed the others one by one and
+        count and name each that cannot."""
+        try:
+            return assembler.feed(events)
+        except HistoryError:
+            pass
+        merged = Assembled()
+        for event in events:
+            try:
+                out = assembler.feed([event])
+            except HistoryError as exc:
+                self.health.log_messages.labels("invalid").inc()
+                tracked.log.warning("skipping a logged event: %s", exc)
+                continue
+            merged.spans.extend(out.spans)
+            merged.observations.extend(out.observations)
+        return merged
+
+    async def _release_standard(self, tracked: Tracked) -> None:
+        """A STANDARD execution read from its log: what follows on goes at once; a hole the
+        reorder window did not close, or a restart, is read from its history (the truth: logs
+        are best effort)."""
+        assert tracked.reorder is not None
+        assembler = tracked.assembler
+        if assembler is None:
+            assembler = tracked.assembler = await self._new_assembler(tracked)
+        if tracked.replay_to > assembler.last_event_id or tracked.fill:
+            await self.poll(tracked)  # rebuild the state from the history, export what is new
+            tracked.fill = False
+        else:
+            events = tracked.reorder.take(assembler.last_event_id, self._clock(), float("inf"))
+            if events:
+                await self._consume(tracked, assembler, events, self._feed_each(tracked, assembler, events))
+            reorder = tracked.reorder
+            if not reorder.waiting:
+                return
+            since = reorder.hole_since if reorder.hole_since is not None else self._clock()
+            if self._clock() - since < self.config.logs.reorder_window_seconds:
+                return
+            hole = reorder.hole(assembler.last_event_id)
+            tracked.log.info("events %s missing from the log; reading them from the history", hole)
+            await self.poll(tracked)
+        for key in [k for k in tracked.reorder.held if k <= assembler.last_event_id]:
+            del tracked.reorder.held[key]
+        if not tracked.reorder.held:
+            tracked.reorder.hole_since = None
+
+    def _save_log_watermark(self, tail: GroupTail) -> None:
+        """The group's read position as the checkpoint keeps it: held back to the oldest event of
+        an EXPRESS execution still open, whose events are read again after a restart to rebuild
+        its state (STANDARD ones rebuild theirs from the history)."""
+        if tail.watermark_ms is None:
+            return
+        position = tail.watermark_ms
+        for tracked in self.tracked.values():
+            if tracked.group == tail.arn and tracked.watched.machine.type == "EXPRESS":
+                position = min(position, tracked.first_ms)
+        try:
+            self.store.set_watermark(WATERMARK_KEY + tail.arn, position / 1000)
+        except CheckpointError as exc:
+            log.warning("%s", exc)
+
+    def _on_listed_from_logs(self, summary: ExecutionSummary, watched: WatchedMachine) -> None:
+        """A STANDARD execution read from its log, listed by discovery: when it ended a while ago
+        (longer than the log's reorder window) and its log did not show the end, its history
+        gives the rest."""
+        if summary.status == "RUNNING" or summary.stop_date is None or summary.arn in self._ended:
+            return
+        settings = self.config.logs
+        if (
+            self._wall() - summary.stop_date.timestamp()
+            < settings.reorder_window_seconds + settings.interval_seconds
+        ):
+            return
+        tracked = self.tracked.get(summary.arn)
+        if tracked is None:
+            cursor = self.store.get(summary.arn)
+            redriven = cursor is not None and summary.redrive_count > cursor.redrives
+            if cursor is not None and cursor.finished and not redriven:
+                self._ended[summary.arn] = self._clock()
+                return
+            assert watched.machine.logging is not None
+            tracked = Tracked(summary.arn, ExecutionIdentity.from_arn(summary.arn), watched,
+                              replay_to=cursor.event_id if cursor else 0)  # fmt: skip
+            tracked.reorder, tracked.group = Reorder(), watched.machine.logging.log_group_arns[0]
+            tracked.first_ms = int(summary.start_date.timestamp() * 1000)
+            self.tracked[summary.arn] = tracked
+            self._count(tracked, +1)
+        tracked.fill = True
+        tracked.log.info("ended %s, but not in its log; reading its history", summary.status)
+
+    def _forget_ended(self) -> None:
+        keep = self.config.logs.overlap_seconds + self.config.logs.interval_seconds * 2 + 60
+        now = self._clock()
+        for arn in [arn for arn, when in self._ended.items() if now - when > keep]:
+            del self._ended[arn]

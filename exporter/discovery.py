@@ -26,6 +26,26 @@ class WatchedMachine:
     machine: StateMachine
     passes: int = 0
     failing: bool = False
+    via_logs: bool = False  # its executions are read from its log group, not listed and polled
+
+
+def log_verdict(machine: StateMachine, source: str) -> tuple[bool, str | None]:
+    """Whether a state machine's executions are read from its logs, or why it is skipped.
+
+    `auto` reads EXPRESS state machines from their logs and STANDARD ones from their history;
+    `logs` reads STANDARD ones from their logs when they log every event (level ALL), else from
+    their history (logs at ERROR or FATAL hold only failures); EXPRESS state machines have no
+    history, so they are skipped when they do not log or when `history` is chosen."""
+    logging_ = machine.logging
+    if machine.type == "EXPRESS":
+        if source == "history":
+            return False, "express"
+        if logging_ is None:
+            return False, "not_logging"
+        return True, None
+    if source == "logs" and logging_ is not None and logging_.level == "ALL":
+        return True, None
+    return False, None
 
 
 @dataclass
@@ -61,7 +81,7 @@ class Discovery:
             self.health.discovery_errors.labels(exc.operation).inc()
             log.error("cannot list state machines: %s", exc)
             return False
-        # Tags and names can change: only the EXPRESS verdict is final.
+        # Tags, names and logging configurations can change: only the EXPRESS verdict is final.
         self.skipped = {arn: reason for arn, reason in self.skipped.items() if reason == "express"}
         self.unreadable.clear()
         seen: set[str] = set()
@@ -103,18 +123,32 @@ class Discovery:
                 return
             self.machines[item.arn] = WatchedMachine(item, failing=True)  # retried on its next pass
             return
-        if machine.type == "EXPRESS":
-            self.skipped[item.arn] = "express"
-            log.info(
-                "skipping EXPRESS state machine %s: GetExecutionHistory does not support EXPRESS workflows",
-                machine.name, extra={"state_machine_arn": item.arn},
-            )  # fmt: skip
-            return
         if any(tags.get(key) != value for key, value in self.config.state_machines.tags.items()):
             self.skipped[item.arn] = "tags"
             return
-        self.machines[item.arn] = WatchedMachine(machine)
-        log.info("watching state machine %s", machine.name, extra={"state_machine_arn": item.arn})
+        source = self.config.logs.source_for(item.arn, machine.name)
+        via_logs, skip = log_verdict(machine, source)
+        if skip is not None:
+            self._skip(machine, skip)
+            return
+        self.machines[item.arn] = WatchedMachine(machine, via_logs=via_logs)
+        log.info(
+            "watching state machine %s (%s, read from its %s)", machine.name, machine.type,
+            "logs" if via_logs else "history", extra={"state_machine_arn": item.arn},
+        )  # fmt: skip
+
+    def _skip(self, machine: StateMachine, reason: str) -> None:
+        self.skipped[machine.arn] = reason
+        why = {
+            "express": "logs.source is history, and GetExecutionHistory does not support EXPRESS workflows",
+            "not_logging": "it has no loggingConfiguration, and CloudWatch Logs are an EXPRESS execution's only record",
+        }[reason]  # fmt: skip
+        log.warning(
+            "skipping EXPRESS state machine %s: %s",
+            machine.name,
+            why,
+            extra={"state_machine_arn": machine.arn},
+        )
 
     def _count(self) -> None:
         failing = sum(1 for w in self.machines.values() if w.failing) + len(self.unreadable)
@@ -124,6 +158,9 @@ class Discovery:
         self.health.state_machines.labels("failing").set(failing)
         self.health.state_machines.labels("skipped_express").set(
             sum(1 for reason in self.skipped.values() if reason == "express")
+        )
+        self.health.state_machines.labels("skipped_express_not_logging").set(
+            sum(1 for reason in self.skipped.values() if reason == "not_logging")
         )
         by_tags = sum(1 for reason in self.skipped.values() if reason == "tags")
         self.health.state_machines.labels("filtered_out").set(self.filtered_out + by_tags)
@@ -136,7 +173,10 @@ class Discovery:
             async with semaphore:
                 await self._discover_machine(watched)
 
-        await asyncio.gather(*(one(w) for w in list(self.machines.values())))
+        # EXPRESS executions cannot be listed; STANDARD ones read from logs are, so that one whose
+        # log lost its last messages is still seen to end (and read from its history).
+        listable = [w for w in self.machines.values() if not (w.via_logs and w.machine.type == "EXPRESS")]
+        await asyncio.gather(*(one(w) for w in listable))
         self._count()
         self.completed_pass = True
 
@@ -146,14 +186,14 @@ class Discovery:
         try:
             if watched.failing or watched.machine.type == "UNKNOWN":
                 watched.machine = await self.api.describe_state_machine(arn)
-                if watched.machine.type == "EXPRESS":
-                    self.skipped[arn] = "express"
+                source = self.config.logs.source_for(arn, watched.machine.name)
+                via_logs, skip = log_verdict(watched.machine, source)
+                if skip is not None or via_logs:
                     del self.machines[arn]
-                    log.info(
-                        "skipping EXPRESS state machine %s",
-                        watched.machine.name,
-                        extra={"state_machine_arn": arn},
-                    )
+                    if skip is not None:
+                        self._skip(watched.machine, skip)
+                    else:
+                        self.machines[arn] = WatchedMachine(watched.machine, via_logs=True)
                     return
             watermark = self.store.watermark(arn)
             if watermark is None:

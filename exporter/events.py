@@ -27,7 +27,10 @@ def timestamp_ns(value: object) -> int:
     if isinstance(value, bool):
         raise TypeError("expected a datetime, an ISO 8601 string or epoch seconds, got a boolean")
     if isinstance(value, int | float):
-        return round(value * 1_000_000_000)
+        # To the microsecond, as botocore's datetimes: epoch seconds as a float are not exact
+        # (1.7e9 s leaves about 240 ns of resolution), and an event read from a log (epoch ms)
+        # must time to the nanosecond as the same event read from its history does.
+        return round(value * 1_000_000) * 1000
     if isinstance(value, str):
         try:
             return timestamp_ns(dt.datetime.fromisoformat(value))
@@ -73,7 +76,7 @@ def parse_event(raw: object, position: int = 0) -> HistoryEvent:
         and event_type
     ):
         if type(stamp) is float or type(stamp) is int:
-            when = round(stamp * 1_000_000_000)
+            when = round(stamp * 1_000_000) * 1000  # see timestamp_ns
         else:
             when = _timestamp(raw, position, stamp)
         details = raw.get(_DETAILS_KEYS.get(event_type) or details_key(event_type))

@@ -69,7 +69,7 @@ class HealthMetrics:
         )  # fmt: skip
         self.tracked = Gauge("sfn_exporter_tracked_executions", "Executions being tailed.", registry=r)
         self.state_machines = Gauge(
-            "sfn_exporter_state_machines", "State machines seen, by status (tracked, skipped_express, filtered_out, failing).",
+            "sfn_exporter_state_machines", "State machines seen, by status (tracked, skipped_express, skipped_express_not_logging, filtered_out, failing).",
             ["status"], registry=r,
         )  # fmt: skip
         self.spans_exported = Counter(
@@ -103,8 +103,30 @@ class HealthMetrics:
             "sfn_exporter_poll_staleness_seconds",
             "How overdue the most overdue tracked execution's poll is (0 when the budget keeps up).", registry=r,
         )  # fmt: skip
+        self.log_messages = Counter(
+            "sfn_exporter_log_messages",
+            "CloudWatch Logs messages read, by outcome (accepted, reread: seen before in the overlap window, "
+            "late: after their execution moved past them, invalid: not a Step Functions log message, ignored: "
+            "a state machine not watched).",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.log_groups = Gauge(
+            "sfn_exporter_log_groups", "Log groups being read (those of the state machines read from logs).", registry=r
+        )  # fmt: skip
+        self.log_watermark = Gauge(
+            "sfn_exporter_log_watermark_lag_seconds",
+            "How far behind now the oldest log group's read position is.", registry=r,
+        )  # fmt: skip
         self.last_success_time = 0.0
-        for status in ("tracked", "skipped_express", "filtered_out", "failing"):
+        for outcome in ("accepted", "reread", "late", "invalid", "ignored"):
+            self.log_messages.labels(outcome)
+        for status in (
+            "tracked",
+            "skipped_express",
+            "skipped_express_not_logging",
+            "filtered_out",
+            "failing",
+        ):
             self.state_machines.labels(status).set(0)
         for outcome in ("ok", "error"):
             self.checkpoint_writes.labels(outcome)

@@ -64,12 +64,36 @@ class Malformed(SourceError):
 
 
 @dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """A state machine's `loggingConfiguration`: what it writes to CloudWatch Logs, and where."""
+
+    level: str  # ALL, ERROR, FATAL (OFF is no LoggingConfig)
+    include_data: bool
+    log_group_arns: tuple[str, ...]  # without the trailing ":*"
+
+    @staticmethod
+    def parse(value: object) -> LoggingConfig | None:
+        """From DescribeStateMachine's answer; None when the state machine does not log."""
+        if not isinstance(value, dict) or value.get("level") in (None, "OFF"):
+            return None
+        groups = []
+        for destination in value.get("destinations") or ():
+            arn = ((destination or {}).get("cloudWatchLogsLogGroup") or {}).get("logGroupArn")
+            if isinstance(arn, str) and arn.startswith("arn:") and ":log-group:" in arn:
+                groups.append(arn.removesuffix(":*"))
+        if not groups:
+            return None
+        return LoggingConfig(str(value["level"]), bool(value.get("includeExecutionData")), tuple(groups))
+
+
+@dataclass(frozen=True, slots=True)
 class StateMachine:
     arn: str
     name: str
     type: str  # STANDARD or EXPRESS
     definition: dict[str, Any] | None = None
     tracing: bool = False
+    logging: LoggingConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +111,16 @@ class ExecutionSummary:
 class HistoryPage:
     events: list[dict[str, Any]]
     next_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One CloudWatch Logs event as `FilterLogEvents` gives it."""
+
+    event_id: str
+    timestamp_ms: int
+    stream: str
+    message: str
 
 
 class StepFunctionsApi(Protocol):
@@ -113,6 +147,14 @@ class StepFunctionsApi(Protocol):
     async def history_page(
         self, arn: str, *, reverse: bool, max_results: int, next_token: str | None, include_data: bool
     ) -> HistoryPage: ...
+
+
+class CloudWatchLogsApi(Protocol):
+    """What the exporter needs from CloudWatch Logs."""
+
+    async def filter_log_events(
+        self, group_arn: str, start_ms: int, next_token: str | None = None
+    ) -> tuple[list[LogRecord], str | None]: ...
 
 
 _NOT_FOUND = {
@@ -183,17 +225,17 @@ def _classify(operation: str, exc: Exception) -> SourceError:
 
 
 @cache
-def required_members(operation: str) -> tuple[str, ...]:
+def required_members(operation: str, service: str = "stepfunctions") -> tuple[str, ...]:
     """What AWS's API model says an answer to `operation` always holds (botocore's copy of it)."""
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("stepfunctions")
+    model = botocore.session.get_session().get_service_model(service)
     shape = model.operation_model(operation).output_shape
     return tuple(shape.required_members) if shape is not None else ()
 
 
-def _check_complete(operation: str, response: dict[str, Any]) -> None:
-    missing = [member for member in required_members(operation) if member not in response]
+def _check_complete(operation: str, response: dict[str, Any], service: str = "stepfunctions") -> None:
+    missing = [member for member in required_members(operation, service) if member not in response]
     if missing:
         # botocore turns a 200 answer whose body is not JSON (cut short) into {"message": body}
         raise Malformed(operation, "IncompleteResponse", f"the answer lacks {', '.join(missing)}")
@@ -212,8 +254,11 @@ _OUTCOME = {Throttled: "throttled", Transient: "server_error", NotFound: "client
             Malformed: "invalid_response"}  # fmt: skip
 
 
-class AwsStepFunctions:
-    """StepFunctionsApi over an aiobotocore client, paced by a RateLimiter, counted in HealthMetrics."""
+class _AwsService:
+    """Calls of one AWS service over an aiobotocore client, paced by a RateLimiter, counted in
+    HealthMetrics, their errors turned into SourceErrors."""
+
+    service = ""
 
     def __init__(self, client: Any, limiter: RateLimiter, health: HealthMetrics) -> None:
         self._client = client
@@ -237,13 +282,19 @@ class AwsStepFunctions:
                 self._health.api_rate.labels(operation).set(self._limiter.rate(operation))
             raise error from exc
         try:
-            _check_complete(operation, response)
+            _check_complete(operation, response, self.service)
         except Malformed:
             self._health.api_calls.labels(operation, "invalid_response").inc()
             raise
         self._health.api_calls.labels(operation, "success").inc()
         self._health.api_succeeded(time.time())
         return response
+
+
+class AwsStepFunctions(_AwsService):
+    """StepFunctionsApi over an aiobotocore client."""
+
+    service = "stepfunctions"
 
     async def list_state_machines(
         self, next_token: str | None = None
@@ -272,7 +323,7 @@ class AwsStepFunctions:
         tracing = bool((response.get("tracingConfiguration") or {}).get("enabled"))
         return StateMachine(
             arn=response["stateMachineArn"], name=response["name"], type=response.get("type", "STANDARD"),
-            definition=definition, tracing=tracing,
+            definition=definition, tracing=tracing, logging=LoggingConfig.parse(response.get("loggingConfiguration")),
         )  # fmt: skip
 
     async def list_tags(self, arn: str) -> dict[str, str]:
@@ -336,6 +387,31 @@ class AwsStepFunctions:
         return HistoryPage(events, response.get("nextToken"))
 
 
+class AwsCloudWatchLogs(_AwsService):
+    """CloudWatchLogsApi over an aiobotocore client."""
+
+    service = "logs"
+
+    async def filter_log_events(
+        self, group_arn: str, start_ms: int, next_token: str | None = None
+    ) -> tuple[list[LogRecord], str | None]:
+        params: dict[str, Any] = {"logGroupIdentifier": group_arn, "startTime": max(0, start_ms)}
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._call("FilterLogEvents", "filter_log_events", **params)
+        with _items("FilterLogEvents"):
+            records = [
+                LogRecord(
+                    str(item["eventId"]),
+                    int(item["timestamp"]),
+                    str(item.get("logStreamName", "")),
+                    str(item["message"]),
+                )
+                for item in response.get("events") or ()
+            ]
+        return records, response.get("nextToken")
+
+
 @contextmanager
 def _items(operation: str) -> Iterator[None]:
     """A listed item without the fields the API model requires of it is a malformed answer."""
@@ -366,3 +442,23 @@ async def aws_step_functions(
     ) as client:
         client.meta.events.register("before-parse.sfn.GetExecutionHistory", _keep_body)
         yield AwsStepFunctions(client, limiter, health)
+
+
+@asynccontextmanager
+async def aws_cloudwatch_logs(
+    region: str | None, endpoint_url: str | None, limiter: RateLimiter, health: HealthMetrics,
+    *, connect_timeout: float = 5, read_timeout: float = 20,
+) -> AsyncIterator[AwsCloudWatchLogs]:  # fmt: skip
+    """An AwsCloudWatchLogs with its own aiobotocore client (AWS_ENDPOINT_URL_CLOUDWATCH_LOGS or
+    AWS_ENDPOINT_URL apply, or `endpoint_url`)."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    config = AioConfig(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=8,
+    )  # fmt: skip
+    async with get_session().create_client(
+        "logs", region_name=region, endpoint_url=endpoint_url, config=config
+    ) as client:
+        yield AwsCloudWatchLogs(client, limiter, health)

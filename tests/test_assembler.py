@@ -9,7 +9,7 @@ import pytest
 from exporter.assembler import _CLOSED_TIPS_KEPT, _TIPS_KEPT, AssemblerOptions, SpanAssembler
 from exporter.ids import span_id_for, trace_id_for
 from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord, Status
-from tests.builder import BASE_TIME_S, History
+from simulator.builder import BASE_TIME_S, History
 from tests.treecheck import assert_well_formed
 
 ARN = "arn:aws:states:eu-west-1:123456789012:execution:Orders:run-1"

@@ -89,7 +89,7 @@ def test_throughput_benchmark_moves_every_event() -> None:
     spans = int(lines[3].rsplit(" ", 1)[-1])
     from exporter.model import ExecutionIdentity
     from exporter.translate import assemble
-    from tests.sfn_simulator import bulk_template
+    from simulator.workloads import bulk_template
 
     template = bulk_template(200)
     events = [{**event, "timestamp": 0.0} for event in template.events]

@@ -19,9 +19,9 @@ from exporter.app import Hooks
 from exporter.config import Config
 from exporter.daemon import MALFORMED_POLLS
 from exporter.logs import RepeatFilter
+from simulator.stepfunctions import Simulator, SimulatorServer
 from tests.harness import fast_config, isolate_aws_env, running_exporter, until
 from tests.otlp_receiver import GrpcOtlpServer
-from tests.sfn_simulator import Simulator, SimulatorServer
 from tests.truth import span_ids, truth, workflow_counts
 from tests.workloads import burster, moto_templates, waiter, waiter_definition
 

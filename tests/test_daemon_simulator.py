@@ -14,9 +14,9 @@ from exporter.checkpoint import Cursor, CursorStore
 from exporter.config import Config
 from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
+from simulator.stepfunctions import SimExecution, Simulator, SimulatorServer
 from tests.harness import fast_config, isolate_aws_env, running_exporter, until
 from tests.otlp_receiver import GrpcOtlpServer
-from tests.sfn_simulator import SimExecution, Simulator, SimulatorServer
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
 
 

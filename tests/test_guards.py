@@ -24,7 +24,7 @@ from exporter.scheduler import PollScheduler
 from exporter.sinks import ExportFailed, SpanSink
 from exporter.source import HistoryPage, InvalidToken, Malformed
 from exporter.tail import read_new_events, read_whole_history
-from tests.builder import History
+from simulator.builder import History
 from tests.test_units import FakeClock
 
 ARN = "arn:aws:states:eu-west-1:123456789012:execution:Orders:run-1"

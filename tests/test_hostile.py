@@ -16,7 +16,7 @@ from exporter.health import HealthMetrics
 from exporter.metrics import WorkflowMetrics
 from exporter.model import ExecutionIdentity
 from exporter.otlp import to_readable_spans
-from tests.builder import History
+from simulator.builder import History
 from tests.prometheus import prometheus_binary
 
 NAMES = [

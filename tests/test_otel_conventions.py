@@ -12,7 +12,7 @@ from exporter.assembler import AssemblerOptions, SpanAssembler
 from exporter.config import load_config
 from exporter.model import ExecutionIdentity
 from exporter.otlp import make_span_exporter, resource_for, to_readable_spans
-from tests.builder import History
+from simulator.builder import History
 
 ARN = "arn:aws:states:eu-west-1:123456789012:execution:Orders:order-4711"
 IDENTITY = ExecutionIdentity.from_arn(ARN)

@@ -26,10 +26,10 @@ from exporter.metrics import WorkflowMetrics
 from exporter.otlp import to_readable_spans
 from exporter.redact import make_redactor
 from exporter.translate import json_lines
+from simulator.stepfunctions import Simulator, SimulatorServer
 from tests.corpus import recorded_histories
 from tests.harness import fast_config, isolate_aws_env, running_exporter
 from tests.otlp_receiver import GrpcOtlpServer
-from tests.sfn_simulator import Simulator, SimulatorServer
 from tests.workloads import from_events
 
 SECRET = "hunter2-7f3a"

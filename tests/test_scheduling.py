@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.freshness import EPOCH, VirtualRun
-from tests.sfn_simulator import DirectClient, SimExecution
+from simulator.stepfunctions import DirectClient, SimExecution
 from tests.workloads import waiter, waiter_definition
 
 

@@ -13,7 +13,7 @@ from exporter.health import HealthMetrics
 from exporter.ratelimit import RateLimiter
 from exporter.source import AwsStepFunctions, InvalidToken, NotFound, Throttled, Transient, aws_step_functions
 from exporter.tail import read_new_events, read_whole_history
-from tests.sfn_simulator import Simulator, SimulatorServer
+from simulator.stepfunctions import Simulator, SimulatorServer
 from tests.workloads import waiter, waiter_definition
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from exporter.ids import span_id_for, trace_id_for
-from tests.builder import History
+from simulator.builder import History
 from tests.otlp_receiver import GrpcOtlpServer, HttpOtlpServer
 
 ARN = "arn:aws:states:eu-west-1:123456789012:execution:Orders:run-1"

@@ -74,7 +74,7 @@ def test_bad_paths_are_named(path: str, message: str) -> None:
 def test_redaction_happens_before_truncation_in_the_assembler() -> None:
     from exporter.assembler import AssemblerOptions, SpanAssembler
     from exporter.model import ExecutionIdentity
-    from tests.builder import History
+    from simulator.builder import History
 
     h = History()
     h.add("ExecutionStarted", prev=0, input=json.dumps({"card": "4111111111111111", "pad": "x" * 100}))

@@ -8,7 +8,7 @@ from exporter.assembler import SpanAssembler
 from exporter.metrics import WorkflowMetrics
 from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
-from tests.sfn_simulator import SimExecution
+from simulator.stepfunctions import SimExecution
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

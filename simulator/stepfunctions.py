@@ -9,7 +9,7 @@ timestamp is the moment it appeared, which is the ground truth for lag. Every op
 token bucket with AWS's bucket and refill values, answering ThrottlingException like AWS; calls,
 bytes and throttles are counted per operation; faults can be injected.
 
-    python -m tests.sfn_simulator --port 8765 --scenario scenario.json   # as a process
+    python -m simulator --port 8765 --executions 100 --events 1000   # as a process
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.config import DEFAULT_QUOTAS
+from simulator.logs import Delivery, Logging, Logs
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -75,6 +76,7 @@ class SimMachine:
     definition: dict[str, Any]
     created: float
     tags: dict[str, str] = field(default_factory=dict)
+    logging: Logging | None = None
 
 
 @dataclass(eq=False)
@@ -96,7 +98,8 @@ class SimExecution:
         ]
 
     def appear_time(self, event_id: int) -> float:
-        return self.start + self.template.offsets[event_id - 1]
+        """The event's timestamp: when it appears, to the millisecond (as AWS gives it)."""
+        return round(self.start + self.template.offsets[event_id - 1], 3)
 
     def status(self, now: float) -> str:
         """RUNNING unless the newest visible event is terminal (a redrive makes it RUNNING again)."""
@@ -152,6 +155,13 @@ class Faults:
         return True
 
 
+def _uuid(machine: str, name: str) -> str:
+    """The UUID in an EXPRESS execution's ARN (made from its names, so runs repeat)."""
+    import uuid
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{machine}/{name}"))
+
+
 def _ts(value: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(value, dt.UTC)
 
@@ -174,13 +184,17 @@ class Simulator:
         self.faults = Faults()
         self.random = random.Random(seed)
         self.lock = threading.Lock()
+        self.logs = Logs(Delivery(), seed)
 
     # ------------------------------------------------------------------ set-up
 
     def add_machine(self, name: str, definition: dict[str, Any], type_: str = "STANDARD",
-                    tags: dict[str, str] | None = None) -> SimMachine:  # fmt: skip
+                    tags: dict[str, str] | None = None, logging: Logging | None = None) -> SimMachine:  # fmt: skip
+        """A state machine; with `logging`, its executions write to that log group."""
         arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
-        machine = SimMachine(arn, name, type_, definition, self.clock(), tags or {})
+        machine = SimMachine(arn, name, type_, definition, self.clock(), tags or {}, logging)
+        if logging is not None:
+            self.logs.group(logging.group)
         self.machines[arn] = machine
         self._by_machine[arn] = []
         return machine
@@ -188,10 +202,20 @@ class Simulator:
     def start(
         self, machine: SimMachine, template: Template, name: str, start: float | None = None
     ) -> SimExecution:
-        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine.name}:{name}"
+        if machine.type == "EXPRESS":
+            arn = (
+                f"arn:aws:states:{REGION}:{ACCOUNT}:express:{machine.name}:{name}:{_uuid(machine.name, name)}"
+            )
+        else:
+            arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine.name}:{name}"
         execution = SimExecution(arn, machine, name, self.clock() if start is None else start, template)
         self.executions[arn] = execution
         self._by_machine[machine.arn].append(execution)
+        if machine.logging is not None:
+            with self.lock:
+                self.logs.write(machine.logging, arn, [
+                    (event, execution.appear_time(i + 1)) for i, event in enumerate(template.events)
+                ])  # fmt: skip
         return execution
 
     def delete_execution(self, arn: str) -> None:
@@ -233,6 +257,10 @@ class Simulator:
             execution = None
         if execution is None or execution.deleted:
             raise SimError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
+        if execution.machine.type == "EXPRESS":  # their only record is in CloudWatch Logs
+            raise SimError(
+                "InvalidArn", f"Invalid Arn: 'Resource type not valid in this context: express' ('{arn}')"
+            )
         return execution
 
     def _machine(self, params: dict[str, Any], key: str = "stateMachineArn") -> SimMachine:
@@ -258,7 +286,8 @@ class Simulator:
         m = self._machine(params)
         return {"stateMachineArn": m.arn, "name": m.name, "status": "ACTIVE", "type": m.type,
                 "definition": json.dumps(m.definition), "roleArn": f"arn:aws:iam::{ACCOUNT}:role/sim",
-                "creationDate": m.created, "tracingConfiguration": {"enabled": False}}  # fmt: skip
+                "creationDate": m.created, "tracingConfiguration": {"enabled": False},
+                "loggingConfiguration": m.logging.describe(REGION, ACCOUNT) if m.logging else {"level": "OFF"}}  # fmt: skip
 
     def _ListTagsForResource(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         m = self._machine(params, "resourceArn")
@@ -276,6 +305,11 @@ class Simulator:
 
     def _ListExecutions(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         machine = self._machine(params)
+        if machine.type == "EXPRESS":
+            raise SimError(
+                "StateMachineTypeNotSupported",
+                "This operation is not supported by this type of state machine",
+            )
         size = int(params.get("maxResults") or 100)
         if not 1 <= size <= 1000:
             raise SimError("ValidationException", "maxResults must be between 1 and 1000")
@@ -346,6 +380,9 @@ class Simulator:
             body += f',"nextToken":"{token}"'
         return body + "}"
 
+    def _FilterLogEvents(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        return self.logs.filter_log_events(params, now)
+
     # ------------------------------------------------------------------ ground truth
 
     def next_appearance(self, arn: str, after_id: int) -> float | None:
@@ -401,6 +438,13 @@ class DirectClient:
 
     async def get_execution_history(self, **params: Any) -> dict[str, Any]:
         return self._call("GetExecutionHistory", params)
+
+
+class DirectLogsClient(DirectClient):
+    """The simulator's CloudWatch Logs in-process, shaped like an aiobotocore logs client."""
+
+    async def filter_log_events(self, **params: Any) -> dict[str, Any]:
+        return self._call("FilterLogEvents", params)
 
 
 class SimulatorServer:
@@ -490,56 +534,3 @@ class SimulatorServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def bulk_template(events: int, spacing_s: float = 0.0) -> Template:
-    """A history of `events` events (Lambda tasks back to back), one every `spacing_s` (0: all
-    there at once)."""
-    from tests.builder import History
-
-    lambda_: dict[str, Any] = {"resource": "invoke", "resourceType": "lambda"}
-    h = History()
-    h.add("ExecutionStarted", prev=0, input='{"order": 1}')
-    while len(h.events) < events - 1:
-        h.add("TaskStateEntered", name="Work", input='{"n": 1}')
-        h.add("TaskScheduled", parameters='{"FunctionName": "work", "Payload": {"n": 1}}', **lambda_)
-        h.add("TaskStarted", **lambda_)
-        h.add("TaskSucceeded", output='{"StatusCode": 200, "Payload": {"ok": true}}', **lambda_)
-        h.add("TaskStateExited", name="Work", output='{"ok": true}')
-    del h.events[events - 1 :]
-    h.add("ExecutionSucceeded", output="{}")
-    offsets = [i * spacing_s for i in range(events)]
-    return Template("bulk", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
-
-
-def main() -> None:
-    """Serve a bulk scenario until standard input closes: `--executions` finished executions of
-    `--events` events each, spread over `--machines` state machines."""
-    import argparse
-    import os
-    import sys
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--executions", type=int, default=100)
-    parser.add_argument("--events", type=int, default=1000)
-    parser.add_argument("--machines", type=int, default=4)
-    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
-    args = parser.parse_args()
-    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
-    sim = Simulator(quotas={op: (1e9, 1e9) for op in DEFAULT_QUOTAS})
-    template = bulk_template(args.events)
-    start = time.time() - 60
-    for m in range(args.machines):
-        machine = sim.add_machine(f"bulk-{m}", {"StartAt": "Work", "States": {}})
-        for n in range(args.executions // args.machines):
-            sim.start(machine, template, f"e-{n:05d}", start=start)
-    server = SimulatorServer(sim, args.port).start()
-    print(f"ready {server.port}", flush=True)
-    sys.stdin.read()
-    server.stop()
-
-
-if __name__ == "__main__":
-    main()

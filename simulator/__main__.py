@@ -1,0 +1,43 @@
+"""`python -m simulator`: a bulk scenario over HTTP, for benchmarks that run the exporter as a
+process of its own."""
+
+from __future__ import annotations
+
+import time
+
+from exporter.config import DEFAULT_QUOTAS
+from simulator.stepfunctions import Simulator, SimulatorServer
+from simulator.workloads import bulk_template
+
+
+def main() -> None:
+    """Serve a bulk scenario until standard input closes: `--executions` finished executions of
+    `--events` events each, spread over `--machines` state machines."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--executions", type=int, default=100)
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--machines", type=int, default=4)
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    args = parser.parse_args()
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    sim = Simulator(quotas={op: (1e9, 1e9) for op in DEFAULT_QUOTAS})
+    template = bulk_template(args.events)
+    start = time.time() - 60
+    for m in range(args.machines):
+        machine = sim.add_machine(f"bulk-{m}", {"StartAt": "Work", "States": {}})
+        for n in range(args.executions // args.machines):
+            sim.start(machine, template, f"e-{n:05d}", start=start)
+    server = SimulatorServer(sim, args.port).start()
+    print(f"ready {server.port}", flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

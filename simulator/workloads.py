@@ -1,0 +1,125 @@
+"""Execution templates for the simulator that need no recording: workflows that sit in long
+Wait and Task states, burst into Map fan-outs, are redriven, or are bulk for throughput runs."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from simulator.builder import History
+from simulator.stepfunctions import Template
+
+LAMBDA: dict[str, Any] = {"resource": "invoke", "resourceType": "lambda"}
+
+
+def from_events(name: str, events: list[dict[str, Any]], offsets: list[float]) -> Template:
+    clean = [{k: v for k, v in event.items() if k != "timestamp"} for event in events]
+    return Template(name, offsets, clean)
+
+
+def waiter_definition(wait_s: int) -> dict[str, Any]:
+    return {
+        "StartAt": "Fetch",
+        "States": {
+            "Fetch": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Sleep"},
+            "Sleep": {"Type": "Wait", "Seconds": wait_s, "Next": "Check"},
+            "Check": {"Type": "Choice", "Choices": [], "Default": "Fetch"},
+        },
+    }
+
+
+def waiter(rng: random.Random, loops: int, wait_s: int, task_s: tuple[float, float]) -> Template:
+    """Fetch (a Lambda task), Sleep (a fixed Wait), Check; `loops` times; then success."""
+    h = History()
+    offsets: list[float] = []
+    now = 0.0
+
+    def add(event_type: str, gap: float = 0.01, **details: Any) -> None:
+        nonlocal now
+        now += gap
+        h.add(event_type, **details)
+        offsets.append(now)
+
+    h.add("ExecutionStarted", prev=0, input="{}")
+    offsets.append(0.0)
+    for _ in range(loops):
+        add("TaskStateEntered", name="Fetch")
+        add("TaskScheduled", **LAMBDA)
+        add("TaskStarted", **LAMBDA)
+        add("TaskSucceeded", gap=rng.uniform(*task_s), output="{}", **LAMBDA)
+        add("TaskStateExited", name="Fetch")
+        add("WaitStateEntered", name="Sleep")
+        add("WaitStateExited", gap=wait_s, name="Sleep")
+        add("ChoiceStateEntered", name="Check")
+        add("ChoiceStateExited", name="Check")
+    add("ExecutionSucceeded", output="{}")
+    return Template("waiter", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+
+
+def burster(rng: random.Random, bursts: int, width: int, quiet_s: tuple[float, float]) -> Template:
+    """A Map of `width` quick iterations, then a long Task; `bursts` times; then success."""
+    h = History()
+    offsets: list[float] = [0.0]
+    now = 0.0
+    h.add("ExecutionStarted", prev=0, input="{}")
+
+    def add(event_type: str, gap: float = 0.01, prev: int | None = None, **details: Any) -> int:
+        nonlocal now
+        now += gap
+        offsets.append(now)
+        return h.add(event_type, prev=prev, **details)
+
+    for _ in range(bursts):
+        add("MapStateEntered", name="Fan")
+        started = add("MapStateStarted", length=width)
+        last = started
+        for index in range(width):
+            iteration = add("MapIterationStarted", prev=last, name="Fan", index=index)
+            add("PassStateEntered", prev=iteration, name="Item")
+            exited = add("PassStateExited", name="Item")
+            last = add("MapIterationSucceeded", prev=exited, name="Fan", index=index)
+        add("MapStateSucceeded", prev=last)
+        add("MapStateExited", prev=last, name="Fan")
+        add("TaskStateEntered", name="Digest")
+        add("TaskScheduled", **LAMBDA)
+        add("TaskStarted", **LAMBDA)
+        add("TaskSucceeded", gap=rng.uniform(*quiet_s), **LAMBDA)
+        add("TaskStateExited", name="Digest")
+    add("ExecutionSucceeded")
+    return Template("burster", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+
+
+def redriven(fail_at_s: float = 1.0, redrive_after_s: float = 2.0) -> Template:
+    """Fails, is redriven, and succeeds: the history grows after a terminal event."""
+    h = History()
+    offsets = [0.0]
+    h.add("ExecutionStarted", prev=0, input="{}")
+    steps: list[tuple[str, float, dict[str, Any]]] = [
+        ("TaskStateEntered", 0.1, {"name": "Charge"}), ("TaskScheduled", 0.01, LAMBDA),
+        ("TaskFailed", fail_at_s, {"error": "Boom", **LAMBDA}), ("ExecutionFailed", 0.01, {"error": "Boom"}),
+        ("ExecutionRedriven", redrive_after_s, {"redriveCount": 1}), ("TaskStateEntered", 0.1, {"name": "Charge"}),
+        ("TaskScheduled", 0.01, LAMBDA), ("TaskSucceeded", 0.5, LAMBDA), ("TaskStateExited", 0.01, {"name": "Charge"}),
+        ("ExecutionSucceeded", 0.01, {}),
+    ]  # fmt: skip
+    for event_type, gap, details in steps:
+        offsets.append(offsets[-1] + gap)
+        h.add(event_type, **details)
+    return Template("redriven", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+
+
+def bulk_template(events: int, spacing_s: float = 0.0) -> Template:
+    """A history of `events` events (Lambda tasks back to back), one every `spacing_s` (0: all
+    there at once)."""
+    lambda_: dict[str, Any] = {"resource": "invoke", "resourceType": "lambda"}
+    h = History()
+    h.add("ExecutionStarted", prev=0, input='{"order": 1}')
+    while len(h.events) < events - 1:
+        h.add("TaskStateEntered", name="Work", input='{"n": 1}')
+        h.add("TaskScheduled", parameters='{"FunctionName": "work", "Payload": {"n": 1}}', **lambda_)
+        h.add("TaskStarted", **lambda_)
+        h.add("TaskSucceeded", output='{"StatusCode": 200, "Payload": {"ok": true}}', **lambda_)
+        h.add("TaskStateExited", name="Work", output='{"ok": true}')
+    del h.events[events - 1 :]
+    h.add("ExecutionSucceeded", output="{}")
+    offsets = [i * spacing_s for i in range(events)]
+    return Template("bulk", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
