@@ -42,9 +42,9 @@ from exporter.health import HealthMetrics
 from exporter.metrics import WorkflowMetrics
 from exporter.ratelimit import RateLimiter
 from exporter.scheduler import PollScheduler
-from exporter.source import AwsStepFunctions
+from exporter.source import AwsCloudWatchLogs, AwsStepFunctions
 from simulator.builder import History
-from simulator.stepfunctions import DirectClient, Simulator, Template
+from simulator.stepfunctions import DirectClient, DirectLogsClient, Simulator, Template
 from tests.workloads import LAMBDA, waiter_definition
 
 EPOCH = 1_700_000_000.0
@@ -258,7 +258,7 @@ class VirtualRun:
         self.config = Config.model_validate(
             {"checkpoint": {"path": ":memory:"}, "discovery": {"lookback_seconds": 0}, **(settings or {})}
         )
-        quotas = {op: self.config.api.quota(op) for op in DEFAULT_QUOTAS}
+        quotas = {op: self.config.quota(op) for op in DEFAULT_QUOTAS}
         self.limiter = RateLimiter(
             {op: (q.bucket, q.refill_per_second) for op, q in quotas.items()}, clock=self.loop.time
         )
@@ -272,9 +272,11 @@ class VirtualRun:
         on_events: Callable[[Tracked, list[int]], None] | None = None, client: Any = None,
         *, sink: Any = None, store: CursorStore | None = None, registry: CollectorRegistry | None = None,
         on_spans: Callable[[Tracked, list[Any]], None] | None = None, close: bool = True,
+        logs_client: Any = None,
     ) -> Exporter:  # fmt: skip
         """Runs the exporter for `seconds` of virtual time. Tests may give their own sink, store
-        and registry; `close=False` leaves the loop open for another run (a restart)."""
+        and registry; `close=False` leaves the loop open for another run (a restart). The
+        simulator's CloudWatch Logs are read too (through `logs_client` when given)."""
         registry = registry if registry is not None else CollectorRegistry()
         health = HealthMetrics(registry)
         api = AwsStepFunctions(client or DirectClient(self.sim), self.limiter, health)
@@ -282,6 +284,7 @@ class VirtualRun:
             self.config, api, store or SyncStore(":memory:"), sink or NullSink(), WorkflowMetrics(registry), health,  # type: ignore[arg-type]
             clock=self.loop.time, wall=self.wall, on_events=on_events, on_spans=on_spans, scheduler=scheduler,
             budget=lambda: self.limiter.rate("GetExecutionHistory"),
+            logs_api=AwsCloudWatchLogs(logs_client or DirectLogsClient(self.sim), self.limiter, health),
         )  # fmt: skip
         if isinstance(scheduler, OracleScheduler):
             scheduler.exporter = exporter

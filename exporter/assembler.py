@@ -105,9 +105,9 @@ class AssemblerOptions:
     # (an `exception` event and sfn.outcome=caught say what happened). True: OK on success and
     # ERROR on a caught failure, as before.
     legacy_status: bool = False
-    # The record holds only some events on purpose (a log group at level ERROR or FATAL): holes
-    # in the ids and a missing ExecutionStarted are no anomaly, and an execution whose start is
-    # not in the record has no duration.
+    # The record holds only some events on purpose (a log group at level ERROR or FATAL): what
+    # it leaves out (holes in the ids, a missing ExecutionStarted, a task failure without its
+    # state) is no anomaly, and an execution whose start is not in the record has no duration.
     partial: bool = False
 
 
@@ -310,14 +310,18 @@ class SpanAssembler:
         """The record stops here for good (an EXPRESS execution whose end never reached its log):
         close whatever is open at `end_ns` with outcome `incomplete` (status UNSET: how it ended
         is not known), each span with an `sfn.anomaly` event, the anomaly counted once and the
-        execution counted as finished with status UNKNOWN. Nothing open: nothing happens."""
+        execution counted as finished with status UNKNOWN; for a partial record (see
+        `AssemblerOptions.partial`) without the anomaly. Nothing open: nothing happens."""
         run = self._run
         if run is None or run.closed:
             return Assembled()
-        self._observe("sfn_history_anomalies_total", self.identity.state_machine_name, anomaly)
-        mark = SpanEvent("sfn.anomaly", end_ns, {"sfn.anomaly": anomaly, "sfn.event.id": self.last_event_id})
-        for span in self._open.values():
-            span.events += (mark,)
+        if not self.options.partial:  # a partial record's end is often not in it (a success)
+            self._observe("sfn_history_anomalies_total", self.identity.state_machine_name, anomaly)
+            mark = SpanEvent(
+                "sfn.anomaly", end_ns, {"sfn.anomaly": anomaly, "sfn.event.id": self.last_event_id}
+            )
+            for span in self._open.values():
+                span.events += (mark,)
         self._close(run, max(end_ns, run.last_ns), "incomplete")
         out, self._out = self._out, Assembled()
         return out
@@ -330,7 +334,7 @@ class SpanAssembler:
 
     def _apply(self, event: HistoryEvent) -> None:
         last = self.last_event_id
-        if event.id > last + 1 and last and not self.options.partial:
+        if event.id > last + 1 and last:
             self._anomaly(event, "missing_event_ids", f"ids {last + 1}..{event.id - 1}")
         self.last_event_id = event.id
         if event.previous_id >= event.id:
@@ -410,6 +414,8 @@ class SpanAssembler:
         self._owner_limit = len(self._owner) + _CLOSED_TIPS_KEPT
 
     def _anomaly(self, event: HistoryEvent, what: str, detail: str = "") -> None:
+        if self.options.partial:  # what a partial record leaves out is no anomaly
+            return
         self._observe("sfn_history_anomalies_total", self.identity.state_machine_name, what)
         target = self._anchor(event)
         if target is not None:  # after the end nothing is open: the counter alone records it
@@ -544,7 +550,7 @@ class SpanAssembler:
         self._root = self._run = self._last_active = root
         self._observe("sfn_executions_started_total", ident.state_machine_name)
         self._start_known = not synthesized
-        if synthesized and not self.options.partial:
+        if synthesized:
             self._anomaly(event, "missing_execution_started")
         return root
 

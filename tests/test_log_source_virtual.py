@@ -1,0 +1,185 @@
+"""The log source on a virtual clock against the in-process simulator: EXPRESS executions read
+from CloudWatch Logs that deliver late, out of order, lose messages and carry messages that are
+not Step Functions', and a restart in the middle; in seconds, not minutes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from bench.freshness import EPOCH, SyncStore, VirtualRun
+from simulator.logs import Delivery, Logging, logged
+from simulator.stepfunctions import SimExecution, Simulator
+from tests.test_daemon_virtual import Collector
+from tests.truth import Samples, span_ids, truth, workflow_counts
+from tests.workloads import moto_templates, waiter, waiter_definition
+
+GROUP = "/aws/vendedlogs/states/orders"
+
+
+def settings(**logs: Any) -> dict[str, Any]:
+    return {"discovery": {"executions_interval_seconds": 1, "state_machines_interval_seconds": 5,
+                          "lookback_seconds": 3600},
+            "logs": {"interval_seconds": 1, "overlap_seconds": 4, "reorder_window_seconds": 5, **logs},
+            "api": {"quotas": {"FilterLogEvents": {"bucket": 50, "refill_per_second": 50}}}}  # fmt: skip
+
+
+def express(sim: Simulator, count: int = 10, level: str = "ALL") -> list[SimExecution]:
+    """EXPRESS Wait loops and the moto recordings, logged to one group."""
+    rng = random.Random(3)
+    orders = sim.add_machine("orders", waiter_definition(2), "EXPRESS", logging=Logging(GROUP, level))
+    recorded = sim.add_machine(
+        "recorded", {"StartAt": "X", "States": {}}, "EXPRESS", logging=Logging(GROUP, level)
+    )
+    executions = [
+        sim.start(orders, waiter(rng, loops=2, wait_s=2, task_s=(0.5, 2.0)), f"o-{n}", start=EPOCH + 2 + n)
+        for n in range(count)
+    ]  # fmt: skip
+    executions += [
+        sim.start(recorded, t, t.name, start=EPOCH + 3 + i) for i, t in enumerate(moto_templates())
+    ]
+    return executions
+
+
+def test_express_executions_come_whole_and_once_through_late_reordered_messages() -> None:
+    virtual = VirtualRun(settings())
+    virtual.sim.logs.delivery = Delivery(delay_s=(0.1, 3.0), streams=4)
+    executions = express(virtual.sim)
+    sink, registry = Collector(), CollectorRegistry()
+    exporter = virtual.run(120, sink=sink, registry=registry)
+    exported = [span.context.span_id for span in sink.spans]
+    assert len(exported) == len(set(exported)) and set(exported) == span_ids(executions)
+    assert workflow_counts(registry) == truth(executions)
+    assert not exporter.tracked
+    value = registry.get_sample_value
+    assert value("sfn_exporter_log_messages_total", {"outcome": "accepted"}) == sum(
+        len(e.history()) for e in executions
+    )
+    assert value("sfn_exporter_log_messages_total", {"outcome": "reread"}) > 0  # the overlap read them again
+    assert value("sfn_exporter_events_processed_total") == sum(len(e.history()) for e in executions)
+    assert value("sfn_exporter_log_groups") == 1
+    assert virtual.sim.calls["GetExecutionHistory"] == virtual.sim.calls["ListExecutions"] == 0
+    for execution in executions:  # each one's cursor is at its end
+        cursor = exporter.store.get(execution.arn)
+        assert cursor is not None and cursor.finished and cursor.event_id == len(execution.history())
+
+
+def test_an_express_execution_whose_end_is_lost_is_closed_as_incomplete(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    virtual = VirtualRun(settings(express_max_seconds=40))
+    sim = virtual.sim
+    sim.logs.delivery = Delivery(delay_s=(0.1, 0.5), streams=2)
+    executions = express(sim, count=3)
+    cut = executions[0]
+    last = len(cut.history())
+    group = sim.logs.groups[GROUP]
+    group.events = [e for e in group.events if not (cut.arn in e.message and f'"id":"{last}"' in e.message)]
+    sink, registry = Collector(), CollectorRegistry()
+    caplog.set_level(logging.WARNING)
+    exporter = virtual.run(150, sink=sink, registry=registry)
+    assert not exporter.tracked
+    value = registry.get_sample_value
+    assert value("sfn_history_anomalies_total", {"state_machine": "orders", "anomaly": "incomplete_log"}) == 1
+    assert value("sfn_executions_finished_total", {"state_machine": "orders", "status": "UNKNOWN"}) == 1
+    assert value("sfn_executions_finished_total", {"state_machine": "orders", "status": "SUCCEEDED"}) == 2
+    root = next(s for s in sink.spans if s.context.span_id in span_ids([cut]) and s.parent is None)
+    assert root.attributes["sfn.outcome"] == "incomplete"
+    assert root.status.status_code.name == "UNSET"
+    assert [e.attributes["sfn.anomaly"] for e in root.events] == ["incomplete_log"]
+    # it ended where its log ended: at the last event read, not when it was given up on
+    assert root.end_time == round(cut.appear_time(last - 1) * 1e6) * 1000
+    assert "no end of this EXPRESS execution in its log after 40s; closed as incomplete" in caplog.text
+    # the others are whole
+    others = executions[1:]
+    assert {s.context.span_id for s in sink.spans} >= span_ids(others)
+
+
+def test_messages_that_are_not_step_functions_ones_are_counted_named_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    virtual = VirtualRun(settings())
+    sim = virtual.sim
+    executions = express(sim, count=4)
+    foreign = (
+        "arn:aws:states:us-east-1:123456789012:express:not-watched:x:00000000-0000-0000-0000-000000000000"
+    )
+    message = {"id": "1", "previous_event_id": "0", "event_timestamp": str(int((EPOCH + 5) * 1000)),
+               "type": "ExecutionStarted", "details": {}, "execution_arn": foreign, "redrive_count": "0"}  # fmt: skip
+    broken = {**message, "execution_arn": executions[0].arn, "id": "x7"}
+    for when, text in [(EPOCH + 4, "START RequestId: 1 Version: $LATEST"), (EPOCH + 5, "[1, 2]"),
+                       (EPOCH + 6, json.dumps(message)), (EPOCH + 7, json.dumps({"type": "TaskStarted"})),
+                       (EPOCH + 8, json.dumps(broken))]:  # fmt: skip
+        sim.logs.put(GROUP, when, text)
+    sink, registry = Collector(), CollectorRegistry()
+    caplog.set_level(logging.WARNING)
+    exporter = virtual.run(90, sink=sink, registry=registry)
+    value = registry.get_sample_value
+    assert value("sfn_exporter_log_messages_total", {"outcome": "invalid"}) == 4
+    assert value("sfn_exporter_log_messages_total", {"outcome": "ignored"}) == 1
+    assert "not JSON: 'START RequestId: 1 Version: $LATEST'" in caplog.text
+    assert "expected a JSON object, got list" in caplog.text
+    assert "missing id, previous_event_id, event_timestamp, execution_arn" in caplog.text
+    assert "id: expected a number as text, got 'x7'" in caplog.text
+    assert {s.context.span_id for s in sink.spans} == span_ids(executions)  # the others go on
+    assert workflow_counts(registry) == truth(executions)
+    assert not exporter.tracked
+
+
+def test_a_restart_mid_execution_resumes_from_the_checkpoint_and_counts_each_event_once() -> None:
+    # An overlap far shorter than an execution: only the read position kept in the checkpoint
+    # (held back to the oldest open execution's first event) brings back what a restart needs.
+    virtual = VirtualRun(settings(overlap_seconds=0.5))
+    virtual.sim.logs.delivery = Delivery(delay_s=(0.05, 0.3), streams=3)
+    executions = express(virtual.sim)
+    store = SyncStore(":memory:")
+    first_registry, second_registry = CollectorRegistry(), CollectorRegistry()
+    first = virtual.run(9, sink=Collector(), store=store, registry=first_registry, close=False)
+    half_done = [arn for arn in first.tracked if (c := store.get(arn)) is not None and not c.finished]
+    assert half_done  # stopped while some were half exported
+    sink = Collector()
+    second = virtual.run(150, sink=sink, store=store, registry=second_registry)
+    combined: Samples = {}
+    for registry in (first_registry, second_registry):
+        for key, value in workflow_counts(registry).items():
+            combined[key] = combined.get(key, 0) + value
+    assert combined == truth(executions)  # each event counted by one of the two processes
+    assert not second.tracked
+    resumed = {span.context.span_id for span in sink.spans}
+    assert resumed and resumed <= span_ids(executions)
+    assert second_registry.get_sample_value("sfn_exporter_log_messages_total", {"outcome": "late"}) > 0
+
+
+def test_an_express_state_machine_logging_errors_only_counts_what_it_logs() -> None:
+    """At level ERROR only failures are logged: an execution that logged nothing is not seen; one
+    that failed counts with its status; one that caught a failure and succeeded is closed after
+    the maximum duration with status UNKNOWN (its success is not logged). The holes the level
+    leaves are no anomaly, and no duration is observed where the start is not logged."""
+    virtual = VirtualRun(settings(reorder_window_seconds=30, express_max_seconds=60))
+    executions = express(virtual.sim, count=3, level="ERROR")
+    sink, registry = Collector(), CollectorRegistry()
+    exporter = virtual.run(150, sink=sink, registry=registry)
+    assert not exporter.tracked
+    seen = [e for e in executions if any(logged("ERROR", event["type"]) for event in e.history())]
+    assert seen and len(seen) < len(executions)
+    value = registry.get_sample_value
+    statuses = {"ExecutionFailed": "FAILED", "ExecutionTimedOut": "TIMED_OUT", "ExecutionAborted": "ABORTED"}
+    for machine in ("orders", "recorded"):
+        mine = [e for e in seen if e.machine.name == machine]
+        assert (value("sfn_executions_started_total", {"state_machine": machine}) or 0) == len(mine)
+        for status in ("FAILED", "TIMED_OUT", "ABORTED", "UNKNOWN"):
+            wanted = sum(1 for e in mine if statuses.get(e.history()[-1]["type"], "UNKNOWN") == status)
+            assert (
+                value("sfn_executions_finished_total", {"state_machine": machine, "status": status}) or 0
+            ) == wanted
+    counted = {
+        f.name: sum(x.value for x in f.samples if x.name.endswith(("_total", "_count")))
+        for f in registry.collect()
+    }
+    assert counted["sfn_history_anomalies"] == 0
+    assert counted["sfn_execution_duration_seconds"] == 0
