@@ -77,6 +77,7 @@ class SimMachine:
     created: float
     tags: dict[str, str] = field(default_factory=dict)
     logging: Logging | None = None
+    tracing: bool = False  # X-Ray on: its executions answer DescribeExecution with a traceHeader
 
 
 @dataclass(eq=False)
@@ -153,6 +154,15 @@ class Faults:
             return False
         self.cut_short[operation] -= 1
         return True
+
+
+def trace_header(execution_arn: str) -> str:
+    """The X-Ray trace header of an execution of a state machine with tracing on (made from its
+    ARN, so runs repeat)."""
+    import hashlib
+
+    digest = hashlib.sha256(execution_arn.encode()).hexdigest()
+    return f"Root=1-{digest[:8]}-{digest[8:32]};Parent={digest[32:48]};Sampled=1"
 
 
 def _uuid(machine: str, name: str) -> str:
@@ -286,7 +296,7 @@ class Simulator:
         m = self._machine(params)
         return {"stateMachineArn": m.arn, "name": m.name, "status": "ACTIVE", "type": m.type,
                 "definition": json.dumps(m.definition), "roleArn": f"arn:aws:iam::{ACCOUNT}:role/sim",
-                "creationDate": m.created, "tracingConfiguration": {"enabled": False},
+                "creationDate": m.created, "tracingConfiguration": {"enabled": m.tracing},
                 "loggingConfiguration": m.logging.describe(REGION, ACCOUNT) if m.logging else {"level": "OFF"}}  # fmt: skip
 
     def _ListTagsForResource(self, params: dict[str, Any], now: float) -> dict[str, Any]:
@@ -334,7 +344,10 @@ class Simulator:
         e = self._execution(params)
         if e.start > now:
             raise SimError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{e.arn}'")
-        return self._summary(e, now)
+        summary = self._summary(e, now)
+        if e.machine.tracing:
+            summary["traceHeader"] = trace_header(e.arn)
+        return summary
 
     def _GetExecutionHistory(self, params: dict[str, Any], now: float) -> str:
         e = self._execution(params)

@@ -529,3 +529,49 @@ async def test_closing_a_sink_whose_backend_hangs_gives_up_after_the_timeout(
     release.set()
     assert "spans still queued after 0s of shutdown were not sent" in caplog.text
     waiting.cancel()
+
+
+async def test_closing_a_sink_whose_exporter_will_not_shut_down_gives_up_after_the_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+    seen: dict[str, object] = {}
+
+    class Stuck(Answering):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            seen["export thread"] = threading.current_thread().name
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            thread = threading.current_thread()
+            seen["shutdown thread"], seen["daemon"] = thread.name, thread.daemon
+            release.wait(5)
+
+    sink = SpanSink(Stuck(), HealthMetrics(CollectorRegistry()), max_spans=10, linger_s=0)
+    sink.start()
+    await sink.export(readable(1))
+    caplog.set_level(logging.WARNING)
+    started = time.monotonic()
+    await sink.close(1)
+    assert time.monotonic() - started < 3  # not the 5 s the exporter's shutdown hangs for
+    release.set()
+    assert "the OTLP exporter did not shut down within 1s; exiting without it" in caplog.text
+    # exports run in the sink's one worker thread; the shutdown in a daemon thread of its own,
+    # so that a hung one cannot hold the process's exit
+    assert str(seen["export thread"]).startswith("otlp-export")
+    assert seen["shutdown thread"] == "otlp-shutdown" and seen["daemon"] is True
+
+
+async def test_a_sink_whose_exporter_shuts_down_at_once_says_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = Sizes()
+    sink = SpanSink(exporter, HealthMetrics(CollectorRegistry()), max_spans=10, linger_s=0)
+    sink.start()
+    await sink.export(readable(2))
+    caplog.set_level(logging.WARNING)
+    await sink.close(5)
+    assert exporter.shut and caplog.text == ""
