@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client import CollectorRegistry
 
-from exporter.health import HealthMetrics
-from exporter.ratelimit import RateLimiter
-from exporter.source import aws_step_functions
-from exporter.tail import first_page_size, read_new_events, read_whole_history
+from exporter.aws.ratelimit import RateLimiter
+from exporter.aws.source import aws_step_functions
+from exporter.aws.tail import first_page_size, read_new_events, read_whole_history
+from exporter.emit.health import HealthMetrics
 from simulator.stepfunctions import Simulator, SimulatorServer
 from simulator.workloads import bulk_template
 

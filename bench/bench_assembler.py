@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.assembler import SpanAssembler
+from exporter.history.assembler import SpanAssembler
 from exporter.model import ExecutionIdentity
 from simulator.builder import History
 from tests.corpus import recorded_histories

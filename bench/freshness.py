@@ -35,14 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prometheus_client import CollectorRegistry
 
 from bench.virtual_time import VirtualTimeLoop
+from exporter.aws.ratelimit import RateLimiter
+from exporter.aws.source import AwsCloudWatchLogs, AwsStepFunctions
 from exporter.checkpoint import CursorStore
 from exporter.config import DEFAULT_QUOTAS, Config
 from exporter.daemon import Exporter, Tracked
-from exporter.health import HealthMetrics
-from exporter.metrics import WorkflowMetrics
-from exporter.ratelimit import RateLimiter
-from exporter.scheduler import PollScheduler
-from exporter.source import AwsCloudWatchLogs, AwsStepFunctions
+from exporter.emit.health import HealthMetrics
+from exporter.emit.metrics import WorkflowMetrics
+from exporter.schedule.scheduler import PollScheduler
 from simulator.builder import History
 from simulator.stepfunctions import DirectClient, DirectLogsClient, Simulator, Template
 from tests.workloads import LAMBDA, waiter_definition

@@ -24,12 +24,12 @@ from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, NullSink, SyncStore
 from bench.virtual_time import VirtualTimeLoop
+from exporter.aws.ratelimit import RateLimiter
+from exporter.aws.source import AwsStepFunctions
 from exporter.config import DEFAULT_QUOTAS, Config
 from exporter.daemon import Exporter
-from exporter.health import HealthMetrics
-from exporter.metrics import WorkflowMetrics
-from exporter.ratelimit import RateLimiter
-from exporter.source import AwsStepFunctions
+from exporter.emit.health import HealthMetrics
+from exporter.emit.metrics import WorkflowMetrics
 from simulator.builder import History
 from simulator.stepfunctions import DirectClient, Simulator, Template
 from tests.workloads import LAMBDA, waiter_definition

@@ -12,19 +12,19 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from exporter.aws.ratelimit import RateLimiter
+from exporter.aws.source import StepFunctionsApi, aws_cloudwatch_logs, aws_step_functions
 from exporter.checkpoint import CursorStore
 from exporter.config import DEFAULT_QUOTAS, Config, ConfigError
 from exporter.daemon import Exporter, Tracked
-from exporter.health import HealthMetrics
-from exporter.metrics import WorkflowMetrics
+from exporter.emit.health import HealthMetrics
+from exporter.emit.metrics import WorkflowMetrics
+from exporter.emit.otlp import make_span_exporter
+from exporter.emit.sinks import SpanSink
+from exporter.emit.web import make_app, serve
+from exporter.emit.webconfig import WebConfigError, WebGuard, load_web_config
 from exporter.model import SpanRecord
-from exporter.otlp import make_span_exporter
 from exporter.preflight import effective_region
-from exporter.ratelimit import RateLimiter
-from exporter.sinks import SpanSink
-from exporter.source import StepFunctionsApi, aws_cloudwatch_logs, aws_step_functions
-from exporter.web import make_app, serve
-from exporter.webconfig import WebConfigError, WebGuard, load_web_config
 
 log = logging.getLogger(__name__)
 

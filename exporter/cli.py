@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from exporter import __version__
-from exporter.assembler import AssemblerOptions
 from exporter.config import Config, ConfigError, load_config, parse_value
+from exporter.history.assembler import AssemblerOptions
+from exporter.history.redact import make_redactor
 from exporter.model import ExecutionIdentity, HistoryError, SpanRecord
-from exporter.redact import make_redactor
 from exporter.translate import PLACEHOLDER_ARN, assemble, json_lines, load_executions, render_tree
 
 EXIT_BAD_INPUT = 2
@@ -92,7 +92,7 @@ def _chosen(
 def _send(traces: list[tuple[ExecutionIdentity, list[SpanRecord]]], args: argparse.Namespace) -> int:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from exporter.otlp import make_span_exporter, to_readable_spans
+    from exporter.emit.otlp import make_span_exporter, to_readable_spans
 
     exporter = make_span_exporter(args.otlp_endpoint, args.otlp_protocol, timeout_s=10)
     sent, result = 0, SpanExportResult.SUCCESS
@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from exporter.demo import run_demo
+    from exporter.demo.command import run_demo
 
     try:
         config = _load(args)

@@ -252,7 +252,7 @@ class DataSettings(_Section):
     @field_validator("redact_paths")
     @classmethod
     def _paths_parse(cls, values: list[str]) -> list[str]:
-        from exporter.redact import parse_path
+        from exporter.history.redact import parse_path
 
         for index, value in enumerate(values):
             try:

@@ -12,20 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.assembler import Assembled, AssemblerOptions, SpanAssembler
-from exporter.checkpoint import CheckpointError, CursorStore
-from exporter.config import Config
-from exporter.discovery import Discovery, WatchedMachine
-from exporter.events import timestamp_ns
-from exporter.health import HealthMetrics
-from exporter.logtail import GroupTail, Reorder, parse_records
-from exporter.metrics import WorkflowMetrics
-from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord
-from exporter.otlp import to_readable_spans
-from exporter.redact import make_redactor
-from exporter.scheduler import PollScheduler
-from exporter.sinks import ExportFailed, SpanSink
-from exporter.source import (
+from exporter.aws.discovery import Discovery, WatchedMachine
+from exporter.aws.logtail import GroupTail, Reorder, parse_records
+from exporter.aws.source import (
     CloudWatchLogsApi,
     Denied,
     ExecutionSummary,
@@ -36,8 +25,19 @@ from exporter.source import (
     StepFunctionsApi,
     Throttled,
 )
-from exporter.tail import first_page_size, read_new_events, read_whole_history
-from exporter.waits import DurationModel, quiet_until
+from exporter.aws.tail import first_page_size, read_new_events, read_whole_history
+from exporter.checkpoint import CheckpointError, CursorStore
+from exporter.config import Config
+from exporter.emit.health import HealthMetrics
+from exporter.emit.metrics import WorkflowMetrics
+from exporter.emit.otlp import to_readable_spans
+from exporter.emit.sinks import ExportFailed, SpanSink
+from exporter.history.assembler import Assembled, AssemblerOptions, SpanAssembler
+from exporter.history.events import timestamp_ns
+from exporter.history.redact import make_redactor
+from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord
+from exporter.schedule.scheduler import PollScheduler
+from exporter.schedule.waits import DurationModel, quiet_until
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +365,7 @@ class Exporter:
 
     def _quiet(self, tracked: Tracked, found: bool) -> tuple[float, bool] | None:
         """When to poll next at the earliest (monotonic time), and whether that is a guess from
-        the durations of past visits (see `exporter.waits.quiet_until`); None when it may change
+        the durations of past visits (see `exporter.schedule.waits.quiet_until`); None when it may change
         any time."""
         assembler = tracked.assembler
         if assembler is None or assembler.finished:

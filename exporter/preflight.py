@@ -12,7 +12,7 @@ from pathlib import Path
 
 from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config, endpoint_problem, region_problem
-from exporter.webconfig import WebConfigError, load_web_config
+from exporter.emit.webconfig import WebConfigError, load_web_config
 
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 

@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from exporter.assembler import AssemblerOptions, SpanAssembler
-from exporter.logevents import executions, log_messages
+from exporter.history.assembler import AssemblerOptions, SpanAssembler
+from exporter.history.logevents import executions, log_messages
 from exporter.model import ExecutionIdentity, HistoryError, SpanRecord, Status
 
 PLACEHOLDER_ARN = "arn:aws:states:unknown:000000000000:execution:unknown:unknown"

@@ -66,7 +66,7 @@ def digest(history: RecordedHistory) -> str:
     prints it, and every metric observation, in order."""
     import hashlib
 
-    from exporter.assembler import SpanAssembler
+    from exporter.history.assembler import SpanAssembler
     from exporter.translate import json_lines
 
     assembler = SpanAssembler(history.identity)

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Hooks, run_exporter
 from exporter.config import Config
+from exporter.demo.samples import ROLE_ARN, SAMPLES
 from exporter.model import ExecutionIdentity, SpanRecord
-from exporter.samples import ROLE_ARN, SAMPLES
 from exporter.translate import assemble
 from tests.moto_server import free_port
 

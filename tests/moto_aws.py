@@ -8,7 +8,7 @@ import sys
 
 from moto.server import ThreadedMotoServer
 
-from exporter.emulator import patch_moto_history_paging
+from exporter.demo.emulator import patch_moto_history_paging
 
 
 def main() -> None:

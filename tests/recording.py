@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 import moto
 
+from exporter.demo.samples import ROLE_ARN, SAMPLES
 from exporter.model import ExecutionIdentity
-from exporter.samples import ROLE_ARN, SAMPLES
 from exporter.translate import assemble, json_lines
 from tests.moto_server import MotoServer
 

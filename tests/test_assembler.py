@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from exporter.assembler import _CLOSED_TIPS_KEPT, _TIPS_KEPT, AssemblerOptions, SpanAssembler
-from exporter.ids import span_id_for, trace_id_for
+from exporter.history.assembler import _CLOSED_TIPS_KEPT, _TIPS_KEPT, AssemblerOptions, SpanAssembler
+from exporter.history.ids import span_id_for, trace_id_for
 from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord, Status
 from simulator.builder import BASE_TIME_S, History
 from tests.treecheck import assert_well_formed

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.assembler import SpanAssembler
+from exporter.history.assembler import SpanAssembler
 from exporter.model import SpanRecord
 from tests.corpus import AWS_RECORDED, DIGESTS, RecordedHistory, digest, key, recorded_histories
 from tests.treecheck import assert_well_formed

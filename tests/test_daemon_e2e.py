@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from exporter.samples import SAMPLES
+from exporter.demo.samples import SAMPLES
 from tests.harness import ExporterProcess, Workload, fast_config, wait_until
 from tests.moto_server import MotoServer
 from tests.otlp_receiver import GrpcOtlpServer, ReceivedSpan

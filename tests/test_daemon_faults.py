@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from exporter.app import Hooks
+from exporter.aws.source import Denied, HistoryPage, InvalidToken, StepFunctionsApi
 from exporter.config import Config
-from exporter.source import Denied, HistoryPage, InvalidToken, StepFunctionsApi
 from tests.harness import CREDENTIALS, Workload, fast_config, running_exporter, until
 from tests.moto_server import MotoServer
 from tests.otlp_receiver import GrpcOtlpServer

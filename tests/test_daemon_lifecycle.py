@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
-from exporter.ids import parse_xray_header
+from exporter.history.ids import parse_xray_header
 from simulator.builder import History
 from simulator.stepfunctions import DirectClient, SimExecution, Simulator, Template, trace_header
 from tests.test_daemon_virtual import Collector, settings

@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from exporter.samples import SAMPLES
+from exporter.demo.samples import SAMPLES
 from tests.harness import ExporterProcess, Workload, fast_config, wait_until
 from tests.moto_server import MotoServer
 from tests.otlp_receiver import GrpcOtlpServer
@@ -94,8 +94,8 @@ def test_sigkill_and_restart_lose_no_span_and_count_no_event_twice(tmp_path: Pat
         # What the histories hold, counted by a fresh exporter over the final histories.
         truth: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         for arn in workload.executions:
-            from exporter.assembler import SpanAssembler
-            from exporter.catalogue import BY_NAME
+            from exporter.history.assembler import SpanAssembler
+            from exporter.history.catalogue import BY_NAME
             from exporter.model import ExecutionIdentity
 
             for observation in (

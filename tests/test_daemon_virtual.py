@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
 from exporter.daemon import MALFORMED_POLLS
-from exporter.sinks import ExportFailed
+from exporter.emit.sinks import ExportFailed
 from simulator.stepfunctions import SimExecution, Simulator
 from tests.truth import Samples, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition

@@ -346,7 +346,7 @@ def test_kustomize_builds_valid_manifests(overlay: str, tmp_path: Path) -> None:
 
 
 def test_iam_policy_grants_exactly_the_calls_the_exporter_makes() -> None:
-    source = (REPO / "exporter" / "source.py").read_text()
+    source = (REPO / "exporter" / "aws" / "source.py").read_text()
     states, _, logs = source.partition("class AwsCloudWatchLogs")
     called = {f"states:{op}" for op in re.findall(r'self\._call\(\s*"(\w+)"', states)}
     called |= {f"logs:{op}" for op in re.findall(r'self\._call\(\s*"(\w+)"', logs)}
@@ -380,7 +380,7 @@ def _dashboard_exprs() -> list[str]:
 
 
 def test_every_dashboard_query_is_accepted_by_prometheus(tmp_path: Path) -> None:
-    from exporter.catalogue import WORKFLOW_METRICS
+    from exporter.history.catalogue import WORKFLOW_METRICS
 
     current = run(sys.executable, "scripts/dashboard.py", "--check")
     assert current.returncode == 0, current.stderr

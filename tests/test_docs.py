@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from exporter.catalogue import WORKFLOW_METRICS
+from exporter.history.catalogue import WORKFLOW_METRICS
 from tests.corpus import REPO
 
 
@@ -33,7 +33,7 @@ def test_readme_configuration_table_is_the_model() -> None:
 def test_readme_lists_every_exporter_metric() -> None:
     from prometheus_client import CollectorRegistry
 
-    from exporter.health import HealthMetrics
+    from exporter.emit.health import HealthMetrics
 
     registry = CollectorRegistry()
     HealthMetrics(registry)

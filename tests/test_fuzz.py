@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.assembler import SpanAssembler
-from exporter.catalogue import WORKFLOW_METRICS
+from exporter.history.assembler import SpanAssembler
+from exporter.history.catalogue import WORKFLOW_METRICS
 from exporter.model import HistoryError
 from tests.corpus import recorded_histories
 

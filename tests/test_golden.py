@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from exporter.demo.samples import SAMPLES
 from exporter.model import ExecutionIdentity
-from exporter.samples import SAMPLES
 from exporter.translate import assemble
 from tests.moto_server import MotoServer
 from tests.recording import FIXTURES, golden_lines, record_samples

@@ -15,15 +15,15 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
-from exporter.assembler import SpanAssembler
-from exporter.health import HealthMetrics
+from exporter.aws.ratelimit import RateLimiter
+from exporter.aws.source import HistoryPage, InvalidToken, Malformed
+from exporter.aws.tail import read_new_events, read_whole_history
+from exporter.emit.health import HealthMetrics
+from exporter.emit.sinks import ExportFailed, SpanSink
+from exporter.history.assembler import SpanAssembler
+from exporter.history.redact import REDACTED, make_redactor
 from exporter.model import ExecutionIdentity, SpanKind, Status
-from exporter.ratelimit import RateLimiter
-from exporter.redact import REDACTED, make_redactor
-from exporter.scheduler import PollScheduler
-from exporter.sinks import ExportFailed, SpanSink
-from exporter.source import HistoryPage, InvalidToken, Malformed
-from exporter.tail import read_new_events, read_whole_history
+from exporter.schedule.scheduler import PollScheduler
 from simulator.builder import History
 from tests.test_units import FakeClock
 
@@ -281,7 +281,7 @@ async def test_a_read_that_stops_short_of_its_cursor_or_has_a_hole_is_an_error()
 def test_the_first_page_has_room_for_twice_what_the_last_poll_found(
     last_new: int, page_size: int, first: int
 ) -> None:
-    from exporter.tail import first_page_size
+    from exporter.aws.tail import first_page_size
 
     assert first_page_size(last_new, page_size) == first
 
@@ -369,7 +369,7 @@ def test_a_single_missing_event_id_is_an_anomaly() -> None:
 def test_a_forgotten_state_machine_leaves_no_series_and_counters_have_no_created_twin() -> None:
     from prometheus_client import generate_latest
 
-    from exporter.metrics import WorkflowMetrics
+    from exporter.emit.metrics import WorkflowMetrics
 
     registry = CollectorRegistry()
     HealthMetrics(registry)
@@ -393,7 +393,7 @@ def test_a_forgotten_state_machine_leaves_no_series_and_counters_have_no_created
 
 def test_every_event_type_is_routed_to_its_handler() -> None:
     """The routing table, asked afresh (it is remembered per type once worked out)."""
-    from exporter.assembler import _route
+    from exporter.history.assembler import _route
 
     expected = {
         "ExecutionSucceeded": ("_execution_ended", ()),
@@ -414,8 +414,8 @@ def test_every_event_type_is_routed_to_its_handler() -> None:
 
 async def test_describe_execution_asks_for_metadata_only() -> None:
     """The execution's input and output never leave AWS for the exporter."""
-    from exporter.ratelimit import RateLimiter
-    from exporter.source import AwsStepFunctions
+    from exporter.aws.ratelimit import RateLimiter
+    from exporter.aws.source import AwsStepFunctions
 
     class Recording:
         def __init__(self) -> None:

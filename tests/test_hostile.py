@@ -11,11 +11,11 @@ import subprocess
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.assembler import AssemblerOptions, SpanAssembler
-from exporter.health import HealthMetrics
-from exporter.metrics import WorkflowMetrics
+from exporter.emit.health import HealthMetrics
+from exporter.emit.metrics import WorkflowMetrics
+from exporter.emit.otlp import to_readable_spans
+from exporter.history.assembler import AssemblerOptions, SpanAssembler
 from exporter.model import ExecutionIdentity
-from exporter.otlp import to_readable_spans
 from simulator.builder import History
 from tests.prometheus import prometheus_binary
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.assembler import SpanAssembler
-from exporter.catalogue import WORKFLOW_METRICS, MetricType, clip_label
-from exporter.metrics import WorkflowMetrics
+from exporter.emit.metrics import WorkflowMetrics
+from exporter.history.assembler import SpanAssembler
+from exporter.history.catalogue import WORKFLOW_METRICS, MetricType, clip_label
 from exporter.model import ExecutionIdentity, Observation
 from tests.corpus import recorded_histories
 

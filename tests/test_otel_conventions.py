@@ -8,10 +8,10 @@ import json
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from exporter.assembler import AssemblerOptions, SpanAssembler
 from exporter.config import load_config
+from exporter.emit.otlp import make_span_exporter, resource_for, to_readable_spans
+from exporter.history.assembler import AssemblerOptions, SpanAssembler
 from exporter.model import ExecutionIdentity
-from exporter.otlp import make_span_exporter, resource_for, to_readable_spans
 from simulator.builder import History
 
 ARN = "arn:aws:states:eu-west-1:123456789012:execution:Orders:order-4711"

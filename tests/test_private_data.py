@@ -19,12 +19,12 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.app import Hooks
-from exporter.assembler import _PLAIN_TEXT_FIELDS, AssemblerOptions, SpanAssembler
 from exporter.config import Config
+from exporter.emit.metrics import WorkflowMetrics
+from exporter.emit.otlp import to_readable_spans
+from exporter.history.assembler import _PLAIN_TEXT_FIELDS, AssemblerOptions, SpanAssembler
+from exporter.history.redact import make_redactor
 from exporter.logs import quiet_libraries
-from exporter.metrics import WorkflowMetrics
-from exporter.otlp import to_readable_spans
-from exporter.redact import make_redactor
 from exporter.translate import json_lines
 from simulator.stepfunctions import Simulator, SimulatorServer
 from tests.corpus import recorded_histories

@@ -114,7 +114,7 @@ def test_a_state_known_to_take_a_while_is_left_alone_early_when_the_budget_is_sh
 def test_a_bug_while_rescheduling_costs_one_delay_not_the_worker_nor_the_execution(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from exporter.scheduler import PollScheduler
+    from exporter.schedule.scheduler import PollScheduler
 
     class Flaky(PollScheduler):
         """Fails the first rescheduling of every execution, as a bug would."""

@@ -9,10 +9,17 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.health import HealthMetrics
-from exporter.ratelimit import RateLimiter
-from exporter.source import AwsStepFunctions, InvalidToken, NotFound, Throttled, Transient, aws_step_functions
-from exporter.tail import read_new_events, read_whole_history
+from exporter.aws.ratelimit import RateLimiter
+from exporter.aws.source import (
+    AwsStepFunctions,
+    InvalidToken,
+    NotFound,
+    Throttled,
+    Transient,
+    aws_step_functions,
+)
+from exporter.aws.tail import read_new_events, read_whole_history
+from exporter.emit.health import HealthMetrics
 from simulator.stepfunctions import Simulator, SimulatorServer
 from tests.workloads import waiter, waiter_definition
 

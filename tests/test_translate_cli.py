@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from exporter.ids import span_id_for, trace_id_for
+from exporter.history.ids import span_id_for, trace_id_for
 from simulator.builder import History
 from tests.otlp_receiver import GrpcOtlpServer, HttpOtlpServer
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from exporter.aws.ratelimit import RateLimiter
 from exporter.checkpoint import Cursor, CursorStore
+from exporter.history.redact import REDACTED, make_redactor, parse_path
 from exporter.model import SpanKind, SpanRecord, Status
-from exporter.ratelimit import RateLimiter
-from exporter.redact import REDACTED, make_redactor, parse_path
-from exporter.scheduler import PollScheduler
-from exporter.waits import DurationModel, Quiet, quiet_until, wait_end
+from exporter.schedule.scheduler import PollScheduler
+from exporter.schedule.waits import DurationModel, Quiet, quiet_until, wait_end
 
 
 class FakeClock:
@@ -72,7 +72,7 @@ def test_bad_paths_are_named(path: str, message: str) -> None:
 
 
 def test_redaction_happens_before_truncation_in_the_assembler() -> None:
-    from exporter.assembler import AssemblerOptions, SpanAssembler
+    from exporter.history.assembler import AssemblerOptions, SpanAssembler
     from exporter.model import ExecutionIdentity
     from simulator.builder import History
 

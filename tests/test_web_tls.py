@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry, Counter
 
-from exporter.web import make_app, serve
-from exporter.webconfig import WebConfigError, WebGuard, load_web_config
+from exporter.emit.web import make_app, serve
+from exporter.emit.webconfig import WebConfigError, WebGuard, load_web_config
 
 NOW = dt.datetime.now(dt.UTC)
 

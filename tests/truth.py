@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from exporter.assembler import SpanAssembler
-from exporter.metrics import WorkflowMetrics
+from exporter.emit.metrics import WorkflowMetrics
+from exporter.history.assembler import SpanAssembler
 from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
 from simulator.stepfunctions import SimExecution

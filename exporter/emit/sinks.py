@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from exporter.health import HealthMetrics
+from exporter.emit.health import HealthMetrics
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from exporter.app import Hooks, run_exporter
 from exporter.config import Config
 from exporter.daemon import Tracked
-from exporter.emulator import CREDENTIALS, REGION, Workload, embedded_step_functions
+from exporter.demo.emulator import CREDENTIALS, REGION, Workload, embedded_step_functions
 from exporter.logs import setup_logging
 from exporter.model import SpanKind, SpanRecord
 from exporter.translate import render_tree

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from exporter.source import InvalidToken, Malformed, StepFunctionsApi
+from exporter.aws.source import InvalidToken, Malformed, StepFunctionsApi
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from exporter.aws.source import ExecutionSummary, NotFound, SourceError, StateMachine, StepFunctionsApi
 from exporter.checkpoint import CursorStore
 from exporter.config import Config
-from exporter.health import HealthMetrics
-from exporter.source import ExecutionSummary, NotFound, SourceError, StateMachine, StepFunctionsApi
+from exporter.emit.health import HealthMetrics
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
-from exporter.health import HealthMetrics
-from exporter.ratelimit import RateLimiter
+from exporter.aws.ratelimit import RateLimiter
+from exporter.emit.health import HealthMetrics
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from exporter.webconfig import WebGuard
+from exporter.emit.webconfig import WebGuard
 
 # Probes carry no credentials: the health endpoints answer without basic auth (over TLS still).
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from exporter.events import details_key
+from exporter.history.events import details_key
 from exporter.model import HistoryError
 
 _FIELDS = ("id", "previous_event_id", "event_timestamp", "type", "execution_arn")

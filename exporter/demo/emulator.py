@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from exporter.samples import ROLE_ARN, SAMPLES
+from exporter.demo.samples import ROLE_ARN, SAMPLES
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from exporter.catalogue import clip_label
-from exporter.events import parse_event
-from exporter.ids import SpanIds, parse_xray_header, trace_id_for
+from exporter.history.catalogue import clip_label
+from exporter.history.events import parse_event
+from exporter.history.ids import SpanIds, parse_xray_header, trace_id_for
+from exporter.history.semconv import lambda_invocation, task_attributes
 from exporter.model import (
     AttributeValue,
     ExecutionIdentity,
@@ -36,7 +37,6 @@ from exporter.model import (
     SpanRecord,
     Status,
 )
-from exporter.semconv import lambda_invocation, task_attributes
 
 _ENTERED = re.compile(r"^(\w+)StateEntered$")
 _EXITED = re.compile(r"^(\w+)StateExited$")

@@ -5,7 +5,7 @@ is left alone until the wait can end, and none is polled twice at once. How far 
 off follows the API budget: with calls to spare they are polled more often than the configured
 maximum interval would have it (down to what the budget sustains), and when the budget cannot
 cover every execution the interval stretches to what it can. An execution in a state whose past
-visits tell when it is likely to end (see `exporter.waits.DurationModel`) is parked until then
+visits tell when it is likely to end (see `exporter.schedule.waits.DurationModel`) is parked until then
 and polled at the budget's pace after it, rather than backing off from the minimum interval. Due
 executions come out oldest-due first, so every execution is still polled, each a little late
 (reported as staleness)."""

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from exporter.catalogue import DURATION_BUCKETS, WORKFLOW_METRICS, MetricSpec, MetricType
+from exporter.history.catalogue import DURATION_BUCKETS, WORKFLOW_METRICS, MetricSpec, MetricType
 from exporter.model import Observation
 
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.logevents import history_event
+from exporter.aws.source import CloudWatchLogsApi, LogRecord
+from exporter.history.logevents import history_event
 from exporter.model import HistoryError
-from exporter.source import CloudWatchLogsApi, LogRecord
 
 log = logging.getLogger(__name__)
 
