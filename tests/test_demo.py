@@ -41,4 +41,7 @@ def test_demo_draws_traces_serves_metrics_and_sends_otlp() -> None:
     assert "sfn_executions_started_total{" in metrics and "sfn_exporter_api_calls_total{" in metrics
     roots = [s for s in received if s.parent_span_id is None]
     assert len(roots) >= 3
+    # the EXPRESS sample, read from its CloudWatch Logs, is drawn and exported like the others
+    assert "express-orders/express-orders-" in out
+    assert any(s.name == "express-orders" for s in roots)
     assert "Traceback" not in err

@@ -395,7 +395,10 @@ class AwsCloudWatchLogs(_AwsService):
     async def filter_log_events(
         self, group_arn: str, start_ms: int, next_token: str | None = None
     ) -> tuple[list[LogRecord], str | None]:
-        params: dict[str, Any] = {"logGroupIdentifier": group_arn, "startTime": max(0, start_ms)}
+        # By name: the group is in the account whose credentials read it (an ARN as
+        # logGroupIdentifier is for reading across accounts, which the exporter does not do).
+        name = group_arn.split(":log-group:", 1)[-1].removesuffix(":*")
+        params: dict[str, Any] = {"logGroupName": name, "startTime": max(0, start_ms)}
         if next_token:
             params["nextToken"] = next_token
         response = await self._call("FilterLogEvents", "filter_log_events", **params)

@@ -29,7 +29,10 @@ def demo_config(config: Config, endpoint: str) -> Config:
         or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
     updates = {
-        "aws": config.aws.model_copy(update={"endpoint_url": endpoint, "region": REGION}),
+        "aws": config.aws.model_copy(
+            update={"endpoint_url": endpoint, "logs_endpoint_url": endpoint, "region": REGION}
+        ),
+        "logs": config.logs.model_copy(update=unless_set("logs", interval_seconds=1.0, overlap_seconds=5.0)),
         "discovery": config.discovery.model_copy(
             update=unless_set(
                 "discovery", executions_interval_seconds=2.0, state_machines_interval_seconds=30.0

@@ -3,6 +3,7 @@ with its state-machine interpreter on, the sample workflows deployed and executi
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import random
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from exporter.demo.samples import ROLE_ARN, SAMPLES
+from exporter.demo.samples import EXPRESS_SAMPLES, LOG_GROUP, ROLE_ARN, SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def embedded_step_functions() -> Iterator[str]:
     # The interpreter logs every failing state as an error; in the demo, failing is the point.
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     patch_moto_history_paging()
+    patch_moto_logging()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -59,6 +61,7 @@ class Workload:
         self.client: Any = boto3.client(
             "stepfunctions", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS
         )
+        self.logs: Any = boto3.client("logs", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS)
         self.interval_s = interval_s
         self._random = random.Random(seed)
         self._stop = threading.Event()
@@ -72,9 +75,25 @@ class Workload:
                 name=sample.name, definition=sample.definition_json, roleArn=ROLE_ARN
             )["stateMachineArn"]
             self.machines[sample.name] = arn
+        self.logs.create_log_group(logGroupName=LOG_GROUP)
+        group_arn = f"arn:aws:logs:{REGION}:123456789012:log-group:{LOG_GROUP}:*"
+        logging_ = {"level": "ALL", "includeExecutionData": False,
+                    "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": group_arn}}]}  # fmt: skip
+        for sample in EXPRESS_SAMPLES:
+            arn = self.client.create_state_machine(
+                name=sample.name, definition=sample.definition_json, roleArn=ROLE_ARN, type="EXPRESS",
+                loggingConfiguration=logging_,
+            )["stateMachineArn"]  # fmt: skip
+            self.machines[sample.name] = arn
 
     def start_one(self, name: str | None = None) -> str:
-        sample = next(s for s in SAMPLES if s.name == name) if name else self._random.choice(SAMPLES)
+        every = SAMPLES + EXPRESS_SAMPLES
+        if name:
+            sample = next(s for s in every if s.name == name)
+        elif self.started < len(every):  # each sample once first, so that the demo shows all
+            sample = every[self.started]
+        else:
+            sample = self._random.choice(every)
         self.started += 1
         execution_name = f"{sample.name}-{self.started:05d}-{self._random.getrandbits(32):08x}"
         return str(
@@ -171,3 +190,50 @@ def patch_moto_history_paging() -> None:
 
     StepFunctionResponse.get_execution_history = get_execution_history  # type: ignore[method-assign]
     StepFunctionResponse._aws_paging = True  # type: ignore[attr-defined]
+
+
+def patch_moto_logging() -> None:
+    """Make moto's interpreter write the CloudWatch Logs messages of state machines that have a
+    `loggingConfiguration`, shaped as AWS's (numbers as text, epoch milliseconds), to moto's own
+    log groups: moto never opens the logging session, and its writer does not fit its logs
+    backend. The demo's EXPRESS workflow is read from these messages."""
+    from moto.logs.models import logs_backends
+    from moto.stepfunctions.parser.asl.eval.event.logging import (
+        CloudWatchLoggingConfiguration,
+        CloudWatchLoggingSession,
+    )
+    from moto.stepfunctions.parser.backend.execution import Execution
+
+    if getattr(Execution, "_logging_patched", False):
+        return
+    original_init = Execution.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        settings: Any = getattr(self.state_machine, "loggingConfiguration", None) or {}
+        if self._cloud_watch_logging_session is None and settings.get("level", "OFF") != "OFF":
+            configuration = CloudWatchLoggingConfiguration.from_logging_configuration(
+                self.state_machine.arn, settings
+            )
+            if configuration is not None:
+                self._cloud_watch_logging_session = CloudWatchLoggingSession(self.exec_arn, configuration)
+
+    def publish(self: Any, history_log: Any) -> None:
+        when = history_log["event_timestamp"]
+        if isinstance(when, str):
+            when = datetime.datetime.fromisoformat(when)
+        stamp = int(when.timestamp() * 1000)
+        message = {**history_log, "event_timestamp": str(stamp), "redrive_count": "0"}
+        config = self.configuration
+        group = logs_backends[config.log_account_id][config.log_region].groups.get(config.log_group_name)
+        if group is None:
+            return  # no such log group: AWS would not deliver either
+        if config.log_stream_name not in group.streams:
+            group.create_log_stream(config.log_stream_name)
+        group.put_log_events(
+            config.log_stream_name, [{"timestamp": stamp, "message": json.dumps(message, default=str)}]
+        )
+
+    Execution.__init__ = init  # type: ignore[method-assign]
+    CloudWatchLoggingSession.publish_history_log = publish  # type: ignore[method-assign]
+    Execution._logging_patched = True  # type: ignore[attr-defined]

@@ -186,3 +186,37 @@ SAMPLES: tuple[SampleWorkflow, ...] = (
         "SUCCEEDED",
     ),
 )
+
+# The demo's EXPRESS workflows: they log every event to this log group, where the exporter reads
+# them (EXPRESS executions have no history API). Kept apart from SAMPLES, whose recorded histories
+# the tests hold.
+LOG_GROUP = "/aws/vendedlogs/states/sfn-exporter-demo"
+EXPRESS_SAMPLES: tuple[SampleWorkflow, ...] = (
+    SampleWorkflow(
+        "express-orders",
+        {
+            "StartAt": "Validate",
+            "States": {
+                "Validate": {"Type": "Pass", "Next": "Route"},
+                "Route": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.amount", "NumericGreaterThan": 100, "Next": "Review"}],
+                    "Default": "Accept",
+                },
+                "Review": {
+                    "Type": "Fail",
+                    "Error": "Order.TooLarge",
+                    "Cause": "orders over 100 need a review",
+                },
+                "Accept": {
+                    "Type": "Map",
+                    "ItemsPath": "$.lines",
+                    "Iterator": {"StartAt": "Reserve", "States": {"Reserve": {"Type": "Pass", "End": True}}},
+                    "End": True,
+                },
+            },
+        },
+        {"amount": 42, "lines": [{"sku": "a"}, {"sku": "b"}]},
+        "SUCCEEDED",
+    ),
+)
