@@ -105,6 +105,12 @@ def build() -> dict[str, Any]:
         ], 0, 58, unit="ops"),
         panel("Since the last successful AWS call", [("time() - max by (instance) (sfn_exporter_last_successful_poll_timestamp_seconds)", "{{instance}}")], 12, 58, unit="s",
               description="Alert SfnExporterNoSuccessfulPoll fires above 5 minutes."),
+        panel("Log messages read, by outcome", [
+            ("sum by (outcome) (rate(sfn_exporter_log_messages_total[$__rate_interval]))", "{{outcome}}"),
+        ], 0, 66, unit="ops",
+              description="The log source (EXPRESS workflows): reread is the overlap window's cost; invalid and late say what was dropped."),
+        panel("Log groups read behind now", [("max by (instance) (sfn_exporter_log_watermark_lag_seconds)", "{{instance}}")], 12, 66, unit="s",
+              description="Alert SfnExporterLogSourceBehind fires above 5 minutes."),
     ]  # fmt: skip
     return {
         "title": "AWS Step Functions (sfn-otel-exporter)",
