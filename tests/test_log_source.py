@@ -6,6 +6,7 @@ the truth."""
 from __future__ import annotations
 
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,6 @@ def test_sigkill_while_tailing_logs_loses_nothing_and_counts_nothing_twice(tmp_p
     """The exporter as a process, killed while EXPRESS executions are half logged: a second one
     resumes from the checkpoint; every span arrives (resent ones are the same span), and the
     counters of both processes together never exceed the truth."""
-    import signal
     import sqlite3
     import time
     from collections import defaultdict
@@ -196,3 +196,93 @@ def test_sigkill_while_tailing_logs_loses_nothing_and_counts_nothing_twice(tmp_p
     started = sum(v for (name, _), v in {**before_kill}.items() if name == "sfn_executions_started_total")
     started_after = sum(v for (name, _), v in after_restart.items() if name == "sfn_executions_started_total")
     assert started_after >= 1 and started + started_after <= len(executions)
+
+
+def failing_express() -> list[Any]:
+    """An EXPRESS execution that fails (Charge raises) and one that succeeds, as templates."""
+    from simulator.builder import History
+    from simulator.stepfunctions import Template
+
+    templates = []
+    for fails in (True, False):
+        h = History()
+        h.add("ExecutionStarted", prev=0, input="{}")
+        h.add("TaskStateEntered", name="Charge")
+        h.add("TaskScheduled", resource="invoke", resourceType="lambda")
+        h.add("TaskStarted", resource="invoke", resourceType="lambda")
+        if fails:
+            h.add("TaskFailed", resource="invoke", resourceType="lambda", error="Card.Declined")
+            h.add("ExecutionFailed", error="Card.Declined")
+        else:
+            h.add("TaskSucceeded", resource="invoke", resourceType="lambda", output="{}")
+            h.add("TaskStateExited", name="Charge")
+            h.add("ExecutionSucceeded", output="{}")
+        events = [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events]
+        templates.append(
+            Template("fails" if fails else "works", [i * 0.1 for i in range(len(events))], events)
+        )
+    return templates
+
+
+def test_the_failure_alert_fires_for_an_express_workflow_in_a_real_prometheus(tmp_path: Path) -> None:
+    """EXPRESS executions read from their logs reach the workflow counters, and the shipped alert
+    rules in a real Prometheus server, scraping the exporter, go pending for the failing EXPRESS
+    state machine only; the counters Prometheus holds equal the truth."""
+    import time
+
+    from tests.corpus import REPO
+    from tests.harness import ExporterProcess, wait_until
+    from tests.prometheus import PrometheusServer
+
+    sim = Simulator(quotas=GENEROUS)
+    sim.logs.delivery = Delivery(delay_s=(0.05, 0.5), streams=2)
+    fails, works = failing_express()
+    payments = sim.add_machine(
+        "payments", {"StartAt": "Charge", "States": {}}, "EXPRESS", logging=Logging("/aws/p")
+    )
+    healthy = sim.add_machine(
+        "healthy", {"StartAt": "Charge", "States": {}}, "EXPRESS", logging=Logging("/aws/p")
+    )
+    with SimulatorServer(sim) as server:
+        settings = {"interval_seconds": 0.3, "overlap_seconds": 3, "reorder_window_seconds": 2}
+        config = fast_config(
+            tmp_path, logs=settings, otlp={"enabled": False}, aws={"logs_endpoint_url": server.endpoint},
+            api={"quotas": {"FilterLogEvents": {"bucket": 100, "refill_per_second": 100}}},
+        )  # fmt: skip
+        exporter = ExporterProcess(tmp_path, config, server.endpoint, None).start()
+        rules = REPO / "deploy" / "prometheus" / "alerts.yml"
+        try:
+            with PrometheusServer(
+                tmp_path / "prometheus", [exporter.listen], rule_files=[rules]
+            ) as prometheus:
+                started = time.time()
+                wait_until(lambda: prometheus.scraped_after(started), 30, "a first scrape")
+                executions = []
+                for n in range(30):  # half of payments' executions fail; healthy's all succeed
+                    now = sim.clock() + 1 + n * 0.2
+                    executions.append(sim.start(payments, fails if n % 2 else works, f"p-{n}", start=now))
+                    executions.append(sim.start(healthy, works, f"h-{n}", start=now))
+
+                def alerts() -> dict[tuple[str, str], str]:
+                    found = prometheus.query("ALERTS")
+                    return {(a["metric"]["alertname"], a["metric"].get("state_machine", "")): a["metric"]["alertstate"]
+                            for a in found}  # fmt: skip
+
+                wait_until(
+                    lambda: ("SfnExecutionFailureRateHigh", "payments") in alerts(), 60, "the failure alert"
+                )
+                assert not [key for key in alerts() if key[1] == "healthy"]
+                wanted = truth(executions)
+
+                def finished() -> dict[tuple[str, ...], float]:
+                    return prometheus.vector("sfn_executions_finished_total", "state_machine", "status")
+
+                expected = {
+                    (dict(labels)["state_machine"], dict(labels)["status"]): value
+                    for (name, labels), value in wanted.items()
+                    if name == "sfn_executions_finished_total"
+                }
+                wait_until(lambda: finished() == expected, 30, "Prometheus to hold the true counts")
+        finally:
+            exporter.signal(signal.SIGTERM)
+            assert exporter.wait(30) == 0
