@@ -84,7 +84,7 @@ class Tracked:
     reorder: Reorder | None = None  # read from a log group: its events waiting for their turn
     group: str | None = None  # that log group's ARN
     first_ms: int = 0  # the oldest event timestamp read from its log (epoch ms)
-    fill: bool = False  # read from its log, listed as ended, not ended here: read its history
+    filling: bool = False  # read from its log; a history read (by a poll worker) is due or under way
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -331,7 +331,12 @@ class Exporter:
         if not failed:
             tracked.malformed_polls = 0
         if tracked.pending is None and tracked.assembler is not None and tracked.assembler.finished:
+            if tracked.reorder is not None:
+                self._ended[tracked.arn] = self._clock()
             self._untrack(tracked)
+            return
+        if tracked.reorder is not None and not failed:
+            self._filled(tracked)
             return
         not_before, guessed = quiet if quiet is not None else (None, False)
         self.scheduler.done(tracked.arn, found, not_before, failed, steady=guessed)
@@ -585,6 +590,8 @@ class Exporter:
     async def _release(self, tracked: Tracked) -> None:
         """Feed what an execution's reorder buffer lets go; end an EXPRESS execution that is past
         its maximum duration. Failures are logged; what was read stays held or pending."""
+        if tracked.filling:
+            return  # a poll worker reads its history; the log's events wait for it
         try:
             if tracked.pending is not None:
                 await self._emit(tracked, tracked.pending)
@@ -657,31 +664,47 @@ class Exporter:
     async def _release_standard(self, tracked: Tracked) -> None:
         """A STANDARD execution read from its log: what follows on goes at once; a hole the
         reorder window did not close, or a restart, is read from its history (the truth: logs
-        are best effort)."""
+        are best effort) by a poll worker, while the log's events wait."""
         assert tracked.reorder is not None
         assembler = tracked.assembler
         if assembler is None:
             assembler = tracked.assembler = await self._new_assembler(tracked)
-        if tracked.replay_to > assembler.last_event_id or tracked.fill:
-            await self.poll(tracked)  # rebuild the state from the history, export what is new
-            tracked.fill = False
-        else:
-            events = tracked.reorder.take(assembler.last_event_id, self._clock(), float("inf"))
+        if tracked.replay_to <= assembler.last_event_id:
+            reorder = tracked.reorder
+            events = reorder.take(assembler.last_event_id, self._clock(), float("inf"))
             if events:
                 await self._consume(tracked, assembler, events, self._feed_each(tracked, assembler, events))
-            reorder = tracked.reorder
             if not reorder.waiting:
                 return
             since = reorder.hole_since if reorder.hole_since is not None else self._clock()
             if self._clock() - since < self.config.logs.reorder_window_seconds:
                 return
-            hole = reorder.hole(assembler.last_event_id)
-            tracked.log.info("events %s missing from the log; reading them from the history", hole)
-            await self.poll(tracked)
-        for key in [k for k in tracked.reorder.held if k <= assembler.last_event_id]:
-            del tracked.reorder.held[key]
-        if not tracked.reorder.held:
+            tracked.log.info(
+                "events %s missing from the log; reading them from the history",
+                "..".join(map(str, reorder.hole(assembler.last_event_id) or ())),
+            )
+        self._fill_from_history(tracked)
+
+    def _fill_from_history(self, tracked: Tracked) -> None:
+        """Hand a STANDARD execution read from its log to the poll workers for one history read
+        (see `_filled`); its log's events wait meanwhile."""
+        if not tracked.filling:
+            tracked.filling = True
+            self.scheduler.add(tracked.arn)
+            self._wake.set()
+
+    def _filled(self, tracked: Tracked) -> None:
+        """The history read of an execution read from its log is done: the events its log held
+        up to there are dropped (read from the history instead), and it goes back to its log."""
+        assert tracked.reorder is not None
+        tracked.filling = False
+        last = tracked.assembler.last_event_id if tracked.assembler is not None else 0
+        held = tracked.reorder.held
+        for key in [k for k in held if k <= last]:
+            del held[key]
+        if not held:
             tracked.reorder.hole_since = None
+        self.scheduler.remove(tracked.arn)
 
     def _save_log_watermark(self, tail: GroupTail) -> None:
         """The group's read position as the checkpoint keeps it: held back to the oldest event of
@@ -724,8 +747,9 @@ class Exporter:
             tracked.first_ms = int(summary.start_date.timestamp() * 1000)
             self.tracked[summary.arn] = tracked
             self._count(tracked, +1)
-        tracked.fill = True
-        tracked.log.info("ended %s, but not in its log; reading its history", summary.status)
+        if not tracked.filling:
+            tracked.log.info("ended %s, but not in its log; reading its history", summary.status)
+        self._fill_from_history(tracked)
 
     def _forget_ended(self) -> None:
         keep = self.config.logs.overlap_seconds + self.config.logs.interval_seconds * 2 + 60

@@ -183,3 +183,31 @@ def test_an_express_state_machine_logging_errors_only_counts_what_it_logs() -> N
     }
     assert counted["sfn_history_anomalies"] == 0
     assert counted["sfn_execution_duration_seconds"] == 0
+
+
+def test_standard_executions_read_from_their_logs_take_what_the_log_lost_from_their_history(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """STANDARD state machines logging at ALL, read from their logs by choice (`logs.sources`):
+    a hole the log leaves, and an end it never shows, are read from the history by the poll
+    workers; every span once, every count true, and far fewer history calls than polling."""
+    virtual = VirtualRun(settings(reorder_window_seconds=3, source="logs"))
+    sim = virtual.sim
+    sim.logs.delivery = Delivery(delay_s=(0.1, 1.0), streams=3, loss_rate=0.1)
+    rng = random.Random(8)
+    machine = sim.add_machine("std", waiter_definition(2), logging=Logging(GROUP))
+    executions = [
+        sim.start(machine, waiter(rng, loops=3, wait_s=2, task_s=(0.5, 2.0)), f"s-{n}", start=EPOCH + 2 + n)
+        for n in range(12)
+    ]  # fmt: skip
+    assert sim.logs.groups[GROUP].lost >= 5
+    sink, registry = Collector(), CollectorRegistry()
+    caplog.set_level(logging.INFO)
+    exporter = virtual.run(120, sink=sink, registry=registry)
+    exported = [span.context.span_id for span in sink.spans]
+    assert len(exported) == len(set(exported)) and set(exported) == span_ids(executions)
+    assert workflow_counts(registry) == truth(executions)
+    assert not exporter.tracked
+    assert "missing from the log; reading them from the history" in caplog.text
+    events = sum(len(e.history()) for e in executions)
+    assert 0 < sim.calls["GetExecutionHistory"] < events / 4
