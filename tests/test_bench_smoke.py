@@ -38,6 +38,18 @@ def test_freshness_benchmark_runs_all_three_schedulers() -> None:
     assert p99_lower_bound(1000, 1, 20.0) < p99_lower_bound(1000, 1, 10.0)  # more calls, less lag
 
 
+def test_freshness_benchmark_reads_the_same_workload_from_logs() -> None:
+    from bench.freshness import run
+
+    history = run(40, "exporter", hours=1.5, warmup=4500)
+    logs = run(40, "logs", hours=1.5, warmup=4500)
+    assert len(logs.lags) + logs.unexported == len(history.lags) + history.unexported > 0  # the same events
+    assert logs.unexported == 0 and all(lag >= 0 for lag in logs.lags)
+    assert logs.log_calls > 0 and logs.history_calls <= 40  # each execution's history read once at most
+    assert logs.exported == history.exported
+    assert logs.calls_per_1000_events < history.calls_per_1000_events
+
+
 def test_the_bound_counts_the_events_the_workload_makes() -> None:
     import random
 
