@@ -6,13 +6,17 @@ from __future__ import annotations
 import time
 
 from exporter.config import DEFAULT_QUOTAS
+from simulator.logs import Delivery, Logging
 from simulator.stepfunctions import Simulator, SimulatorServer
 from simulator.workloads import bulk_template
+
+LOG_GROUP = "/aws/vendedlogs/states/bulk"
 
 
 def main() -> None:
     """Serve a bulk scenario until standard input closes: `--executions` finished executions of
-    `--events` events each, spread over `--machines` state machines."""
+    `--events` events each, spread over `--machines` state machines; with `--logs`, EXPRESS
+    ones whose every event is in one log group, delivered at once."""
     import argparse
     import os
     import sys
@@ -23,14 +27,19 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--machines", type=int, default=4)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument(
+        "--logs", action="store_true", help="EXPRESS state machines, read from their log group"
+    )
     args = parser.parse_args()
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     sim = Simulator(quotas={op: (1e9, 1e9) for op in DEFAULT_QUOTAS})
+    sim.logs.delivery = Delivery(delay_s=(0.0, 0.0), streams=4)
     template = bulk_template(args.events)
     start = time.time() - 60
+    kind, logging = ("EXPRESS", Logging(LOG_GROUP)) if args.logs else ("STANDARD", None)
     for m in range(args.machines):
-        machine = sim.add_machine(f"bulk-{m}", {"StartAt": "Work", "States": {}})
+        machine = sim.add_machine(f"bulk-{m}", {"StartAt": "Work", "States": {}}, kind, logging=logging)
         for n in range(args.executions // args.machines):
             sim.start(machine, template, f"e-{n:05d}", start=start)
     server = SimulatorServer(sim, args.port).start()

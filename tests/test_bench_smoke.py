@@ -88,17 +88,18 @@ def test_api_efficiency_benchmark_counts_calls_and_bytes() -> None:
     assert rows["exporter"]["events_per_poll"] == rows["naive"]["events_per_poll"] > 0
 
 
-def test_throughput_benchmark_moves_every_event() -> None:
+def test_throughput_benchmark_moves_every_event_on_both_paths() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench.throughput", "--executions", "4", "--events", "200"],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines[1].startswith("end to end, one core (800 events)")
-    assert float(lines[1].split()[-1].replace(",", "")) > 0
-    assert "receiver: spans " in lines[3]
-    spans = int(lines[3].rsplit(" ", 1)[-1])
+    for path, line in (("history", lines[1]), ("logs", lines[4])):
+        assert line.startswith(f"{path:<8} end to end, one core (800 events)"), line
+        assert float(line.split()[-1].replace(",", "")) > 0
+    assert "receiver: spans " in lines[7]
+    spans = int(lines[7].rsplit(" ", 1)[-1])
     from exporter.model import ExecutionIdentity
     from exporter.translate import assemble
     from simulator.workloads import bulk_template
@@ -108,7 +109,7 @@ def test_throughput_benchmark_moves_every_event() -> None:
     per_execution = len(
         assemble(events, ExecutionIdentity.from_arn("arn:aws:states:us-east-1:1:execution:b:e"))
     )
-    assert spans == 4 * per_execution
+    assert spans == 2 * 4 * per_execution  # each path's executions, every span once
 
 
 def test_memory_benchmark_tracks_every_execution() -> None:
