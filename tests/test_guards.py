@@ -59,6 +59,7 @@ def readable(n: int) -> list[ReadableSpan]:
 @pytest.mark.parametrize(
     "answer", [SpanExportResult.FAILURE, RuntimeError("collector gone")], ids=["failure", "raises"]
 )
+@pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast
 async def test_an_export_that_fails_without_raising_is_a_failure(
     answer: SpanExportResult | Exception,
 ) -> None:
@@ -89,6 +90,7 @@ class Sizes(Answering):
         self.shut = True
 
 
+@pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast
 async def test_spans_are_batched_up_to_the_maximum_and_lingered_for() -> None:
     registry = CollectorRegistry()
     exporter = Sizes()
@@ -107,6 +109,7 @@ async def test_spans_are_batched_up_to_the_maximum_and_lingered_for() -> None:
         await sink.export(readable(1))
 
 
+@pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast
 async def test_a_sink_without_an_exporter_takes_spans_and_sends_nothing() -> None:
     sink = SpanSink(None, HealthMetrics(CollectorRegistry()))
     sink.start()
@@ -507,6 +510,7 @@ def test_a_new_checkpoint_is_version_2_in_wal_mode_and_records_when_it_was_opene
     db.close()
 
 
+@pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast
 async def test_closing_a_sink_whose_backend_hangs_gives_up_after_the_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -531,6 +535,7 @@ async def test_closing_a_sink_whose_backend_hangs_gives_up_after_the_timeout(
     waiting.cancel()
 
 
+@pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast
 async def test_closing_a_sink_whose_exporter_will_not_shut_down_gives_up_after_the_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -565,6 +570,7 @@ async def test_closing_a_sink_whose_exporter_will_not_shut_down_gives_up_after_t
     assert seen["shutdown thread"] == "otlp-shutdown" and seen["daemon"] is True
 
 
+@pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast
 async def test_a_sink_whose_exporter_shuts_down_at_once_says_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
