@@ -352,6 +352,40 @@ def run(size: int, scheduler: str, hours: float, seed: int = 1, warmup: float | 
     return result
 
 
+def run_express(rate: float, seconds: float, seed: int = 1, warmup: float = 60.0) -> Result:
+    """EXPRESS executions started at `rate` a second for `seconds`, each a short workflow that
+    logs every event to one log group; read from there (their only record). Lag is measured for
+    events after `warmup`."""
+    from simulator.workloads import express_order
+
+    virtual = VirtualRun()
+    sim = virtual.sim
+    rng = random.Random(seed)
+    machine = sim.add_machine(
+        "api", waiter_definition(1), "EXPRESS", logging=Logging("/aws/vendedlogs/states/api")
+    )
+    templates = [express_order(rng) for _ in range(64)]
+    count = int(rate * seconds)
+    for n in range(count):
+        sim.start(machine, templates[n % len(templates)], f"x-{n:07d}", start=EPOCH + n / rate)
+    lags: list[float] = []
+    exported = [0]
+
+    def on_events(tracked: Tracked, times_ns: list[int]) -> None:
+        now = virtual.wall()
+        exported[0] += len(times_ns)
+        lags.extend(now - t / 1e9 for t in times_ns if t / 1e9 - EPOCH >= warmup)
+
+    horizon = seconds + 30
+    virtual.run(horizon, None, on_events)
+    appeared = sum(
+        1 for e in sim.executions.values() for offset in e.template.offsets if warmup <= e.start + offset - EPOCH <= horizon
+    )  # fmt: skip
+    result = Result("logs", count, lags, sim.calls["GetExecutionHistory"], max(0, appeared - len(lags)), 0.0)
+    result.log_calls, result.exported = sim.calls["FilterLogEvents"], exported[0]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -360,12 +394,16 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rows", default="exporter,round-robin,oracle,logs")
+    parser.add_argument(
+        "--express-rate", type=float, default=500.0, help="EXPRESS executions a second (0: none)"
+    )
+    parser.add_argument("--express-seconds", type=float, default=180.0)
     args = parser.parse_args()
     print(
         f"{'executions':>10} {'scheduler':<12} {'events':>8} {'p50 lag s':>10} {'p99 lag s':>10} "
         f"{'history calls':>14} {'log calls':>10} {'calls/1k ev':>11} {'unexported':>10} {'wall s':>7}"
     )
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in (int(s) for s in args.sizes.split(",") if s):
         results = {}
         for scheduler in args.rows.split(","):
             started = time.perf_counter()
@@ -396,6 +434,16 @@ def main() -> None:
                 f"(the history-only bound: {bound:.1f} s)",
                 flush=True,
             )
+    if args.express_rate:
+        started = time.perf_counter()
+        result = run_express(args.express_rate, args.express_seconds, args.seed)
+        print(
+            f"{'EXPRESS ' + format(args.express_rate, ',.0f') + '/s':>10} {'logs':<12} {len(result.lags):>8,} "
+            f"{result.quantile(0.5):>10.1f} {result.quantile(0.99):>10.1f} {result.history_calls:>14,} "
+            f"{result.log_calls:>10,} {result.calls_per_1000_events:>11.1f} {result.unexported:>10,} "
+            f"{time.perf_counter() - started:>7.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from exporter.aws.source import (
     CloudWatchLogsApi,
     Denied,
     ExecutionSummary,
+    LogRecord,
     Malformed,
     NotFound,
     SourceError,
@@ -524,11 +525,16 @@ class Exporter:
             restored = self.store.watermark(WATERMARK_KEY + arn)
             tail = self.groups[arn] = GroupTail(arn, None if restored is None else int(restored * 1000))
         now_ms = int(self._wall() * 1000)
+        pages = tail.pages(
+            self.logs_api, now_ms, int(settings.overlap_seconds * 1000),
+            int(self.config.discovery.lookback_seconds * 1000),
+        )  # fmt: skip
         try:
-            records, again = await tail.read(
-                self.logs_api, now_ms, int(settings.overlap_seconds * 1000),
-                int(self.config.discovery.lookback_seconds * 1000),
-            )  # fmt: skip
+            # Each page is handed over as it comes: a read of many pages (a backlog) exports its
+            # first events while the rest are read.
+            async for records, again in pages:
+                self.health.log_messages.labels("reread").inc(again)
+                await self._take_page(records, machines, arn)
         except SourceError as exc:
             self.health.discovery_errors.labels(exc.operation).inc()
             if not tail.failing:
@@ -538,16 +544,23 @@ class Exporter:
         if tail.failing:
             log.info("reading the log group again", extra={"log_group_arn": arn})
         tail.failing = False
-        self.health.log_messages.labels("reread").inc(again)
+        for tracked in [t for t in self.tracked.values() if t.group == arn]:
+            await self._release(tracked)  # reorder windows and EXPRESS deadlines run out in quiet times too
+        self._save_log_watermark(tail)
+
+    async def _take_page(self, records: list[LogRecord], machines: set[str], group: str) -> None:
+        """One page of a log group: its messages into their executions' reorder buffers, and
+        what those let go to the sinks."""
         parsed = parse_records(records)
         for _, reason in parsed.invalid:
-            log.warning("skipping a log message: %s", reason, extra={"log_group_arn": arn})
+            log.warning("skipping a log message: %s", reason, extra={"log_group_arn": group})
         self.health.log_messages.labels("invalid").inc(len(parsed.invalid))
         for execution_arn, events in parsed.by_execution.items():
-            self._hold(execution_arn, events, machines, arn)
-        for tracked in [t for t in self.tracked.values() if t.group == arn]:
-            await self._release(tracked)
-        self._save_log_watermark(tail)
+            self._hold(execution_arn, events, machines, group)
+        for execution_arn in parsed.by_execution:
+            tracked = self.tracked.get(execution_arn)
+            if tracked is not None and tracked.reorder is not None:
+                await self._release(tracked)
 
     def _hold(self, arn: str, events: list[dict[str, Any]], machines: set[str], group: str) -> None:
         """Put an execution's newly read events in its reorder buffer (tracking it if new)."""

@@ -123,3 +123,36 @@ def bulk_template(events: int, spacing_s: float = 0.0) -> Template:
     h.add("ExecutionSucceeded", output="{}")
     offsets = [i * spacing_s for i in range(events)]
     return Template("bulk", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
+
+
+def express_order(rng: random.Random, fail_rate: float = 0.05) -> Template:
+    """A short EXPRESS workflow (an API backend): validate, call a Lambda function, route; done in
+    one to three seconds, and failing (the task, then the execution) at `fail_rate`."""
+    h = History()
+    offsets = [0.0]
+    now = 0.0
+
+    def add(event_type: str, gap: float = 0.005, **details: Any) -> None:
+        nonlocal now
+        now += gap
+        offsets.append(now)
+        h.add(event_type, **details)
+
+    h.add("ExecutionStarted", prev=0, input="{}")
+    add("PassStateEntered", name="Validate")
+    add("PassStateExited", name="Validate")
+    add("TaskStateEntered", name="Charge")
+    add("TaskScheduled", **LAMBDA)
+    add("TaskStarted", **LAMBDA)
+    if rng.random() < fail_rate:
+        add("TaskFailed", gap=rng.uniform(0.5, 2.5), error="Card.Declined", **LAMBDA)
+        add("ExecutionFailed", error="Card.Declined")
+    else:
+        add("TaskSucceeded", gap=rng.uniform(0.5, 2.5), output="{}", **LAMBDA)
+        add("TaskStateExited", name="Charge")
+        add("ChoiceStateEntered", name="Route")
+        add("ChoiceStateExited", name="Route")
+        add("ExecutionSucceeded", output="{}")
+    return Template(
+        "express-order", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events]
+    )

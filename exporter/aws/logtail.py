@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,32 +37,29 @@ class GroupTail:
         base = self.watermark_ms if self.watermark_ms is not None else now_ms - lookback_ms
         return base - overlap_ms
 
-    async def read(
+    async def pages(
         self, api: CloudWatchLogsApi, now_ms: int, overlap_ms: int, lookback_ms: int
-    ) -> tuple[list[LogRecord], int]:
-        """The events not read before, oldest first, and how many were read again. All pages or
-        nothing: a read that fails half-way leaves the position where it was."""
+    ) -> AsyncIterator[tuple[list[LogRecord], int]]:
+        """Page by page, the events not read before (oldest first) and how many were read again.
+        The read position moves once the last page is read: a read that fails half-way starts
+        from the same place next time, and what it handed over already is known by its ids."""
         start = self.start_ms(now_ms, overlap_ms, lookback_ms)
-        fresh: dict[str, LogRecord] = {}
-        again = 0
+        seen = self.seen
         token: str | None = None
         while True:
             records, token = await api.filter_log_events(self.arn, start, token)
+            fresh: list[LogRecord] = []
             for record in records:
-                if record.event_id in self.seen or record.event_id in fresh:
-                    again += 1
-                else:
-                    fresh[record.event_id] = record
+                if record.event_id in seen:
+                    continue
+                seen[record.event_id] = record.timestamp_ms
+                fresh.append(record)
+            yield fresh, len(records) - len(fresh)
             if not token:
                 break
         floor = now_ms - overlap_ms  # where the next read starts: older ids cannot come back
-        seen = {key: stamp for key, stamp in self.seen.items() if stamp >= floor}
-        seen.update(
-            (key, record.timestamp_ms) for key, record in fresh.items() if record.timestamp_ms >= floor
-        )
-        self.seen = seen
+        self.seen = {key: stamp for key, stamp in seen.items() if stamp >= floor}
         self.watermark_ms = max(now_ms, self.watermark_ms or 0)
-        return list(fresh.values()), again
 
 
 @dataclass
