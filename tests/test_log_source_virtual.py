@@ -211,3 +211,107 @@ def test_standard_executions_read_from_their_logs_take_what_the_log_lost_from_th
     assert "missing from the log; reading them from the history" in caplog.text
     events = sum(len(e.history()) for e in executions)
     assert 0 < sim.calls["GetExecutionHistory"] < events / 4
+
+
+def test_a_standard_execution_whose_log_lost_its_end_is_read_from_its_history_once_listed_as_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing after the lost messages shows a hole: only discovery's listing says it ended."""
+    virtual = VirtualRun(settings(source="logs"))
+    sim = virtual.sim
+    rng = random.Random(4)
+    machine = sim.add_machine("std", waiter_definition(2), logging=Logging(GROUP))
+    executions = [
+        sim.start(machine, waiter(rng, loops=2, wait_s=2, task_s=(0.5, 1.0)), f"s-{n}", start=EPOCH + 2 + n)
+        for n in range(3)
+    ]  # fmt: skip
+    cut = executions[1]
+    tail_ids = {len(cut.history()) - 1, len(cut.history())}  # its last two events never reach the log
+    group = sim.logs.groups[GROUP]
+    group.events = [
+        e for e in group.events if not (cut.arn in e.message and int(json.loads(e.message)["id"]) in tail_ids)
+    ]
+    sink, registry = Collector(), CollectorRegistry()
+    caplog.set_level(logging.INFO)
+    exporter = virtual.run(90, sink=sink, registry=registry)
+    assert "ended SUCCEEDED, but not in its log; reading its history" in caplog.text
+    assert {s.context.span_id for s in sink.spans} == span_ids(executions)
+    assert workflow_counts(registry) == truth(executions)
+    assert not exporter.tracked
+    cursor = exporter.store.get(cut.arn)
+    assert cursor is not None and cursor.finished and cursor.event_id == len(cut.history())
+
+
+def test_a_log_group_that_cannot_be_read_is_logged_once_counted_and_read_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from simulator.stepfunctions import DirectLogsClient
+
+    class Refusing(DirectLogsClient):
+        def __init__(self, sim: Simulator) -> None:
+            super().__init__(sim)
+            self.refusals = 6
+
+        async def filter_log_events(self, **params: Any) -> dict[str, Any]:
+            if self.refusals:
+                self.refusals -= 1
+                from botocore.exceptions import ClientError
+
+                raise ClientError(
+                    {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
+                     "ResponseMetadata": {"HTTPStatusCode": 400}}, "FilterLogEvents",
+                )  # fmt: skip
+            return await super().filter_log_events(**params)
+
+    virtual = VirtualRun(settings())
+    executions = express(virtual.sim, count=3)
+    sink, registry = Collector(), CollectorRegistry()
+    caplog.set_level(logging.INFO)
+    exporter = virtual.run(90, sink=sink, registry=registry, logs_client=Refusing(virtual.sim))
+    refused = [
+        r for r in caplog.records if r.getMessage().startswith("cannot read log group: FilterLogEvents")
+    ]
+    assert len(refused) == 1 and refused[0].levelno == logging.ERROR  # once, not once a read
+    assert getattr(refused[0], "log_group_arn", "").endswith(f"log-group:{GROUP}")
+    assert "reading the log group again" in caplog.text
+    value = registry.get_sample_value
+    assert value("sfn_exporter_discovery_errors_total", {"operation": "FilterLogEvents"}) == 6
+    assert (
+        value("sfn_exporter_api_calls_total", {"operation": "FilterLogEvents", "outcome": "client_error"})
+        == 6
+    )
+    assert {s.context.span_id for s in sink.spans} == span_ids(executions)
+    assert not exporter.tracked
+
+
+def test_the_checkpoint_keeps_a_log_groups_position_at_the_oldest_open_execution() -> None:
+    virtual = VirtualRun(settings(overlap_seconds=1))
+    executions = express(virtual.sim, count=6)
+    store = SyncStore(":memory:")
+    registry = CollectorRegistry()
+    exporter = virtual.run(7, sink=Collector(), store=store, registry=registry)
+    group_arn = f"arn:aws:logs:us-east-1:123456789012:log-group:{GROUP}"
+    open_express = [t for t in exporter.tracked.values() if t.group == group_arn]
+    assert open_express, "stopped while executions were open"
+    saved = store.watermark("logs:" + group_arn)
+    assert saved is not None
+    oldest = min(t.first_ms for t in open_express)
+    assert saved == oldest / 1000  # held back to the oldest open execution's first event
+    assert oldest == min(round(e.appear_time(1) * 1000) for e in executions if e.arn in exporter.tracked)
+    assert registry.get_sample_value("sfn_exporter_log_groups") == 1
+    lag = registry.get_sample_value("sfn_exporter_log_watermark_lag_seconds")
+    assert lag is not None and 0 <= lag <= 2  # read to within an interval of now
+
+
+def test_a_state_machine_no_longer_read_from_logs_drops_its_group() -> None:
+    virtual = VirtualRun(settings())
+    express(virtual.sim, count=2)
+    registry = CollectorRegistry()
+
+    def delete_all() -> None:
+        virtual.sim.machines.clear()
+
+    virtual.loop.call_later(30, delete_all)
+    exporter = virtual.run(60, sink=Collector(), registry=registry)
+    assert exporter.groups == {}
+    assert registry.get_sample_value("sfn_exporter_log_groups") == 0
