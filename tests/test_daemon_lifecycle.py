@@ -344,3 +344,81 @@ def test_a_discovery_pass_that_fails_is_logged_and_the_next_one_goes_on(
     ]
     assert len(bugs) == 2 and all(r.exc_info and r.exc_info[0] is KeyError for r in bugs)
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)
+
+
+# ---------------------------------------------------------------- what each export records
+
+
+def test_each_export_records_its_lag_its_checkpoint_write_and_what_states_took() -> None:
+    virtual = VirtualRun(settings())
+    executions = loops(virtual.sim, 3)
+    seen: list[tuple[str, int, float]] = []
+    spans_seen: list[tuple[str, int]] = []
+
+    def on_events(tracked: Any, times_ns: list[int]) -> None:
+        now = virtual.wall()
+        seen.extend((tracked.arn, t, now - t / 1e9) for t in times_ns)
+
+    def on_spans(tracked: Any, spans: list[Any]) -> None:
+        spans_seen.append((tracked.arn, len(spans)))
+
+    store, registry = SyncStore(":memory:"), CollectorRegistry()
+    saves = [0]
+    save = store.save_now
+
+    def counted(*args: Any) -> None:
+        saves[0] += 1
+        save(*args)
+
+    store.save_now = counted  # type: ignore[method-assign]
+    exporter = virtual.run(
+        90, sink=Collector(), store=store, registry=registry, on_events=on_events, on_spans=on_spans
+    )
+    value = registry.get_sample_value
+    events = sum(len(e.history()) for e in executions)
+    assert len(seen) == events and {arn for arn, _, _ in seen} == {e.arn for e in executions}
+    # the lag histogram holds each event's time from its timestamp to its export, in seconds
+    assert value("sfn_exporter_event_lag_seconds_count") == events
+    assert value("sfn_exporter_event_lag_seconds_sum") == pytest.approx(
+        sum(lag for _, _, lag in seen), abs=1e-3
+    )
+    assert all(0 <= lag < 10 for _, _, lag in seen)
+    assert value("sfn_exporter_checkpoint_writes_total", {"outcome": "ok"}) == saves[0] > 0
+    assert value("sfn_exporter_events_processed_total") == events
+    assert sum(n for _, n in spans_seen) == len(span_ids(executions))
+    assert {arn for arn, _ in spans_seen} == {e.arn for e in executions}
+    # what states took is learnt, Wait states left out (their length is in the definition)
+    fetch = exporter.durations._samples[("loops", "Fetch")]
+    assert fetch and all(0.5 <= seconds <= 1.6 for seconds in fetch)
+    assert ("loops", "Sleep") not in exporter.durations._samples
+    assert ("loops", "Check") in exporter.durations._samples
+
+
+def test_a_scheduler_that_fails_after_a_poll_is_logged_and_the_execution_polled_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from exporter.schedule.scheduler import PollScheduler
+
+    class Refusing(PollScheduler):
+        """Refuses to take back a poll twice, then once more for its retry."""
+
+        refusals = 3
+
+        def done(self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False,
+                 steady: bool = False) -> None:  # fmt: skip
+            if self.refusals:
+                self.refusals -= 1
+                raise RuntimeError("a bug in the scheduler")
+            super().done(key, found_events, not_before, failed, steady)
+
+    virtual = VirtualRun(settings())
+    executions = loops(virtual.sim, 1)
+    scheduler = Refusing(0.5, 2, virtual.loop.time)
+    sink = Collector()
+    caplog.set_level(logging.ERROR)
+    exporter = virtual.run(60, scheduler, sink=sink)
+    arn = executions[0].arn
+    assert f"rescheduling {arn} failed; it is polled again after a back-off" in caplog.text
+    assert f"the scheduler refused {arn}; it is no longer polled" in caplog.text
+    assert {s.context.span_id for s in sink.spans} <= span_ids(executions)
+    assert exporter.tracked or {s.context.span_id for s in sink.spans} == span_ids(executions)

@@ -315,3 +315,28 @@ def test_a_state_machine_no_longer_read_from_logs_drops_its_group() -> None:
     exporter = virtual.run(60, sink=Collector(), registry=registry)
     assert exporter.groups == {}
     assert registry.get_sample_value("sfn_exporter_log_groups") == 0
+
+
+def test_messages_of_executions_that_ended_or_that_have_no_execution_arn_are_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    virtual = VirtualRun(settings())
+    sim = virtual.sim
+    executions = express(sim, count=2)
+    done = executions[0]
+    first = json.loads(next(e.message for e in sim.logs.groups[GROUP].events if done.arn in e.message))
+    # the same message again, long after its execution ended (another stream, another event id)
+    sim.logs.put(GROUP, EPOCH + 50, json.dumps(first), stream="states/orders/late")
+    bad_arn = {**first, "execution_arn": "arn:aws:states:us-east-1:123456789012:activity:nope"}
+    sim.logs.put(GROUP, EPOCH + 6, json.dumps(bad_arn))
+    sink, registry = Collector(), CollectorRegistry()
+    caplog.set_level(logging.WARNING)
+    virtual.run(90, sink=sink, registry=registry)
+    value = registry.get_sample_value
+    assert value("sfn_exporter_log_messages_total", {"outcome": "late"}) == 1
+    assert value("sfn_exporter_log_messages_total", {"outcome": "invalid"}) == 1
+    warning = next(
+        r for r in caplog.records if r.getMessage().startswith("skipping log messages: execution ARN")
+    )
+    assert "activity:nope" in warning.getMessage() and getattr(warning, "log_group_arn", "").endswith(GROUP)
+    assert workflow_counts(registry) == truth(executions)
