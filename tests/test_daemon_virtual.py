@@ -4,9 +4,12 @@ every counter equal to the truth, whatever AWS, the OTLP backend or the checkpoi
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
@@ -15,6 +18,23 @@ from exporter.emit.sinks import ExportFailed
 from simulator.stepfunctions import SimExecution, Simulator
 from tests.truth import Samples, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
+
+
+@pytest.fixture(autouse=True)
+def no_bug_is_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Whatever fault a test injects, the exporter logs no traceback: each is one it handles."""
+    caplog.set_level(logging.INFO)
+    yield
+    bugs = [r for r in caplog.records if r.name.startswith("exporter") and r.exc_info]
+    assert not bugs, [f"{r.getMessage()}: {r.exc_info[1]!r}" for r in bugs if r.exc_info]
+
+
+def assert_settled(exporter: Any, registry: CollectorRegistry) -> None:
+    """Nothing left tracked, and the gauges say so."""
+    assert not exporter.tracked
+    assert registry.get_sample_value("sfn_exporter_tracked_executions") == 0
+    running = [s.value for f in registry.collect() if f.name == "sfn_running_executions" for s in f.samples]
+    assert running and not any(running)
 
 
 def workload(sim: Simulator, redrive: bool = True) -> list[SimExecution]:
@@ -89,7 +109,7 @@ def test_faults_from_aws_lose_nothing_and_count_nothing_twice() -> None:
     assert value("sfn_exporter_events_processed_total") == sum(len(e.history()) for e in good) + sum(
         upto.values()
     )
-    assert not exporter.tracked
+    assert_settled(exporter, registry)
     cursor = exporter.store.get(executions[-1].arn)  # the redriven one, checkpointed to its end
     assert cursor is not None and cursor.finished and cursor.redrives == 1
 
@@ -122,7 +142,8 @@ def test_a_backend_down_and_a_checkpoint_failing_delay_but_lose_nothing() -> Non
     assert {span.context.span_id for span in sink.spans} >= span_ids(executions)
     assert workflow_counts(registry) == truth(executions)
     assert registry.get_sample_value("sfn_exporter_checkpoint_writes_total", {"outcome": "error"})
-    assert not exporter.checkpoint_failing and not exporter.tracked
+    assert not exporter.checkpoint_failing
+    assert_settled(exporter, registry)
 
 
 def test_a_restart_resumes_from_the_checkpoint_without_counting_twice() -> None:
@@ -139,6 +160,6 @@ def test_a_restart_resumes_from_the_checkpoint_without_counting_twice() -> None:
         for key, value in workflow_counts(registry).items():
             combined[key] = combined.get(key, 0) + value
     assert combined == truth(executions)  # each event counted by one of the two processes
-    assert not second.tracked
+    assert_settled(second, second_registry)
     resumed = {span.context.span_id for span in sink.spans}
     assert resumed and resumed <= span_ids(executions)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from bench.freshness import EPOCH, SyncStore, VirtualRun
 from simulator.logs import Delivery, Logging, logged
 from simulator.stepfunctions import SimExecution, Simulator
-from tests.test_daemon_virtual import Collector
+from tests.test_daemon_virtual import Collector, assert_settled, no_bug_is_logged  # noqa: F401 (a fixture)
 from tests.truth import Samples, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, waiter, waiter_definition
 
@@ -55,7 +55,7 @@ def test_express_executions_come_whole_and_once_through_late_reordered_messages(
     exported = [span.context.span_id for span in sink.spans]
     assert len(exported) == len(set(exported)) and set(exported) == span_ids(executions)
     assert workflow_counts(registry) == truth(executions)
-    assert not exporter.tracked
+    assert_settled(exporter, registry)
     value = registry.get_sample_value
     assert value("sfn_exporter_log_messages_total", {"outcome": "accepted"}) == sum(
         len(e.history()) for e in executions
@@ -83,7 +83,7 @@ def test_an_express_execution_whose_end_is_lost_is_closed_as_incomplete(
     sink, registry = Collector(), CollectorRegistry()
     caplog.set_level(logging.WARNING)
     exporter = virtual.run(150, sink=sink, registry=registry)
-    assert not exporter.tracked
+    assert_settled(exporter, registry)
     value = registry.get_sample_value
     assert value("sfn_history_anomalies_total", {"state_machine": "orders", "anomaly": "incomplete_log"}) == 1
     assert value("sfn_executions_finished_total", {"state_machine": "orders", "status": "UNKNOWN"}) == 1
@@ -128,7 +128,7 @@ def test_messages_that_are_not_step_functions_ones_are_counted_named_and_skipped
     assert "id: expected a number as text, got 'x7'" in caplog.text
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)  # the others go on
     assert workflow_counts(registry) == truth(executions)
-    assert not exporter.tracked
+    assert_settled(exporter, registry)
 
 
 def test_a_restart_mid_execution_resumes_from_the_checkpoint_and_counts_each_event_once() -> None:
@@ -164,7 +164,7 @@ def test_an_express_state_machine_logging_errors_only_counts_what_it_logs() -> N
     executions = express(virtual.sim, count=3, level="ERROR")
     sink, registry = Collector(), CollectorRegistry()
     exporter = virtual.run(150, sink=sink, registry=registry)
-    assert not exporter.tracked
+    assert_settled(exporter, registry)
     seen = [e for e in executions if any(logged("ERROR", event["type"]) for event in e.history())]
     assert seen and len(seen) < len(executions)
     value = registry.get_sample_value
@@ -207,7 +207,7 @@ def test_standard_executions_read_from_their_logs_take_what_the_log_lost_from_th
     exported = [span.context.span_id for span in sink.spans]
     assert len(exported) == len(set(exported)) and set(exported) == span_ids(executions)
     assert workflow_counts(registry) == truth(executions)
-    assert not exporter.tracked
+    assert_settled(exporter, registry)
     assert "missing from the log; reading them from the history" in caplog.text
     events = sum(len(e.history()) for e in executions)
     assert 0 < sim.calls["GetExecutionHistory"] < events / 4
@@ -231,13 +231,23 @@ def test_a_standard_execution_whose_log_lost_its_end_is_read_from_its_history_on
     group.events = [
         e for e in group.events if not (cut.arn in e.message and int(json.loads(e.message)["id"]) in tail_ids)
     ]
+    from tests.test_daemon_lifecycle import Scripted
+
+    client = Scripted(sim)
     sink, registry = Collector(), CollectorRegistry()
     caplog.set_level(logging.INFO)
-    exporter = virtual.run(90, sink=sink, registry=registry)
-    assert "ended SUCCEEDED, but not in its log; reading its history" in caplog.text
+    exporter = virtual.run(90, client=client, sink=sink, registry=registry)
+    told = [
+        r
+        for r in caplog.records
+        if r.getMessage() == "ended SUCCEEDED, but not in its log; reading its history"
+    ]
+    assert len(told) == 1 and getattr(told[0], "execution_arn", None) == cut.arn  # said once
+    # only its history was read, once (its log gave the others whole, and it ended in one read)
+    assert client.history_calls == {cut.arn: 1}
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)
     assert workflow_counts(registry) == truth(executions)
-    assert not exporter.tracked
+    assert_settled(exporter, registry)
     cursor = exporter.store.get(cut.arn)
     assert cursor is not None and cursor.finished and cursor.event_id == len(cut.history())
 
@@ -281,7 +291,7 @@ def test_a_log_group_that_cannot_be_read_is_logged_once_counted_and_read_again(
         == 6
     )
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)
-    assert not exporter.tracked
+    assert_settled(exporter, registry)
 
 
 def test_the_checkpoint_keeps_a_log_groups_position_at_the_oldest_open_execution() -> None:
