@@ -646,12 +646,11 @@ class Exporter:
         if events:
             await self._consume(tracked, assembler, events, self._feed_each(tracked, assembler, events))
         if overdue and not assembler.finished:
-            end_ns = int(tracked.newest_s * 1e9) if tracked.newest_s else int(tracked.first_ms * 1e6)
             tracked.log.warning(
                 "no end of this EXPRESS execution in its log after %.0fs; closed as incomplete",
                 settings.express_max_seconds,
             )
-            await self._consume(tracked, assembler, [], assembler.abandon(end_ns))
+            await self._consume(tracked, assembler, [], assembler.abandon())
 
     def _feed_each(
         self, tracked: Tracked, assembler: SpanAssembler, events: list[dict[str, Any]]
@@ -738,7 +737,7 @@ class Exporter:
         """A STANDARD execution read from its log, listed by discovery: when it ended a while ago
         (longer than the log's reorder window) and its log did not show the end, its history
         gives the rest."""
-        if summary.status == "RUNNING" or summary.stop_date is None or summary.arn in self._ended:
+        if summary.stop_date is None or summary.arn in self._ended:  # running, or seen to end
             return
         settings = self.config.logs
         if (

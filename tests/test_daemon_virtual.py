@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
-from exporter.daemon import MALFORMED_POLLS
+from exporter.daemon import MALFORMED_POLLS, Exporter
 from exporter.emit.sinks import ExportFailed
 from simulator.stepfunctions import SimExecution, Simulator
 from tests.truth import Samples, span_ids, truth, workflow_counts
@@ -25,7 +25,7 @@ def no_bug_is_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Whatever fault a test injects, the exporter logs no traceback: each is one it handles."""
     caplog.set_level(logging.INFO)
     yield
-    bugs = [r for r in caplog.records if r.name.startswith("exporter") and r.exc_info]
+    bugs = [r for r in caplog.get_records("call") if r.name.startswith("exporter") and r.exc_info]
     assert not bugs, [f"{r.getMessage()}: {r.exc_info[1]!r}" for r in bugs if r.exc_info]
 
 
@@ -136,10 +136,27 @@ def test_a_backend_down_and_a_checkpoint_failing_delay_but_lose_nothing() -> Non
     virtual.loop.call_later(15, lambda: setattr(sink, "down", False))
     virtual.loop.call_later(10, lambda: broken.update(on=True))  # still broken when the backend is back
     virtual.loop.call_later(26, lambda: broken.update(on=False))
+    failing: list[bool] = []
+    for at in (8, 20, 40):  # readiness follows the checkpoint: failing only while writes fail
+        virtual.loop.call_later(at, lambda: failing.append(exporter_of[0].checkpoint_failing))
+    exporter_of: list[Any] = []
     registry = CollectorRegistry()
-    exporter = virtual.run(120, sink=sink, store=store, registry=registry)
+    original_init = Exporter.__init__
+
+    def remember(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        exporter_of.append(self)
+
+    Exporter.__init__ = remember  # type: ignore[method-assign]
+    try:
+        exporter = virtual.run(120, sink=sink, store=store, registry=registry)
+    finally:
+        Exporter.__init__ = original_init  # type: ignore[method-assign]
+    assert failing == [False, True, False]
     assert sink.refused > 0
-    assert {span.context.span_id for span in sink.spans} >= span_ids(executions)
+    exported = [span.context.span_id for span in sink.spans]
+    assert len(exported) == len(set(exported))  # spans the backend took are not sent again
+    assert set(exported) >= span_ids(executions)
     assert workflow_counts(registry) == truth(executions)
     assert registry.get_sample_value("sfn_exporter_checkpoint_writes_total", {"outcome": "error"})
     assert not exporter.checkpoint_failing

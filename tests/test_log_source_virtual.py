@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -142,8 +142,25 @@ def test_a_restart_mid_execution_resumes_from_the_checkpoint_and_counts_each_eve
     first = virtual.run(9, sink=Collector(), store=store, registry=first_registry, close=False)
     half_done = [arn for arn in first.tracked if (c := store.get(arn)) is not None and not c.finished]
     assert half_done  # stopped while some were half exported
+    from simulator.stepfunctions import DirectLogsClient
+
+    group_arn = f"arn:aws:logs:us-east-1:123456789012:log-group:{GROUP}"
+    saved = store.watermark("logs:" + group_arn)
+    assert saved is not None
+
+    class Recording(DirectLogsClient):
+        starts: ClassVar[list[int]] = []
+
+        async def filter_log_events(self, **params: Any) -> dict[str, Any]:
+            self.starts.append(params["startTime"])
+            return await super().filter_log_events(**params)
+
     sink = Collector()
-    second = virtual.run(150, sink=sink, store=store, registry=second_registry)
+    second = virtual.run(
+        150, sink=sink, store=store, registry=second_registry, logs_client=Recording(virtual.sim)
+    )
+    # the second process reads from the checkpointed position, less the overlap
+    assert Recording.starts[0] == round(saved * 1000) - 500
     combined: Samples = {}
     for registry in (first_registry, second_registry):
         for key, value in workflow_counts(registry).items():
@@ -339,14 +356,70 @@ def test_messages_of_executions_that_ended_or_that_have_no_execution_arn_are_cou
     sim.logs.put(GROUP, EPOCH + 50, json.dumps(first), stream="states/orders/late")
     bad_arn = {**first, "execution_arn": "arn:aws:states:us-east-1:123456789012:activity:nope"}
     sim.logs.put(GROUP, EPOCH + 6, json.dumps(bad_arn))
+    # an event the assembler refuses (a negative predecessor), among good ones of its execution
+    other = executions[1]
+    broken = {
+        **first,
+        "execution_arn": other.arn,
+        "id": str(len(other.history()) + 1),
+        "previous_event_id": "-1",
+    }
+    sim.logs.put(GROUP, other.appear_time(2), json.dumps(broken))
     sink, registry = Collector(), CollectorRegistry()
     caplog.set_level(logging.WARNING)
     virtual.run(90, sink=sink, registry=registry)
     value = registry.get_sample_value
     assert value("sfn_exporter_log_messages_total", {"outcome": "late"}) == 1
-    assert value("sfn_exporter_log_messages_total", {"outcome": "invalid"}) == 1
+    assert value("sfn_exporter_log_messages_total", {"outcome": "invalid"}) == 2
+    refused = [r for r in caplog.records if r.getMessage().startswith("skipping a logged event")]
+    assert len(refused) == 1 and getattr(refused[0], "execution_arn", None) == other.arn
+    assert {s.context.span_id for s in sink.spans} == span_ids(executions)  # the rest of it went on
     warning = next(
         r for r in caplog.records if r.getMessage().startswith("skipping log messages: execution ARN")
     )
     assert "activity:nope" in warning.getMessage() and getattr(warning, "log_group_arn", "").endswith(GROUP)
     assert workflow_counts(registry) == truth(executions)
+
+
+def test_a_standard_state_machine_that_logs_is_read_from_its_history_unless_chosen() -> None:
+    """`auto` reads STANDARD state machines from their history even when they log: their log
+    group is not read at all."""
+    virtual = VirtualRun(settings())
+    sim = virtual.sim
+    machine = sim.add_machine("std", waiter_definition(2), logging=Logging(GROUP))
+    executions = [sim.start(machine, waiter(random.Random(1), 1, 2, (0.5, 1.0)), "s-1", start=EPOCH + 1)]
+    sink, registry = Collector(), CollectorRegistry()
+    exporter = virtual.run(40, sink=sink, registry=registry)
+    assert sim.calls["FilterLogEvents"] == 0 and sim.calls["GetExecutionHistory"] > 0
+    assert registry.get_sample_value("sfn_exporter_log_groups") == 0
+    assert {s.context.span_id for s in sink.spans} == span_ids(executions)
+    assert_settled(exporter, registry)
+
+
+def test_the_read_position_lag_grows_while_a_log_group_cannot_be_read() -> None:
+    from simulator.stepfunctions import DirectLogsClient
+
+    class Failing(DirectLogsClient):
+        """Answers until 10 s, refuses until 40 s, answers again."""
+
+        async def filter_log_events(self, **params: Any) -> dict[str, Any]:
+            if 10 <= self.sim.clock() - EPOCH < 40:
+                from botocore.exceptions import ClientError
+
+                raise ClientError({"Error": {"Code": "ServiceUnavailableException", "Message": "down"},
+                                   "ResponseMetadata": {"HTTPStatusCode": 503}}, "FilterLogEvents")  # fmt: skip
+            return await super().filter_log_events(**params)
+
+    virtual = VirtualRun(settings())
+    executions = express(virtual.sim, count=3)
+    registry = CollectorRegistry()
+    lags: list[float] = []
+    for at in (8, 30, 60):
+        virtual.loop.call_later(
+            at,
+            lambda: lags.append(registry.get_sample_value("sfn_exporter_log_watermark_lag_seconds") or 0.0),
+        )
+    sink = Collector()
+    virtual.run(90, sink=sink, registry=registry, logs_client=Failing(virtual.sim))
+    assert lags[0] < 1.5 and 18 <= lags[1] <= 22 and lags[2] < 1.5  # the seconds since the last read began
+    assert {s.context.span_id for s in sink.spans} == span_ids(executions)

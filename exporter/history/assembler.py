@@ -306,15 +306,16 @@ class SpanAssembler:
         out, self._out = self._out, Assembled()
         return out
 
-    def abandon(self, end_ns: int, anomaly: str = "incomplete_log") -> Assembled:
+    def abandon(self, anomaly: str = "incomplete_log") -> Assembled:
         """The record stops here for good (an EXPRESS execution whose end never reached its log):
-        close whatever is open at `end_ns` with outcome `incomplete` (status UNSET: how it ended
+        close whatever is open at the newest event it holds, with outcome `incomplete` (status UNSET: how it ended
         is not known), each span with an `sfn.anomaly` event, the anomaly counted once and the
         execution counted as finished with status UNKNOWN; for a partial record (see
         `AssemblerOptions.partial`) without the anomaly. Nothing open: nothing happens."""
         run = self._run
         if run is None or run.closed:
             return Assembled()
+        end_ns = max(max(span.last_ns, span.start_ns) for span in self._open.values())
         if not self.options.partial:  # a partial record's end is often not in it (a success)
             self._observe("sfn_history_anomalies_total", self.identity.state_machine_name, anomaly)
             mark = SpanEvent(
@@ -322,7 +323,7 @@ class SpanAssembler:
             )
             for span in self._open.values():
                 span.events += (mark,)
-        self._close(run, max(end_ns, run.last_ns), "incomplete")
+        self._close(run, end_ns, "incomplete")
         out, self._out = self._out, Assembled()
         return out
 
