@@ -561,6 +561,66 @@ def test_odd_sequences_are_best_effort_and_counted(
         assert any(e.attributes.get("sfn.anomaly") == anomaly for s in spans for e in s.events)
 
 
+DETAILS = {"exit_without_entry": "Ghost", "iteration_end_without_start": "3", "abort_without_entry": "Task",
+           "iteration_restarted": "0"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("events", "anomaly"),
+    [
+        ([("PassStateExited", {"name": "Ghost"})], "exit_without_entry"),
+        ([("MapIterationSucceeded", {"name": "Nope", "index": 3})], "iteration_end_without_start"),
+        ([("TaskSucceeded", {})], "attempt_without_task_state"),
+        ([("TaskStateAborted", {})], "abort_without_entry"),
+        ([("ParallelStateStarted", {})], "parallel_without_state"),
+        ([("MapStateStarted", {"length": 2})], "map_without_state"),
+        ([("MapIterationStarted", {"name": "M", "index": 0})], "iteration_without_map"),
+        ([("MapRunSucceeded", {})], "map_run_end_without_start"),
+        ([("ExecutionRedriven", {"redriveCount": 1})], "redrive_while_running"),
+        ([("MapStateEntered", {"name": "M"}), ("MapStateStarted", {"length": 1}),
+          ("MapIterationStarted", {"name": "M", "index": 0}), ("MapIterationStarted", {"name": "M", "index": 0})],
+         "iteration_restarted"),
+    ],
+)  # fmt: skip
+def test_an_anomaly_is_a_span_event_naming_its_event_and_what_was_odd(
+    events: list[tuple[str, dict[str, object]]], anomaly: str
+) -> None:
+    h = History()
+    h.start()
+    for event_type, details in events:
+        h.add(event_type, **details)
+    assembler = SpanAssembler(IDENTITY)
+    out = assembler.feed(h.events)
+    marks = [
+        e for s in out.spans + assembler.open_spans() for e in s.events if e.attributes.get("sfn.anomaly")
+    ]
+    assert len(marks) == 1
+    mark, odd = marks[0], h.events[-1]
+    assert mark.name == "sfn.anomaly"
+    assert mark.attributes["sfn.event.id"] == odd["id"] and mark.attributes["sfn.event.type"] == odd["type"]
+    assert mark.attributes.get("sfn.anomaly.detail") == DETAILS.get(anomaly)
+    assert mark.time_ns == round(odd["timestamp"] * 1e6) * 1000
+
+
+def test_a_gap_and_a_bad_predecessor_are_named_on_the_span_they_land_in() -> None:
+    h = History()
+    h.start()
+    h.state("Pass", "A")
+    h.state("Pass", "B")
+    h.add("PassStateEntered", name="C", prev=9)  # its predecessor is after it
+    h.add("ExecutionSucceeded", output="{}")
+    events = h.events[:1] + h.events[3:]  # A's two events lost
+    out = SpanAssembler(IDENTITY).feed(events)
+    root = next(s for s in out.spans if s.kind == SpanKind.EXECUTION)
+    marks = {e.attributes["sfn.anomaly"]: e.attributes for e in root.events}
+    assert marks["missing_event_ids"]["sfn.anomaly.detail"] == "ids 2..3"
+    assert marks["missing_event_ids"]["sfn.event.id"] == 4
+    assert marks["bad_previous_event_id"]["sfn.anomaly.detail"] == "9"
+    assert counts(out.observations, "sfn_history_anomalies_total") == {
+        ("Orders", "missing_event_ids"): 1, ("Orders", "bad_previous_event_id"): 1,
+    }  # fmt: skip
+
+
 def test_a_history_without_execution_started_still_has_a_root() -> None:
     h = History()
     h.start()

@@ -61,14 +61,20 @@ def readable(n: int) -> list[ReadableSpan]:
 )
 @pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast
 async def test_an_export_that_fails_without_raising_is_a_failure(
-    answer: SpanExportResult | Exception,
+    answer: SpanExportResult | Exception, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = CollectorRegistry()
     health = HealthMetrics(registry)
     sink = SpanSink(Answering(answer), health, max_spans=10, linger_s=0)
     sink.start()
-    with pytest.raises(ExportFailed):
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(ExportFailed) as caught:
         await sink.export(readable(3))
+    if isinstance(answer, Exception):  # the exporter's own error, logged with its traceback
+        assert str(caught.value) == "collector gone"
+        assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [("OTLP export raised", True)]
+    else:
+        assert str(caught.value) == "OTLP export of 3 spans failed"
     assert registry.get_sample_value("sfn_exporter_spans_failed_total") == 3
     assert registry.get_sample_value("sfn_exporter_spans_exported_total") == 0
     await sink.export(readable(2))  # the next request goes through
@@ -256,11 +262,14 @@ class Pages:
         return HistoryPage(page, str(start + max_results) if more else None)
 
 
-async def test_an_expired_token_mid_read_does_not_read_events_twice() -> None:
+async def test_an_expired_token_mid_read_does_not_read_events_twice(caplog: pytest.LogCaptureFixture) -> None:
     pages = Pages(35, expire_after_pages=1)
+    caplog.set_level(logging.INFO, logger="exporter.aws.tail")
     events = await read_new_events(pages, ARN, after=3, page_size=10, include_data=False)  # type: ignore[arg-type]
     assert [e["id"] for e in events] == list(range(4, 36))
     assert pages.pages == 4 and pages.expire_after_pages == 0  # 35..26, expired; 35..26, 25..1
+    told = [(r.getMessage(), getattr(r, "execution_arn", None)) for r in caplog.records]
+    assert told == [("history token expired; reading again", ARN)]
 
 
 async def test_a_read_that_stops_short_of_its_cursor_or_has_a_hole_is_an_error() -> None:
@@ -531,7 +540,9 @@ async def test_closing_a_sink_whose_backend_hangs_gives_up_after_the_timeout(
     await sink.close(0.2)
     assert not release.is_set()  # close came back while the backend still hung
     release.set()
-    assert "spans still queued after 0s of shutdown were not sent" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "spans still queued after 0s of shutdown were not sent"
+    ]
     waiting.cancel()
 
 
@@ -563,7 +574,9 @@ async def test_closing_a_sink_whose_exporter_will_not_shut_down_gives_up_after_t
     await sink.close(1)
     assert time.monotonic() - started < 3  # not the 5 s the exporter's shutdown hangs for
     release.set()
-    assert "the OTLP exporter did not shut down within 1s; exiting without it" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "the OTLP exporter did not shut down within 1s; exiting without it"
+    ]
     # exports run in the sink's one worker thread; the shutdown in a daemon thread of its own,
     # so that a hung one cannot hold the process's exit
     assert str(seen["export thread"]).startswith("otlp-export")
@@ -581,3 +594,15 @@ async def test_a_sink_whose_exporter_shuts_down_at_once_says_nothing(
     caplog.set_level(logging.WARNING)
     await sink.close(5)
     assert exporter.shut and caplog.text == ""
+
+
+async def test_an_async_checkpoint_write_is_on_disk_when_it_returns(tmp_path: Any) -> None:
+    from exporter.checkpoint import Cursor, CursorStore
+
+    store = CursorStore(str(tmp_path / "c.sqlite"))
+    await store.save("arn:aws:states:us-east-1:1:execution:m:a", 7, True, 2)
+    store.close()
+    again = CursorStore(str(tmp_path / "c.sqlite"))
+    assert again.get("arn:aws:states:us-east-1:1:execution:m:a") == Cursor(7, True, 2)
+    assert again.load() == {"arn:aws:states:us-east-1:1:execution:m:a": Cursor(7, True, 2)}
+    again.close()
