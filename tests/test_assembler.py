@@ -429,6 +429,68 @@ def test_redrive_reopens_the_execution_under_a_new_span() -> None:
     assert [c.parent_span_id for c in charges] == [root.span_id, redrive.span_id]
     finished = counts(first.observations + second.observations, "sfn_executions_finished_total")
     assert finished == {("Orders", "FAILED"): 1, ("Orders", "SUCCEEDED"): 1}
+    assert [(link.span_id, dict(link.attributes)) for link in redrive.links] == [
+        (root.span_id, {"sfn.link": "redrive_of"})
+    ]
+    assert assembler.redrive_count == 1
+
+
+def test_a_second_redrive_counts_two_and_a_redrive_while_running_aborts_the_run() -> None:
+    h = History()
+    h.start()
+    h.add("ExecutionFailed", error="Boom")
+    h.add("ExecutionRedriven", redriveCount=1)
+    h.add("ExecutionRedriven", redriveCount=True)  # while the first redrive runs; a bad count
+    h.add("ExecutionSucceeded")
+    assembler = SpanAssembler(IDENTITY)
+    out = assembler.feed(h.events)
+    assert assembler.redrive_count == 2
+    redrives = sorted(by_name(out.spans, "Orders redrive"), key=lambda s: s.start_ns)
+    assert [r.attributes["sfn.outcome"] for r in redrives] == ["aborted", "succeeded"]
+    assert redrives[0].status == Status.ERROR
+    assert "sfn.execution.redrive_count" not in redrives[1].attributes  # True is not a count
+    assert counts(out.observations, "sfn_executions_redriven_total") == {("Orders",): 2}
+
+
+def test_abandon_closes_what_is_open_at_the_newest_event_and_names_the_anomaly_once() -> None:
+    h = History()
+    h.start()
+    h.add("TaskStateEntered", name="Charge")
+    h.add("TaskScheduled", resource="invoke", resourceType="lambda")
+    h.add("TaskFailed", resource="invoke", resourceType="lambda", error="Boom")  # a retry follows
+    h.add("TaskScheduled", resource="invoke", resourceType="lambda")
+    assembler = SpanAssembler(IDENTITY)
+    first = assembler.feed(h.events)
+    out = assembler.abandon()
+    assert assembler.finished
+    newest = round(h.events[-1]["timestamp"] * 1e6) * 1000
+    closed = {span.name: span for span in out.spans}
+    assert set(closed) == {"Orders", "Charge", "lambda:invoke"}
+    for span in closed.values():
+        assert span.end_ns == newest and span.attributes["sfn.outcome"] == "incomplete"
+        assert span.status == Status.UNSET
+        marks = [e for e in span.events if e.name == "sfn.anomaly"]
+        assert [(m.time_ns, dict(m.attributes)) for m in marks] == [
+            (newest, {"sfn.anomaly": "incomplete_log", "sfn.event.id": 5})
+        ]
+    assert counts(out.observations, "sfn_history_anomalies_total") == {("Orders", "incomplete_log"): 1}
+    assert counts(out.observations, "sfn_executions_finished_total") == {("Orders", "UNKNOWN"): 1}
+    assert not first.spans or all(s.name == "lambda:invoke" for s in first.spans)  # the failed attempt
+    assert assembler.abandon().spans == []  # nothing open: nothing happens
+    assert SpanAssembler(IDENTITY).abandon().spans == []  # nothing read yet
+
+
+def test_abandoning_a_partial_record_counts_no_anomaly() -> None:
+    h = History()
+    h.start()
+    h.add("TaskStateEntered", name="Charge")
+    assembler = SpanAssembler(IDENTITY, AssemblerOptions(partial=True))
+    assembler.feed(h.events[1:])  # the start is not in an ERROR-level log
+    out = assembler.abandon()
+    assert not any(e.name == "sfn.anomaly" for s in out.spans for e in s.events)
+    assert counts(out.observations, "sfn_history_anomalies_total") == {}
+    assert counts(out.observations, "sfn_executions_finished_total") == {("Orders", "UNKNOWN"): 1}
+    assert counts(out.observations, "sfn_execution_duration_seconds") == {}
 
 
 def test_an_xray_trace_header_joins_that_trace() -> None:
