@@ -363,6 +363,54 @@ def test_distributed_map_run_span() -> None:
     assert one(spans, "Batch").error == "States.ItemReaderFailed"
 
 
+def test_a_map_run_that_succeeds_leaves_its_state_without_error() -> None:
+    h = History()
+    h.start()
+    h.add("MapStateEntered", name="Batch")
+    h.add("MapRunStarted", mapRunArn="arn:aws:states:eu-west-1:1:mapRun:Orders/Batch:ok")
+    h.add("MapRunSucceeded")
+    h.add("MapStateSucceeded")
+    h.add("MapStateExited", name="Batch")
+    h.add("ExecutionSucceeded")
+    spans, _ = assemble(h)
+    assert one(spans, "Batch map run").status == Status.UNSET
+    batch = one(spans, "Batch")
+    assert (batch.status, batch.error, batch.attributes["sfn.outcome"]) == (Status.UNSET, None, "succeeded")
+
+
+def test_an_aborted_state_keeps_the_error_its_failed_iteration_left() -> None:
+    h = History()
+    h.start()
+    h.add("MapStateEntered", name="Fan")
+    h.add("MapStateStarted", length=1)
+    h.add("MapIterationStarted", name="Fan", index=0)
+    h.add("PassStateEntered", name="Item")
+    h.add("PassStateExited", name="Item")
+    h.add("MapIterationFailed", name="Fan", index=0, error="Item.Broken", cause="item 0 is broken")
+    h.add("MapStateAborted")
+    h.add("ExecutionFailed", error="Item.Broken")
+    spans, _ = assemble(h)
+    fan = one(spans, "Fan")
+    assert fan.attributes["sfn.outcome"] == "aborted" and fan.status == Status.ERROR
+    assert (fan.error, fan.cause) == ("Item.Broken", "item 0 is broken")
+
+
+def test_an_evaluation_failure_after_the_end_is_counted_and_plain_events_accumulate() -> None:
+    h = History()
+    h.start()
+    h.add("TaskStateEntered", name="T")
+    h.add("TaskStateTimedOut", name="T")  # two plain events on one span: both kept
+    h.add("TaskStateTimedOut", name="T")
+    h.add("TaskStateExited", name="T")
+    h.add("ExecutionSucceeded")
+    h.add("EvaluationFailed", state="T", error="States.Runtime")
+    assembler = SpanAssembler(IDENTITY)
+    out = assembler.feed(h.events)
+    task = one(out.spans, "T")
+    assert [e.name for e in task.events] == ["TaskStateTimedOut", "TaskStateTimedOut"]
+    assert counts(out.observations, "sfn_history_anomalies_total") == {("Orders", "event_after_end"): 1}
+
+
 def test_evaluation_failed_is_a_span_event_and_the_state_error() -> None:
     h = History()
     h.start()
@@ -595,7 +643,9 @@ def test_the_first_non_object_event_is_named() -> None:
         ([("ExecutionRedriven", {"redriveCount": 1})], "redrive_while_running"),
         ([("TaskStateAborted", {})], "abort_without_entry"),
         ([("ParallelStateStarted", {})], "parallel_without_state"),
+        ([("ParallelStateSucceeded", {})], "parallel_without_state"),
         ([("MapStateStarted", {"length": 2})], "map_without_state"),
+        ([("MapRunStarted", {"mapRunArn": "arn:aws:states:eu-west-1:1:mapRun:Orders/M:x"})], "map_without_state"),
         ([("MapIterationStarted", {"name": "M", "index": 0})], "iteration_without_map"),
         ([("MapRunSucceeded", {})], "map_run_end_without_start"),
         ([("TaskStateEntered", {"name": "T"}), ("TaskScheduled", {"resource": "a", "resourceType": "lambda"}),
