@@ -506,6 +506,7 @@ def test_abandon_closes_what_is_open_at_the_newest_event_and_names_the_anomaly_o
     h.add("TaskStateEntered", name="Charge")
     h.add("TaskScheduled", resource="invoke", resourceType="lambda")
     h.add("TaskFailed", resource="invoke", resourceType="lambda", error="Boom")  # a retry follows
+    h.add("TaskStateTimedOut", name="Charge")  # a plain event the state already carries
     h.add("TaskScheduled", resource="invoke", resourceType="lambda")
     assembler = SpanAssembler(IDENTITY)
     first = assembler.feed(h.events)
@@ -519,8 +520,9 @@ def test_abandon_closes_what_is_open_at_the_newest_event_and_names_the_anomaly_o
         assert span.status == Status.UNSET
         marks = [e for e in span.events if e.name == "sfn.anomaly"]
         assert [(m.time_ns, dict(m.attributes)) for m in marks] == [
-            (newest, {"sfn.anomaly": "incomplete_log", "sfn.event.id": 5})
+            (newest, {"sfn.anomaly": "incomplete_log", "sfn.event.id": 6})
         ]
+    assert [e.name for e in closed["Charge"].events] == ["TaskStateTimedOut", "sfn.anomaly"]
     assert counts(out.observations, "sfn_history_anomalies_total") == {("Orders", "incomplete_log"): 1}
     assert counts(out.observations, "sfn_executions_finished_total") == {("Orders", "UNKNOWN"): 1}
     assert not first.spans or all(s.name == "lambda:invoke" for s in first.spans)  # the failed attempt
