@@ -459,3 +459,15 @@ def test_the_running_gauge_counts_what_is_tracked_by_state_machine() -> None:
     (loops_gauge, other_gauge, loops_tracked, other_tracked) = seen[0]
     assert (loops_gauge, other_gauge) == (loops_tracked, other_tracked) == (3, 1)
     assert registry.get_sample_value("sfn_running_executions", {"state_machine": "loops"}) == 0
+
+
+def test_finished_executions_are_forgotten_after_the_retention_period() -> None:
+    virtual = VirtualRun({**settings(), "checkpoint": {"path": ":memory:", "retention_hours": 1}})
+    loops(virtual.sim, 1)
+    store = SyncStore(":memory:", clock=virtual.wall)
+    store.save_now("arn:aws:states:us-east-1:123456789012:execution:loops:old", 9, True)
+    new = "arn:aws:states:us-east-1:123456789012:execution:loops:new"
+    virtual.loop.call_later(200, lambda: store.save_now(new, 9, True))
+    virtual.run(3700, sink=Collector(), store=store)
+    assert store.get("arn:aws:states:us-east-1:123456789012:execution:loops:old") is None  # over an hour old
+    assert store.get(new) is not None  # 58 minutes old: kept

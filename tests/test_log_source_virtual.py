@@ -423,3 +423,32 @@ def test_the_read_position_lag_grows_while_a_log_group_cannot_be_read() -> None:
     virtual.run(90, sink=sink, registry=registry, logs_client=Failing(virtual.sim))
     assert lags[0] < 1.5 and 18 <= lags[1] <= 22 and lags[2] < 1.5  # the seconds since the last read began
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)
+
+
+def test_ended_executions_are_remembered_for_the_overlap_then_forgotten() -> None:
+    """An execution that ended is known at once while its messages can still be read again
+    (the overlap, two reads, a minute), then only the checkpoint remembers it."""
+    virtual = VirtualRun(settings())  # overlap 4 s, a read a second: remembered 66 s
+    executions = express(virtual.sim, count=2)
+    ended_at: dict[str, float] = {}
+    made: list[Any] = []
+    from exporter.daemon import Exporter
+
+    original = Exporter.__init__
+
+    def remember(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    def sample() -> None:
+        ended_at.update({arn: virtual.loop.time() for arn in made[0]._ended})
+
+    for at in range(5, 40):
+        virtual.loop.call_later(at, sample)
+    Exporter.__init__ = remember  # type: ignore[method-assign]
+    try:
+        exporter = virtual.run(200, sink=Collector())
+    finally:
+        Exporter.__init__ = original  # type: ignore[method-assign]
+    assert set(ended_at) == {e.arn for e in executions}  # remembered while they could come back
+    assert exporter._ended == {}  # and forgotten 66 s later
