@@ -606,3 +606,38 @@ async def test_an_async_checkpoint_write_is_on_disk_when_it_returns(tmp_path: An
     assert again.get("arn:aws:states:us-east-1:1:execution:m:a") == Cursor(7, True, 2)
     assert again.load() == {"arn:aws:states:us-east-1:1:execution:m:a": Cursor(7, True, 2)}
     again.close()
+
+
+def test_checkpoint_paths_that_cannot_be_used_are_named_with_the_reason(tmp_path: Any) -> None:
+    from exporter.checkpoint import CheckpointError, CursorStore
+
+    with pytest.raises(CheckpointError) as empty:
+        CursorStore("")
+    assert str(empty.value) == "checkpoint.path: must not be empty"
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    under_a_file = blocker / "cp.sqlite"
+    with pytest.raises(CheckpointError) as caught:
+        CursorStore(str(under_a_file))
+    assert str(caught.value) == f"checkpoint.path '{under_a_file}': cannot be used: File exists"  # its strerror
+    nested = tmp_path / "a" / "b" / "c" / "cp.sqlite"  # missing directories are made
+    store = CursorStore(str(nested))
+    assert store._execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # a file: write-ahead log
+    store.close()
+
+
+def test_a_foreign_database_with_many_tables_is_named_in_200_characters(tmp_path: Any) -> None:
+    from exporter.checkpoint import CheckpointError, CursorStore
+
+    path = tmp_path / "foreign.sqlite"
+    db = sqlite3.connect(path)
+    for n in range(12):
+        db.execute(f"CREATE TABLE table_number_{n:02d} (first_column, second_column)")
+    db.commit()
+    db.close()
+    with pytest.raises(CheckpointError) as caught:
+        CursorStore(str(path))
+    listed = ", ".join(f"table_number_{n:02d}(first_column, second_column)" for n in range(12))
+    assert str(caught.value) == (
+        f"checkpoint.path '{path}': cannot be used: not a checkpoint of this exporter (tables: {listed[:200]})"
+    )
