@@ -619,7 +619,9 @@ def test_checkpoint_paths_that_cannot_be_used_are_named_with_the_reason(tmp_path
     under_a_file = blocker / "cp.sqlite"
     with pytest.raises(CheckpointError) as caught:
         CursorStore(str(under_a_file))
-    assert str(caught.value) == f"checkpoint.path '{under_a_file}': cannot be used: File exists"  # its strerror
+    assert (
+        str(caught.value) == f"checkpoint.path '{under_a_file}': cannot be used: File exists"
+    )  # its strerror
     nested = tmp_path / "a" / "b" / "c" / "cp.sqlite"  # missing directories are made
     store = CursorStore(str(nested))
     assert store._execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # a file: write-ahead log
