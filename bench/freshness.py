@@ -273,6 +273,7 @@ class VirtualRun:
             {op: (q.bucket, q.refill_per_second) for op, q in quotas.items()}, clock=self.loop.time
         )
         self.budget = quotas["GetExecutionHistory"].refill_per_second  # history calls a second
+        self.exporter: Exporter | None = None
 
     def wall(self) -> float:
         return EPOCH + self.loop.time()
@@ -296,6 +297,7 @@ class VirtualRun:
             budget=lambda: self.limiter.rate("GetExecutionHistory"),
             logs_api=AwsCloudWatchLogs(logs_client or DirectLogsClient(self.sim), self.limiter, health),
         )  # fmt: skip
+        self.exporter = exporter  # for callbacks scheduled on the loop, while it runs
         if isinstance(scheduler, OracleScheduler):
             scheduler.exporter = exporter
 

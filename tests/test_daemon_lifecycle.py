@@ -426,23 +426,16 @@ def test_a_scheduler_that_fails_after_a_poll_is_logged_and_the_execution_polled_
 
 
 def test_the_running_gauge_counts_what_is_tracked_by_state_machine() -> None:
-    from exporter.daemon import Exporter
-
     virtual = VirtualRun(settings())
     loops(virtual.sim, 3)
     other = virtual.sim.add_machine("other", waiter_definition(2))
     virtual.sim.start(other, waiter(random.Random(6), 4, 2, (0.5, 1.0)), "o-1", start=EPOCH + 1)
     registry = CollectorRegistry()
-    made: list[Any] = []
     seen: list[tuple[float | None, float | None, int, int]] = []
-    original = Exporter.__init__
-
-    def remember(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        made.append(self)
 
     def sample() -> None:
-        tracked = made[0].tracked.values()
+        assert virtual.exporter is not None
+        tracked = virtual.exporter.tracked.values()
         seen.append((
             registry.get_sample_value("sfn_running_executions", {"state_machine": "loops"}),
             registry.get_sample_value("sfn_running_executions", {"state_machine": "other"}),
@@ -451,11 +444,7 @@ def test_the_running_gauge_counts_what_is_tracked_by_state_machine() -> None:
         ))  # fmt: skip
 
     virtual.loop.call_later(6, sample)
-    Exporter.__init__ = remember  # type: ignore[method-assign]
-    try:
-        virtual.run(90, sink=Collector(), registry=registry)
-    finally:
-        Exporter.__init__ = original  # type: ignore[method-assign]
+    virtual.run(90, sink=Collector(), registry=registry)
     (loops_gauge, other_gauge, loops_tracked, other_tracked) = seen[0]
     assert (loops_gauge, other_gauge) == (loops_tracked, other_tracked) == (3, 1)
     assert registry.get_sample_value("sfn_running_executions", {"state_machine": "loops"}) == 0

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
-from exporter.daemon import MALFORMED_POLLS, Exporter
+from exporter.daemon import MALFORMED_POLLS
 from exporter.emit.sinks import ExportFailed
 from simulator.stepfunctions import SimExecution, Simulator
 from tests.truth import Samples, span_ids, truth, workflow_counts
@@ -138,20 +138,9 @@ def test_a_backend_down_and_a_checkpoint_failing_delay_but_lose_nothing() -> Non
     virtual.loop.call_later(26, lambda: broken.update(on=False))
     failing: list[bool] = []
     for at in (8, 20, 40):  # readiness follows the checkpoint: failing only while writes fail
-        virtual.loop.call_later(at, lambda: failing.append(exporter_of[0].checkpoint_failing))
-    exporter_of: list[Any] = []
+        virtual.loop.call_later(at, lambda: failing.append(virtual.exporter.checkpoint_failing))  # type: ignore[union-attr]
     registry = CollectorRegistry()
-    original_init = Exporter.__init__
-
-    def remember(self: Any, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
-        exporter_of.append(self)
-
-    Exporter.__init__ = remember  # type: ignore[method-assign]
-    try:
-        exporter = virtual.run(120, sink=sink, store=store, registry=registry)
-    finally:
-        Exporter.__init__ = original_init  # type: ignore[method-assign]
+    exporter = virtual.run(120, sink=sink, store=store, registry=registry)
     assert failing == [False, True, False]
     assert sink.refused > 0
     exported = [span.context.span_id for span in sink.spans]

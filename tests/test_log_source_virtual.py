@@ -431,24 +431,13 @@ def test_ended_executions_are_remembered_for_the_overlap_then_forgotten() -> Non
     virtual = VirtualRun(settings())  # overlap 4 s, a read a second: remembered 66 s
     executions = express(virtual.sim, count=2)
     ended_at: dict[str, float] = {}
-    made: list[Any] = []
-    from exporter.daemon import Exporter
-
-    original = Exporter.__init__
-
-    def remember(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        made.append(self)
 
     def sample() -> None:
-        ended_at.update({arn: virtual.loop.time() for arn in made[0]._ended})
+        assert virtual.exporter is not None
+        ended_at.update({arn: virtual.loop.time() for arn in virtual.exporter._ended})
 
     for at in range(5, 40):
         virtual.loop.call_later(at, sample)
-    Exporter.__init__ = remember  # type: ignore[method-assign]
-    try:
-        exporter = virtual.run(200, sink=Collector())
-    finally:
-        Exporter.__init__ = original  # type: ignore[method-assign]
+    exporter = virtual.run(200, sink=Collector())
     assert set(ended_at) == {e.arn for e in executions}  # remembered while they could come back
     assert exporter._ended == {}  # and forgotten 66 s later
