@@ -26,7 +26,7 @@ class WatchedMachine:
     machine: StateMachine
     passes: int = 0
     failing: bool = False
-    via_logs: bool = False  # its executions are read from its log group, not listed and polled
+    via_logs: bool = False  # read from its log group (its history only to fill what the log lost)
 
 
 def log_verdict(machine: StateMachine, source: str) -> tuple[bool, str | None]:
