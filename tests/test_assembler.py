@@ -634,31 +634,31 @@ def test_the_first_non_object_event_is_named() -> None:
         SpanAssembler(IDENTITY).feed(["nope"])
 
 
-@pytest.mark.parametrize(
-    ("events", "anomaly"),
-    [
-        ([("PassStateExited", {"name": "Ghost"})], "exit_without_entry"),
-        ([("MapIterationSucceeded", {"name": "Nope", "index": 3})], "iteration_end_without_start"),
-        ([("TaskSucceeded", {})], "attempt_without_task_state"),
-        ([("ExecutionSucceeded", {}), ("PassStateEntered", {"name": "Late"})], "event_after_end"),
-        ([("ExecutionStarted", {"input": "{}"})], "duplicate_execution_started"),
-        ([("ExecutionRedriven", {"redriveCount": 1})], "redrive_while_running"),
-        ([("TaskStateAborted", {})], "abort_without_entry"),
-        ([("ParallelStateStarted", {})], "parallel_without_state"),
-        ([("ParallelStateSucceeded", {})], "parallel_without_state"),
-        ([("MapStateStarted", {"length": 2})], "map_without_state"),
-        ([("MapRunStarted", {"mapRunArn": "arn:aws:states:eu-west-1:1:mapRun:Orders/M:x"})], "map_without_state"),
-        ([("MapIterationStarted", {"name": "M", "index": 0})], "iteration_without_map"),
-        ([("MapRunSucceeded", {})], "map_run_end_without_start"),
-        ([("TaskStateEntered", {"name": "T"}), ("TaskScheduled", {"resource": "a", "resourceType": "lambda"}),
-          ("TaskScheduled", {"resource": "b", "resourceType": "lambda"})], "attempt_overlaps_previous"),
-        ([("TaskStateEntered", {"name": "T"}), ("TaskStarted", {"resource": "a", "resourceType": "lambda"})],
-         "attempt_event_without_schedule"),
-        ([("MapStateEntered", {"name": "M"}), ("MapStateStarted", {"length": 1}),
-          ("MapIterationStarted", {"name": "M", "index": 0}), ("MapIterationStarted", {"name": "M", "index": 0})],
-         "iteration_restarted"),
-    ],
-)  # fmt: skip
+ODD_SEQUENCES: list[tuple[list[tuple[str, dict[str, object]]], str]] = [
+    ([("PassStateExited", {"name": "Ghost"})], "exit_without_entry"),
+    ([("MapIterationSucceeded", {"name": "Nope", "index": 3})], "iteration_end_without_start"),
+    ([("TaskSucceeded", {})], "attempt_without_task_state"),
+    ([("ExecutionSucceeded", {}), ("PassStateEntered", {"name": "Late"})], "event_after_end"),
+    ([("ExecutionStarted", {"input": "{}"})], "duplicate_execution_started"),
+    ([("ExecutionRedriven", {"redriveCount": 1})], "redrive_while_running"),
+    ([("TaskStateAborted", {})], "abort_without_entry"),
+    ([("ParallelStateStarted", {})], "parallel_without_state"),
+    ([("ParallelStateSucceeded", {})], "parallel_without_state"),
+    ([("MapStateStarted", {"length": 2})], "map_without_state"),
+    ([("MapRunStarted", {"mapRunArn": "arn:aws:states:eu-west-1:1:mapRun:Orders/M:x"})], "map_without_state"),
+    ([("MapIterationStarted", {"name": "M", "index": 0})], "iteration_without_map"),
+    ([("MapRunSucceeded", {})], "map_run_end_without_start"),
+    ([("TaskStateEntered", {"name": "T"}), ("TaskScheduled", {"resource": "a", "resourceType": "lambda"}),
+      ("TaskScheduled", {"resource": "b", "resourceType": "lambda"})], "attempt_overlaps_previous"),
+    ([("TaskStateEntered", {"name": "T"}), ("TaskStarted", {"resource": "a", "resourceType": "lambda"})],
+     "attempt_event_without_schedule"),
+    ([("MapStateEntered", {"name": "M"}), ("MapStateStarted", {"length": 1}),
+      ("MapIterationStarted", {"name": "M", "index": 0}), ("MapIterationStarted", {"name": "M", "index": 0})],
+     "iteration_restarted"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("events", "anomaly"), ODD_SEQUENCES)
 def test_odd_sequences_are_best_effort_and_counted(
     events: list[tuple[str, dict[str, object]]], anomaly: str
 ) -> None:
@@ -679,21 +679,13 @@ DETAILS = {"exit_without_entry": "Ghost", "iteration_end_without_start": "3", "a
            "iteration_restarted": "0"}  # fmt: skip
 
 
+# the cases whose last event is the odd one and has an open span to carry the mark
 @pytest.mark.parametrize(
     ("events", "anomaly"),
     [
-        ([("PassStateExited", {"name": "Ghost"})], "exit_without_entry"),
-        ([("MapIterationSucceeded", {"name": "Nope", "index": 3})], "iteration_end_without_start"),
-        ([("TaskSucceeded", {})], "attempt_without_task_state"),
-        ([("TaskStateAborted", {})], "abort_without_entry"),
-        ([("ParallelStateStarted", {})], "parallel_without_state"),
-        ([("MapStateStarted", {"length": 2})], "map_without_state"),
-        ([("MapIterationStarted", {"name": "M", "index": 0})], "iteration_without_map"),
-        ([("MapRunSucceeded", {})], "map_run_end_without_start"),
-        ([("ExecutionRedriven", {"redriveCount": 1})], "redrive_while_running"),
-        ([("MapStateEntered", {"name": "M"}), ("MapStateStarted", {"length": 1}),
-          ("MapIterationStarted", {"name": "M", "index": 0}), ("MapIterationStarted", {"name": "M", "index": 0})],
-         "iteration_restarted"),
+        case for case in ODD_SEQUENCES
+        if case[1] not in {"event_after_end", "duplicate_execution_started", "attempt_overlaps_previous",
+                           "attempt_event_without_schedule"}
     ],
 )  # fmt: skip
 def test_an_anomaly_is_a_span_event_naming_its_event_and_what_was_odd(

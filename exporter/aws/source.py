@@ -424,6 +424,17 @@ def _items(operation: str) -> Iterator[None]:
         raise Malformed(operation, "IncompleteResponse", f"an item lacks or mistypes {exc}") from None
 
 
+def _client_config(connect_timeout: float, read_timeout: float, max_connections: int) -> Any:
+    """aiobotocore's client settings: botocore's own retries off (the exporter paces, counts and
+    retries calls itself), the given timeouts and connection pool."""
+    from aiobotocore.config import AioConfig
+
+    return AioConfig(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=max_connections,
+    )  # fmt: skip
+
+
 @asynccontextmanager
 async def aws_step_functions(
     region: str | None, endpoint_url: str | None, limiter: RateLimiter, health: HealthMetrics,
@@ -432,15 +443,10 @@ async def aws_step_functions(
     """An AwsStepFunctions with its own aiobotocore client. The standard AWS variables apply
     (credentials chain, AWS_REGION, AWS_ENDPOINT_URL_SFN, AWS_ENDPOINT_URL). botocore's own
     retries are off: the exporter paces, counts and retries calls itself."""
-    from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
-    config = AioConfig(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=max_connections,
-    )  # fmt: skip
-    session = get_session()
-    async with session.create_client(
+    config = _client_config(connect_timeout, read_timeout, max_connections)
+    async with get_session().create_client(
         "stepfunctions", region_name=region, endpoint_url=endpoint_url, config=config
     ) as client:
         client.meta.events.register("before-parse.sfn.GetExecutionHistory", _keep_body)
@@ -454,13 +460,9 @@ async def aws_cloudwatch_logs(
 ) -> AsyncIterator[AwsCloudWatchLogs]:  # fmt: skip
     """An AwsCloudWatchLogs with its own aiobotocore client (AWS_ENDPOINT_URL_CLOUDWATCH_LOGS or
     AWS_ENDPOINT_URL apply, or `endpoint_url`)."""
-    from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
-    config = AioConfig(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=connect_timeout, read_timeout=read_timeout, max_pool_connections=8,
-    )  # fmt: skip
+    config = _client_config(connect_timeout, read_timeout, max_connections=8)
     async with get_session().create_client(
         "logs", region_name=region, endpoint_url=endpoint_url, config=config
     ) as client:
