@@ -296,6 +296,7 @@ class VirtualRun:
             clock=self.loop.time, wall=self.wall, on_events=on_events, on_spans=on_spans, scheduler=scheduler,
             budget=lambda: self.limiter.rate("GetExecutionHistory"),
             logs_api=AwsCloudWatchLogs(logs_client or DirectLogsClient(self.sim), self.limiter, health),
+            log_calls_spare=lambda: self.limiter.spare("FilterLogEvents"),
         )  # fmt: skip
         self.exporter = exporter  # for callbacks scheduled on the loop, while it runs
         if isinstance(scheduler, OracleScheduler):

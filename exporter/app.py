@@ -83,6 +83,7 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
             exporter = Exporter(
                 config, api, store, sink, workflow, health, on_spans=hooks.on_spans,
                 budget=lambda: limiter.rate("GetExecutionHistory"), logs_api=logs,
+                log_calls_spare=lambda: limiter.spare("FilterLogEvents"),
             )  # fmt: skip
             hooks.exporter = exporter
             runner, bound = await _serve_web(config, registry, lambda: exporter.ready)

@@ -183,8 +183,17 @@ class LogsSettings(_Section):
         default_factory=dict, description="the choice for some state machines, by name or ARN"
     )
     interval_seconds: float = Field(2, gt=0, le=300, description="how often each log group is read")
+    settle_seconds: float = Field(
+        2,
+        ge=0,
+        le=300,
+        description="each read stops this far behind now, giving CloudWatch Logs time to deliver (read once, in order)",
+    )
     overlap_seconds: float = Field(
-        10, ge=0, le=3600, description="how far each read goes back behind the previous one (late deliveries)"
+        10,
+        ge=0,
+        le=3600,
+        description="how far each read goes back behind the previous one for later deliveries, on calls the quota has to spare",
     )
     reorder_window_seconds: float = Field(
         10,

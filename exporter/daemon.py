@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.aws.discovery import Discovery, WatchedMachine
-from exporter.aws.logtail import GroupTail, Reorder, parse_records
+from exporter.aws.logtail import GroupTail, ReadWindow, Reorder, parse_records
 from exporter.aws.source import (
     CloudWatchLogsApi,
     Denied,
@@ -101,7 +101,7 @@ class Exporter:
         on_spans: Callable[[Tracked, list[SpanRecord]], None] | None = None,
         on_events: Callable[[Tracked, list[int]], None] | None = None,
         scheduler: PollScheduler | None = None, budget: Callable[[], float] | None = None,
-        logs_api: CloudWatchLogsApi | None = None,
+        logs_api: CloudWatchLogsApi | None = None, log_calls_spare: Callable[[], bool] | None = None,
     ) -> None:  # fmt: skip
         self.config = config
         self.api = api
@@ -139,6 +139,8 @@ class Exporter:
         self.quarantined: set[str] = set()
         self.checkpoint_failing = False  # the last checkpoint write failed: not ready
         self.logs_api = logs_api
+        # whether FilterLogEvents has a call to spare now (no other read waits for one)
+        self._log_calls_spare = log_calls_spare or (lambda: True)
         self.groups: dict[str, GroupTail] = {}
         self._ended: dict[str, float] = {}  # read from logs, ended: ARN -> when (monotonic)
 
@@ -525,16 +527,20 @@ class Exporter:
             restored = self.store.watermark(WATERMARK_KEY + arn)
             tail = self.groups[arn] = GroupTail(arn, None if restored is None else int(restored * 1000))
         now_ms = int(self._wall() * 1000)
-        pages = tail.pages(
-            self.logs_api, now_ms, int(settings.overlap_seconds * 1000),
+        window = ReadWindow(
+            int(settings.settle_seconds * 1000), int(settings.overlap_seconds * 1000),
             int(self.config.discovery.lookback_seconds * 1000),
         )  # fmt: skip
         try:
             # Each page is handed over as it comes: a read of many pages (a backlog) exports its
             # first events while the rest are read.
-            async for records, again in pages:
+            async for records, again, late in tail.pages(self.logs_api, now_ms, window, self._log_calls_spare):
                 self.health.log_messages.labels("reread").inc(again)
+                if late:
+                    self.health.log_late_messages.inc(len(records))
                 await self._take_page(records, machines, arn)
+            if tail.late_read is not None:
+                self.health.log_late_reads.labels("read" if tail.late_read else "skipped").inc()
         except SourceError as exc:
             self.health.discovery_errors.labels(exc.operation).inc()
             if not tail.failing:
@@ -735,15 +741,13 @@ class Exporter:
 
     def _on_listed_from_logs(self, summary: ExecutionSummary, watched: WatchedMachine) -> None:
         """A STANDARD execution read from its log, listed by discovery: when it ended a while ago
-        (longer than the log's reorder window) and its log did not show the end, its history
-        gives the rest."""
+        (longer than a read's settle time, interval and reorder window together) and its log did
+        not show the end, its history gives the rest."""
         if summary.stop_date is None or summary.arn in self._ended:  # running, or seen to end
             return
         settings = self.config.logs
-        if (
-            self._wall() - summary.stop_date.timestamp()
-            < settings.reorder_window_seconds + settings.interval_seconds
-        ):
+        waits = settings.settle_seconds + settings.interval_seconds + settings.reorder_window_seconds
+        if self._wall() - summary.stop_date.timestamp() < waits:  # the log may still show it
             return
         tracked = self.tracked.get(summary.arn)
         if tracked is None:
@@ -764,7 +768,8 @@ class Exporter:
         self._fill_from_history(tracked)
 
     def _forget_ended(self) -> None:
-        keep = self.config.logs.overlap_seconds + self.config.logs.interval_seconds * 2 + 60
+        settings = self.config.logs
+        keep = settings.settle_seconds + settings.overlap_seconds + settings.interval_seconds * 2 + 60
         now = self._clock()
         for arn in [arn for arn, when in self._ended.items() if now - when > keep]:
             del self._ended[arn]

@@ -61,6 +61,9 @@ def test_express_executions_come_whole_and_once_through_late_reordered_messages(
         len(e.history()) for e in executions
     )
     assert value("sfn_exporter_log_messages_total", {"outcome": "reread"}) > 0  # the overlap read them again
+    # delivered more than logs.settle_seconds (2) late: the late reads found them
+    assert value("sfn_exporter_log_late_messages_total") > 0
+    assert value("sfn_exporter_log_late_reads_total", {"outcome": "read"}) > 0
     assert value("sfn_exporter_events_processed_total") == sum(len(e.history()) for e in executions)
     assert value("sfn_exporter_log_groups") == 1
     assert virtual.sim.calls["GetExecutionHistory"] == virtual.sim.calls["ListExecutions"] == 0
@@ -131,6 +134,22 @@ def test_messages_that_are_not_step_functions_ones_are_counted_named_and_skipped
     assert_settled(exporter, registry)
 
 
+def test_with_no_call_to_spare_each_message_is_read_once_and_late_reads_wait() -> None:
+    # One FilterLogEvents call a second, one read a second: the main reads take every call.
+    virtual = VirtualRun({**settings(), "api": {"quotas": {"FilterLogEvents": {"bucket": 1, "refill_per_second": 1}}}})
+    virtual.sim.logs.delivery = Delivery(delay_s=(0.1, 1.5), streams=3)  # within the settle time
+    executions = express(virtual.sim)
+    sink, registry = Collector(), CollectorRegistry()
+    virtual.run(120, sink=sink, registry=registry)
+    assert {span.context.span_id for span in sink.spans} == span_ids(executions)
+    assert workflow_counts(registry) == truth(executions)
+    value = registry.get_sample_value
+    # every read but the first (which has no late part) skipped its late read
+    assert value("sfn_exporter_log_late_reads_total", {"outcome": "read"}) == 0
+    assert value("sfn_exporter_log_late_reads_total", {"outcome": "skipped"}) == virtual.sim.calls["FilterLogEvents"] - 1 > 30
+    assert value("sfn_exporter_log_messages_total", {"outcome": "reread"}) == 0
+
+
 def test_a_restart_mid_execution_resumes_from_the_checkpoint_and_counts_each_event_once() -> None:
     # An overlap far shorter than an execution: only the read position kept in the checkpoint
     # (held back to the oldest open execution's first event) brings back what a restart needs.
@@ -149,18 +168,21 @@ def test_a_restart_mid_execution_resumes_from_the_checkpoint_and_counts_each_eve
     assert saved is not None
 
     class Recording(DirectLogsClient):
-        starts: ClassVar[list[int]] = []
+        ranges: ClassVar[list[tuple[int, int]]] = []
 
         async def filter_log_events(self, **params: Any) -> dict[str, Any]:
-            self.starts.append(params["startTime"])
+            self.ranges.append((params["startTime"], params["endTime"]))
             return await super().filter_log_events(**params)
 
     sink = Collector()
     second = virtual.run(
         150, sink=sink, store=store, registry=second_registry, logs_client=Recording(virtual.sim)
     )
-    # the second process reads from the checkpointed position, less the overlap
-    assert Recording.starts[0] == round(saved * 1000) - 500
+    # the second process reads on from the checkpointed position, then (a late read, calls to
+    # spare) goes back the overlap behind it
+    position = round(saved * 1000)
+    assert Recording.ranges[0][0] == position
+    assert Recording.ranges[1] == (position - 500, position - 1)
     combined: Samples = {}
     for registry in (first_registry, second_registry):
         for key, value in workflow_counts(registry).items():
@@ -421,14 +443,15 @@ def test_the_read_position_lag_grows_while_a_log_group_cannot_be_read() -> None:
         )
     sink = Collector()
     virtual.run(90, sink=sink, registry=registry, logs_client=Failing(virtual.sim))
-    assert lags[0] < 1.5 and 18 <= lags[1] <= 22 and lags[2] < 1.5  # the seconds since the last read began
+    # the seconds since the last read began, plus logs.settle_seconds (2): where it read up to
+    assert 1.9 <= lags[0] < 3.5 and 20 <= lags[1] <= 24 and 1.9 <= lags[2] < 3.5
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)
 
 
 def test_ended_executions_are_remembered_for_the_overlap_then_forgotten() -> None:
     """An execution that ended is known at once while its messages can still be read again
     (the overlap, two reads, a minute), then only the checkpoint remembers it."""
-    virtual = VirtualRun(settings())  # overlap 4 s, a read a second: remembered 66 s
+    virtual = VirtualRun(settings())  # settle 2 s, overlap 4 s, a read a second: remembered 68 s
     executions = express(virtual.sim, count=2)
     ended_at: dict[str, float] = {}
 

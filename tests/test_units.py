@@ -103,6 +103,20 @@ def test_token_bucket_allows_the_burst_then_the_refill_rate() -> None:
     assert sum(clock.slept) == pytest.approx(2.0)  # then 2 per second
 
 
+def test_a_call_is_spare_only_while_one_could_go_without_waiting() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter({"Op": (2, 4)}, clock=clock, sleep=clock.sleep)
+    assert limiter.spare("Op")
+    asyncio.run(limiter.acquire("Op"))
+    assert limiter.spare("Op")
+    asyncio.run(limiter.acquire("Op"))
+    assert not limiter.spare("Op")  # the bucket is empty
+    clock.now += 0.2  # 0.8 of a token
+    assert not limiter.spare("Op")
+    clock.now += 0.05
+    assert limiter.spare("Op")
+
+
 def test_throttling_halves_the_rate_once_a_second_and_calm_brings_it_back() -> None:
     clock = FakeClock()
     limiter = RateLimiter({"Op": (10, 20)}, clock=clock, sleep=clock.sleep)

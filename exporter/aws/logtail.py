@@ -1,8 +1,9 @@
 """Reading Step Functions' log groups in CloudWatch Logs.
 
 `FilterLogEvents` answers in event-time order, but CloudWatch Logs delivers late and out of
-order, so each read of a group starts `overlap` before where the previous one began; the events
-read again are known by their CloudWatch event id and skipped. Each execution's history events
+order: each read of a group takes the events that have had a while to arrive (up to `settle`
+before now) once, then, on calls the quota has to spare, goes back over the `overlap` before for
+what came later still; the events read again are known by their CloudWatch event id and skipped. Each execution's history events
 then wait in a `Reorder` buffer until their predecessors came (or the reorder window ran out), so
 that the assembler sees them in id order, as `GetExecutionHistory` gives them."""
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,29 +26,53 @@ TERMINAL_TYPES = frozenset({"ExecutionSucceeded", "ExecutionFailed", "ExecutionT
 
 @dataclass
 class GroupTail:
-    """Where the reading of one log group stands: the time (epoch ms) its last complete read
-    began, and the CloudWatch event ids read since `watermark_ms - overlap`."""
+    """Where the reading of one log group stands: the event time (epoch ms) up to which it has
+    been read once, and the CloudWatch event ids read since `watermark_ms - overlap`."""
 
     arn: str
     watermark_ms: int | None = None
     seen: dict[str, int] = field(default_factory=dict)  # event id -> its timestamp (ms)
     failing: bool = False
-
-    def start_ms(self, now_ms: int, overlap_ms: int, lookback_ms: int) -> int:
-        base = self.watermark_ms if self.watermark_ms is not None else now_ms - lookback_ms
-        return base - overlap_ms
+    late_read: bool | None = None  # whether the last read's late part ran (None: it had none)
 
     async def pages(
-        self, api: CloudWatchLogsApi, now_ms: int, overlap_ms: int, lookback_ms: int
+        self, api: CloudWatchLogsApi, now_ms: int, window: ReadWindow, spare: Callable[[], bool]
+    ) -> AsyncIterator[tuple[list[LogRecord], int, bool]]:
+        """Page by page, the events not read before (oldest first), how many were read again, and
+        whether the page is one of the late read.
+
+        A read has two parts. The main read takes the events from the watermark up to
+        `window.settle_ms` before now, each event once: CloudWatch has had that long to deliver
+        them. The late read then goes back over the `window.overlap_ms` behind the watermark the
+        main read started from, for what CloudWatch delivered later still; it re-reads events
+        already handed over (known by their ids), so it runs only on calls the quota has to spare
+        (`spare()`), page by page: a busy group spends its calls on new events first.
+
+        The watermark moves once the main read's last page is read: a read that fails half-way
+        starts from the same place next time, and what it handed over already is known by its ids."""
+        first = self.watermark_ms is None
+        previous = now_ms - window.lookback_ms if self.watermark_ms is None else self.watermark_ms
+        end = now_ms - window.settle_ms
+        if end >= previous:
+            async for page in self._read(api, previous, end):
+                yield (*page, False)
+            self.watermark_ms = end + 1  # endTime is inclusive
+        floor = previous - window.overlap_ms  # older ids are read again by no late read, now or later
+        self.seen = {key: stamp for key, stamp in self.seen.items() if stamp >= floor}
+        self.late_read = None
+        if window.overlap_ms and not first:
+            self.late_read = spare()
+            if self.late_read:
+                async for page in self._read(api, previous - window.overlap_ms, previous - 1, spare):
+                    yield (*page, True)
+
+    async def _read(
+        self, api: CloudWatchLogsApi, start: int, end: int, go_on: Callable[[], bool] = lambda: True
     ) -> AsyncIterator[tuple[list[LogRecord], int]]:
-        """Page by page, the events not read before (oldest first) and how many were read again.
-        The read position moves once the last page is read: a read that fails half-way starts
-        from the same place next time, and what it handed over already is known by its ids."""
-        start = self.start_ms(now_ms, overlap_ms, lookback_ms)
         seen = self.seen
         token: str | None = None
         while True:
-            records, token = await api.filter_log_events(self.arn, start, token)
+            records, token = await api.filter_log_events(self.arn, start, end, token)
             fresh: list[LogRecord] = []
             for record in records:
                 if record.event_id in seen:
@@ -55,11 +80,18 @@ class GroupTail:
                 seen[record.event_id] = record.timestamp_ms
                 fresh.append(record)
             yield fresh, len(records) - len(fresh)
-            if not token:
+            if not token or not go_on():
                 break
-        floor = now_ms - overlap_ms  # where the next read starts: older ids cannot come back
-        self.seen = {key: stamp for key, stamp in seen.items() if stamp >= floor}
-        self.watermark_ms = max(now_ms, self.watermark_ms or 0)
+
+
+@dataclass(frozen=True)
+class ReadWindow:
+    """How a log group is read (all in milliseconds): up to `settle_ms` before now, going back
+    `overlap_ms` for late deliveries, and `lookback_ms` back on the very first read."""
+
+    settle_ms: int
+    overlap_ms: int
+    lookback_ms: int
 
 
 @dataclass

@@ -88,6 +88,10 @@ class RateLimiter:
         bucket = self._buckets[operation]
         return bucket.refill_per_second * bucket.factor
 
+    def spare(self, operation: str) -> bool:
+        """Whether a call of `operation` could go now without waiting (nobody waits for one)."""
+        return self.available(operation) >= 1
+
     def available(self, operation: str) -> float:
         bucket = self._buckets[operation]
         bucket.refill(self._clock())

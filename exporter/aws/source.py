@@ -153,7 +153,7 @@ class CloudWatchLogsApi(Protocol):
     """What the exporter needs from CloudWatch Logs."""
 
     async def filter_log_events(
-        self, group_arn: str, start_ms: int, next_token: str | None = None
+        self, group_arn: str, start_ms: int, end_ms: int, next_token: str | None = None
     ) -> tuple[list[LogRecord], str | None]: ...
 
 
@@ -393,12 +393,13 @@ class AwsCloudWatchLogs(_AwsService):
     service = "logs"
 
     async def filter_log_events(
-        self, group_arn: str, start_ms: int, next_token: str | None = None
+        self, group_arn: str, start_ms: int, end_ms: int, next_token: str | None = None
     ) -> tuple[list[LogRecord], str | None]:
+        """The events of a group with timestamps in [start_ms, end_ms], a page of them."""
         # By name: the group is in the account whose credentials read it (an ARN as
         # logGroupIdentifier is for reading across accounts, which the exporter does not do).
         name = group_arn.split(":log-group:", 1)[-1].removesuffix(":*")
-        params: dict[str, Any] = {"logGroupName": name, "startTime": max(0, start_ms)}
+        params: dict[str, Any] = {"logGroupName": name, "startTime": max(0, start_ms), "endTime": max(0, end_ms)}
         if next_token:
             params["nextToken"] = next_token
         response = await self._call("FilterLogEvents", "filter_log_events", **params)

@@ -110,6 +110,17 @@ class HealthMetrics:
             "a state machine not watched).",
             ["outcome"], registry=r,
         )  # fmt: skip
+        self.log_late_reads = Counter(
+            "sfn_exporter_log_late_reads",
+            "Reads of a log group's overlap window for late deliveries, by outcome (read, skipped: "
+            "FilterLogEvents had no call to spare).",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.log_late_messages = Counter(
+            "sfn_exporter_log_late_messages",
+            "Log messages only a late read found: delivered more than logs.settle_seconds after their time.",
+            registry=r,
+        )  # fmt: skip
         self.log_groups = Gauge(
             "sfn_exporter_log_groups", "Log groups being read (those of the state machines read from logs).", registry=r
         )  # fmt: skip
@@ -120,6 +131,8 @@ class HealthMetrics:
         self.last_success_time = 0.0
         for outcome in ("accepted", "reread", "late", "invalid", "ignored"):
             self.log_messages.labels(outcome)
+        for outcome in ("read", "skipped"):
+            self.log_late_reads.labels(outcome)
         for status in (
             "tracked",
             "skipped_express",

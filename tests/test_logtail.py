@@ -1,0 +1,124 @@
+"""How a log group is read: each event once on the main read, late deliveries on the late read,
+and the late read only on calls the quota has to spare."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from exporter.aws.logtail import GroupTail, ReadWindow
+from exporter.aws.source import LogRecord
+
+WINDOW = ReadWindow(settle_ms=2_000, overlap_ms=10_000, lookback_ms=60_000)
+
+
+@dataclass
+class Group:
+    """A log group's events as (timestamp ms, delivered ms), answered two to a page."""
+
+    events: list[tuple[int, int]]
+    now_ms: int = 0
+    calls: list[tuple[int, int]] = field(default_factory=list)
+
+    async def filter_log_events(
+        self, group_arn: str, start_ms: int, end_ms: int, next_token: str | None = None
+    ) -> tuple[list[LogRecord], str | None]:
+        if next_token is None:
+            self.calls.append((start_ms, end_ms))
+        matching = [
+            LogRecord(f"{stamp}-{index}", stamp, "s", "{}")
+            for index, (stamp, delivered) in enumerate(self.events)
+            if start_ms <= stamp <= end_ms and delivered <= self.now_ms
+        ]
+        offset = int(next_token or 0)
+        page = matching[offset : offset + 2]
+        return page, str(offset + 2) if offset + 2 < len(matching) else None
+
+
+def read(tail: GroupTail, group: Group, now_ms: int, spare: bool = True) -> list[tuple[int, bool]]:
+    """One read at `now_ms`: the timestamps handed over, each with whether the late read found it."""
+    group.now_ms = now_ms
+
+    async def go() -> list[tuple[int, bool]]:
+        out: list[tuple[int, bool]] = []
+        async for records, _, late in tail.pages(group, now_ms, WINDOW, lambda: spare):
+            out.extend((record.timestamp_ms, late) for record in records)
+        return out
+
+    return asyncio.run(go())
+
+
+def test_the_main_read_takes_each_event_once_up_to_the_settle_time() -> None:
+    group = Group([(100_000 + i * 500, 100_000 + i * 500 + 300) for i in range(40)])  # 100 s .. 119.5 s
+    tail = GroupTail("arn:group")
+    first = read(tail, group, 105_000, spare=False)
+    assert [stamp for stamp, _ in first] == [100_000, 100_500, 101_000, 101_500, 102_000, 102_500, 103_000]
+    assert tail.watermark_ms == 103_001 and tail.late_read is None  # no late read on the first one
+    second = read(tail, group, 108_000, spare=False)
+    assert [stamp for stamp, _ in second] == [103_500, 104_000, 104_500, 105_000, 105_500, 106_000]
+    assert group.calls == [(45_000, 103_000), (103_001, 106_000)]  # back to back, nothing read twice
+    assert tail.late_read is False
+
+
+def test_the_late_read_finds_what_came_after_the_settle_time_and_nothing_twice() -> None:
+    # the event at 101 s is delivered 6 s late, after the read that covered it
+    group = Group([(100_000, 100_100), (101_000, 107_000), (102_000, 102_100), (106_000, 106_100)])
+    tail = GroupTail("arn:group")
+    assert read(tail, group, 104_000) == [(100_000, False), (102_000, False)]
+    assert read(tail, group, 108_000) == [(106_000, False), (101_000, True)]
+    assert group.calls[1:] == [(102_001, 106_000), (92_001, 102_000)]  # the late read: the overlap before
+    assert tail.late_read is True
+    assert read(tail, group, 110_000) == []  # read again by the next late read: known by id
+
+
+def test_without_calls_to_spare_the_late_read_is_skipped_and_the_late_event_missed() -> None:
+    group = Group([(100_000, 100_100), (101_000, 107_000), (102_000, 102_100)])
+    tail = GroupTail("arn:group")
+    read(tail, group, 104_000, spare=False)
+    assert read(tail, group, 108_000, spare=False) == []
+    assert tail.late_read is False and len(group.calls) == 2
+
+
+def test_a_late_read_stops_between_pages_once_no_call_is_spare() -> None:
+    group = Group([(90_000 + i * 100, 90_000 + i * 100 + 8_000) for i in range(10)] + [(103_000, 103_000)])
+    tail = GroupTail("arn:group", watermark_ms=100_000)
+    answers = iter([True, True, False])  # the late read starts, reads one page more, then stops
+    group.now_ms = 106_000
+
+    async def go() -> list[tuple[int, bool]]:
+        out: list[tuple[int, bool]] = []
+        async for records, _, late in tail.pages(group, 106_000, WINDOW, lambda: next(answers)):
+            out.extend((record.timestamp_ms, late) for record in records)
+        return out
+
+    handed = asyncio.run(go())
+    assert handed[0] == (103_000, False)
+    assert [stamp for stamp, late in handed if late] == [90_000, 90_100, 90_200, 90_300]  # two pages
+
+
+def test_a_read_that_fails_half_way_keeps_its_watermark_and_its_ids() -> None:
+    group = Group([(100_000 + i * 100, 100_000) for i in range(6)])
+    tail = GroupTail("arn:group", watermark_ms=99_000)
+
+    class Breaks(Group):
+        async def filter_log_events(
+            self, group_arn: str, start_ms: int, end_ms: int, next_token: str | None = None
+        ) -> tuple[list[LogRecord], str | None]:
+            if next_token == "4":
+                raise RuntimeError("down")
+            return await super().filter_log_events(group_arn, start_ms, end_ms, next_token)
+
+    breaking = Breaks(group.events, now_ms=104_000)
+
+    async def go() -> list[int]:
+        out: list[int] = []
+        try:
+            async for records, _, _ in tail.pages(breaking, 104_000, WINDOW, lambda: False):
+                out.extend(record.timestamp_ms for record in records)
+        except RuntimeError:
+            pass
+        return out
+
+    assert asyncio.run(go()) == [100_000, 100_100, 100_200, 100_300]
+    assert tail.watermark_ms == 99_000  # the same place next time
+    assert [stamp for stamp, _ in read(tail, group, 104_000, spare=False)] == [100_400, 100_500]
