@@ -534,7 +534,9 @@ class Exporter:
         try:
             # Each page is handed over as it comes: a read of many pages (a backlog) exports its
             # first events while the rest are read.
-            async for records, again, late in tail.pages(self.logs_api, now_ms, window, self._log_calls_spare):
+            async for records, again, late in tail.pages(
+                self.logs_api, now_ms, window, self._log_calls_spare
+            ):
                 self.health.log_messages.labels("reread").inc(again)
                 if late:
                     self.health.log_late_messages.inc(len(records))
@@ -550,9 +552,22 @@ class Exporter:
         if tail.failing:
             log.info("reading the log group again", extra={"log_group_arn": arn})
         tail.failing = False
-        for tracked in [t for t in self.tracked.values() if t.group == arn]:
-            await self._release(tracked)  # reorder windows and EXPRESS deadlines run out in quiet times too
+        # Reorder windows and EXPRESS deadlines run out in quiet times too; executions with
+        # nothing held, pending or due are left alone (most of them, at thousands tracked).
+        deadline_ms = (self._wall() - settings.express_max_seconds) * 1000
+        for tracked in [t for t in self.tracked.values() if t.group == arn and self._due(t, deadline_ms)]:
+            await self._release(tracked)
         self._save_log_watermark(tail)
+
+    @staticmethod
+    def _due(tracked: Tracked, deadline_ms: float) -> bool:
+        """Whether a quiet log-read execution has something for `_release` to do."""
+        return (
+            tracked.assembler is None
+            or tracked.pending is not None
+            or (tracked.reorder is not None and tracked.reorder.waiting)
+            or (tracked.watched.machine.type == "EXPRESS" and tracked.first_ms < deadline_ms)
+        )
 
     async def _take_page(self, records: list[LogRecord], machines: set[str], group: str) -> None:
         """One page of a log group: its messages into their executions' reorder buffers, and

@@ -136,7 +136,9 @@ def test_messages_that_are_not_step_functions_ones_are_counted_named_and_skipped
 
 def test_with_no_call_to_spare_each_message_is_read_once_and_late_reads_wait() -> None:
     # One FilterLogEvents call a second, one read a second: the main reads take every call.
-    virtual = VirtualRun({**settings(), "api": {"quotas": {"FilterLogEvents": {"bucket": 1, "refill_per_second": 1}}}})
+    virtual = VirtualRun(
+        {**settings(), "api": {"quotas": {"FilterLogEvents": {"bucket": 1, "refill_per_second": 1}}}}
+    )
     virtual.sim.logs.delivery = Delivery(delay_s=(0.1, 1.5), streams=3)  # within the settle time
     executions = express(virtual.sim)
     sink, registry = Collector(), CollectorRegistry()
@@ -146,7 +148,11 @@ def test_with_no_call_to_spare_each_message_is_read_once_and_late_reads_wait() -
     value = registry.get_sample_value
     # every read but the first (which has no late part) skipped its late read
     assert value("sfn_exporter_log_late_reads_total", {"outcome": "read"}) == 0
-    assert value("sfn_exporter_log_late_reads_total", {"outcome": "skipped"}) == virtual.sim.calls["FilterLogEvents"] - 1 > 30
+    assert (
+        value("sfn_exporter_log_late_reads_total", {"outcome": "skipped"})
+        == virtual.sim.calls["FilterLogEvents"] - 1
+        > 30
+    )
     assert value("sfn_exporter_log_messages_total", {"outcome": "reread"}) == 0
 
 

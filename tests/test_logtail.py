@@ -60,6 +60,23 @@ def test_the_main_read_takes_each_event_once_up_to_the_settle_time() -> None:
     assert tail.late_read is False
 
 
+def test_with_no_lookback_the_first_read_starts_at_the_settle_point() -> None:
+    group = Group([(102_500, 102_600), (104_000, 104_100)])
+    tail = GroupTail("arn:group")
+    window = ReadWindow(settle_ms=2_000, overlap_ms=0, lookback_ms=0)
+
+    async def go(now_ms: int) -> list[int]:
+        group.now_ms = now_ms
+        return [
+            r.timestamp_ms
+            async for records, _, _ in tail.pages(group, now_ms, window, lambda: True)
+            for r in records
+        ]
+
+    assert asyncio.run(go(104_000)) == []  # reads [102 s, 102 s]
+    assert asyncio.run(go(107_000)) == [102_500, 104_000]
+
+
 def test_the_late_read_finds_what_came_after_the_settle_time_and_nothing_twice() -> None:
     # the event at 101 s is delivered 6 s late, after the read that covered it
     group = Group([(100_000, 100_100), (101_000, 107_000), (102_000, 102_100), (106_000, 106_100)])

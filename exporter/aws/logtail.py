@@ -51,8 +51,8 @@ class GroupTail:
         The watermark moves once the main read's last page is read: a read that fails half-way
         starts from the same place next time, and what it handed over already is known by its ids."""
         first = self.watermark_ms is None
-        previous = now_ms - window.lookback_ms if self.watermark_ms is None else self.watermark_ms
         end = now_ms - window.settle_ms
+        previous = min(now_ms - window.lookback_ms, end) if self.watermark_ms is None else self.watermark_ms
         if end >= previous:
             async for page in self._read(api, previous, end):
                 yield (*page, False)

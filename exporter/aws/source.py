@@ -399,7 +399,11 @@ class AwsCloudWatchLogs(_AwsService):
         # By name: the group is in the account whose credentials read it (an ARN as
         # logGroupIdentifier is for reading across accounts, which the exporter does not do).
         name = group_arn.split(":log-group:", 1)[-1].removesuffix(":*")
-        params: dict[str, Any] = {"logGroupName": name, "startTime": max(0, start_ms), "endTime": max(0, end_ms)}
+        params: dict[str, Any] = {
+            "logGroupName": name,
+            "startTime": max(0, start_ms),
+            "endTime": max(0, end_ms),
+        }
         if next_token:
             params["nextToken"] = next_token
         response = await self._call("FilterLogEvents", "filter_log_events", **params)
