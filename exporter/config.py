@@ -34,6 +34,9 @@ DEFAULT_QUOTAS: dict[str, tuple[float, float]] = {
     "DescribeStateMachine": (200, 20),
     "ListTagsForResource": (100, 5),
     "FilterLogEvents": (5, 5),  # CloudWatch Logs'
+    # Not in AWS's published table: a cautious guess (override in api.quotas).
+    "DescribeMapRun": (100, 1),
+    "ListMapRuns": (100, 1),
 }
 
 

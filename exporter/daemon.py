@@ -538,8 +538,7 @@ class Exporter:
                 self.logs_api, now_ms, window, self._log_calls_spare
             ):
                 self.health.log_messages.labels("reread").inc(again)
-                if late:
-                    self.health.log_late_messages.inc(len(records))
+                self.health.log_late_messages.inc(late)
                 await self._take_page(records, machines, arn)
             if tail.late_read is not None:
                 self.health.log_late_reads.labels("read" if tail.late_read else "skipped").inc()

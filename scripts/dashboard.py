@@ -107,9 +107,9 @@ def build() -> dict[str, Any]:
               description="Alert SfnExporterNoSuccessfulPoll fires above 5 minutes."),
         panel("Log messages read, by outcome", [
             ("sum by (outcome) (rate(sfn_exporter_log_messages_total[$__rate_interval]))", "{{outcome}}"),
-            ("sum(rate(sfn_exporter_log_late_messages_total[$__rate_interval]))", "found by late reads"),
+            ("sum(rate(sfn_exporter_log_late_messages_total[$__rate_interval]))", "found going back"),
         ], 0, 66, unit="ops",
-              description="The log source (EXPRESS workflows): reread is what the late reads cost; invalid and late say what was dropped; found by late reads growing means logs.settle_seconds is short."),
+              description="The log source (EXPRESS workflows): reread is what going back over the overlap costs; invalid and late say what was dropped; found going back growing means logs.settle_seconds is short."),
         panel("Log groups read behind now", [("max by (instance) (sfn_exporter_log_watermark_lag_seconds)", "{{instance}}")], 12, 66, unit="s",
               description="Alert SfnExporterLogSourceBehind fires above 5 minutes."),
     ]  # fmt: skip

@@ -25,10 +25,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.config import DEFAULT_QUOTAS
 from simulator.logs import Delivery, Logging, Logs
+
+if TYPE_CHECKING:
+    from simulator.workloads import DistributedMap
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -113,6 +116,43 @@ class SimExecution:
         return self.start + self.template.offsets[self.visible(now) - 1]
 
 
+@dataclass(eq=False)
+class SimMapRun:
+    """A Distributed Map's map run: started by its parent's MapRunStarted event, its children
+    listed under it (not under any state machine), done with the parent's MapRun end event."""
+
+    arn: str
+    parent: SimExecution
+    children: list[SimExecution]
+    spec: DistributedMap
+    stopped: float = 0.0  # when the parent's MapRun end event appeared (once it has)
+
+    def started(self, now: float) -> bool:
+        return self.parent.visible(now) >= self._event("MapRunStarted")
+
+    def _event(self, prefix: str) -> int:
+        """The id of the parent's first event whose type starts with `prefix`."""
+        return next(i + 1 for i, e in enumerate(self.parent.template.events) if e["type"].startswith(prefix))
+
+    def status(self, now: float) -> str:
+        visible = self.parent.visible(now)
+        for i, event in enumerate(self.parent.template.events[:visible]):
+            if event["type"] in ("MapRunSucceeded", "MapRunFailed", "MapRunAborted"):
+                self.stopped = self.parent.appear_time(i + 1)
+                return str(event["type"]).removeprefix("MapRun").upper()
+        return "RUNNING"
+
+    def counts(self, now: float) -> dict[str, int]:
+        """Children by status, as `DescribeMapRun`'s executionCounts (one item a child)."""
+        counts = dict.fromkeys(("pending", "running", "succeeded", "failed", "timedOut", "aborted"), 0)
+        key = {"RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "timedOut",
+               "ABORTED": "aborted"}  # fmt: skip
+        for child in self.children:
+            counts["pending" if child.start > now else key[child.status(now)]] += 1
+        counts.update(total=len(self.children), resultsWritten=0, failuresNotRedrivable=0, pendingRedrive=0)
+        return counts
+
+
 @dataclass
 class Bucket:
     capacity: float
@@ -195,6 +235,7 @@ class Simulator:
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.logs = Logs(Delivery(), seed)
+        self.map_runs: dict[str, SimMapRun] = {}
 
     # ------------------------------------------------------------------ set-up
 
@@ -227,6 +268,37 @@ class Simulator:
                     (event, execution.appear_time(i + 1)) for i, event in enumerate(template.events)
                 ])  # fmt: skip
         return execution
+
+    def start_map_run(
+        self, machine: SimMachine, spec: DistributedMap, name: str, start: float | None = None,
+        child_type: str = "STANDARD",
+    ) -> SimMapRun:  # fmt: skip
+        """A parent execution of `machine` running `spec`'s Distributed Map, and its children
+        (of a state machine named `PARENT/LABEL`, which no listing of state machines shows)."""
+        import uuid
+
+        label = spec.label
+        run_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{machine.name}/{name}/{label}")
+        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:mapRun:{machine.name}/{label}:{run_id}"
+        events = [
+            {**e, "mapRunStartedEventDetails": {"mapRunArn": arn}} if e["type"] == "MapRunStarted" else e
+            for e in spec.parent.events
+        ]
+        parent = self.start(machine, Template(spec.parent.name, spec.parent.offsets, events), name, start)
+        child_machine = SimMachine(
+            f"{machine.arn}/{label}", f"{machine.name}/{label}", child_type, {}, self.clock()
+        )
+        self._by_machine.setdefault(child_machine.arn, [])
+        children = []
+        for index, (template, offset) in enumerate(zip(spec.children, spec.child_starts, strict=True)):
+            child_name = str(uuid.uuid5(run_id, str(index)))
+            child_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine.name}/{label}:{child_name}"
+            child = SimExecution(child_arn, child_machine, child_name, parent.start + offset, template)
+            self.executions[child_arn] = child
+            children.append(child)
+        children.sort(key=lambda c: (c.start, c.arn), reverse=True)  # newest first, as listed
+        run = self.map_runs[arn] = SimMapRun(arn, parent, children, spec)
+        return run
 
     def delete_execution(self, arn: str) -> None:
         self.executions[arn].deleted = True
@@ -313,19 +385,34 @@ class Simulator:
             item["stopDate"] = e.stop_time(now)
         return item
 
+    def _map_run(self, params: dict[str, Any]) -> SimMapRun:
+        arn = self._arn(params, "mapRunArn")
+        run = self.map_runs.get(arn)
+        if run is None or not run.started(self.clock()):
+            raise SimError("ResourceNotFound", f"Resource not found: '{arn}'")
+        return run
+
     def _ListExecutions(self, params: dict[str, Any], now: float) -> dict[str, Any]:
-        machine = self._machine(params)
-        if machine.type == "EXPRESS":
+        if ("mapRunArn" in params) == ("stateMachineArn" in params):
             raise SimError(
-                "StateMachineTypeNotSupported",
-                "This operation is not supported by this type of state machine",
+                "ValidationException", "Specify either a stateMachineArn or a mapRunArn, but not both"
             )
         size = int(params.get("maxResults") or 100)
         if not 1 <= size <= 1000:
             raise SimError("ValidationException", "maxResults must be between 1 and 1000")
         status = params.get("statusFilter")
-        started = [e for e in self._by_machine[machine.arn] if e.start <= now and not e.deleted]
-        started.sort(key=lambda e: (e.start, e.arn), reverse=True)  # newest first
+        run = self._map_run(params) if "mapRunArn" in params else None
+        if run is not None:
+            started = [e for e in run.children if e.start <= now]  # newest first already
+        else:
+            machine = self._machine(params)
+            if machine.type == "EXPRESS":
+                raise SimError(
+                    "StateMachineTypeNotSupported",
+                    "This operation is not supported by this type of state machine",
+                )
+            started = [e for e in self._by_machine[machine.arn] if e.start <= now and not e.deleted]
+            started.sort(key=lambda e: (e.start, e.arn), reverse=True)  # newest first
         if status:
             started = [e for e in started if e.status(now) == status]
         token = params.get("nextToken")
@@ -334,6 +421,9 @@ class Simulator:
             started = [e for e in started if (e.start, e.arn) < (last_start, last_arn)]
         page = started[:size]
         result: dict[str, Any] = {"executions": [self._summary(e, now) for e in page]}
+        if run is not None:  # only listings by map run carry these
+            for item in result["executions"]:
+                item.update(mapRunArn=run.arn, itemCount=1)
         if len(started) > size:
             result["nextToken"] = base64.b64encode(
                 json.dumps([page[-1].start, page[-1].arn]).encode()
@@ -348,6 +438,30 @@ class Simulator:
         if e.machine.tracing:
             summary["traceHeader"] = trace_header(e.arn)
         return summary
+
+    def _DescribeMapRun(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        run = self._map_run(params)
+        counts = run.counts(now)
+        status = run.status(now)
+        spec = run.spec
+        result = {"mapRunArn": run.arn, "executionArn": run.parent.arn, "status": status,
+                  "startDate": run.parent.appear_time(run._event("MapRunStarted")),
+                  "maxConcurrency": spec.max_concurrency, "toleratedFailurePercentage": spec.tolerated_failure_percentage,
+                  "toleratedFailureCount": spec.tolerated_failure_count, "itemCounts": dict(counts),
+                  "executionCounts": counts, "redriveCount": 0}  # fmt: skip
+        if status != "RUNNING":
+            result["stopDate"] = run.stopped
+        return result
+
+    def _ListMapRuns(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        execution = self._execution(params)
+        runs = [r for r in self.map_runs.values() if r.parent is execution and r.started(now)]
+        return {"mapRuns": [
+            {"executionArn": execution.arn, "mapRunArn": r.arn, "stateMachineArn": execution.machine.arn,
+             "startDate": r.parent.appear_time(r._event("MapRunStarted")),
+             **({"stopDate": r.stopped} if r.status(now) != "RUNNING" else {})}
+            for r in runs
+        ]}  # fmt: skip
 
     def _GetExecutionHistory(self, params: dict[str, Any], now: float) -> str:
         e = self._execution(params)
@@ -448,6 +562,21 @@ class DirectClient:
 
     async def describe_execution(self, **params: Any) -> dict[str, Any]:
         return self._call("DescribeExecution", params)
+
+    async def describe_map_run(self, **params: Any) -> dict[str, Any]:
+        result = self._call("DescribeMapRun", params)
+        for key in ("startDate", "stopDate"):
+            if key in result:
+                result[key] = _ts(result[key])
+        return result
+
+    async def list_map_runs(self, **params: Any) -> dict[str, Any]:
+        result = self._call("ListMapRuns", params)
+        for item in result["mapRuns"]:
+            for key in ("startDate", "stopDate"):
+                if key in item:
+                    item[key] = _ts(item[key])
+        return result
 
     async def get_execution_history(self, **params: Any) -> dict[str, Any]:
         return self._call("GetExecutionHistory", params)

@@ -3,7 +3,9 @@ Wait and Task states, burst into Map fan-outs, are redriven, or are bulk for thr
 
 from __future__ import annotations
 
+import heapq
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from simulator.builder import History
@@ -156,3 +158,101 @@ def express_order(rng: random.Random, fail_rate: float = 0.05) -> Template:
     return Template(
         "express-order", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events]
     )
+
+
+MAP_RUN_ARN = "{MAP_RUN_ARN}"  # the parent's MapRunStarted names its map run; the simulator fills it in
+
+
+@dataclass
+class DistributedMap:
+    """A parent execution running one Distributed Map state, and its map run's children: each
+    child's template and the seconds after the parent's start at which it starts."""
+
+    parent: Template
+    children: list[Template]
+    child_starts: list[float]
+    label: str
+    max_concurrency: int
+    tolerated_failure_percentage: float
+    tolerated_failure_count: int
+
+    @property
+    def failed_children(self) -> int:
+        return sum(1 for child in self.children if child.events[-1]["type"] != "ExecutionSucceeded")
+
+
+def map_child(rng: random.Random, fail_rate: float, seconds: tuple[float, float]) -> Template:
+    """A Distributed Map's child workflow: one item processed by a Lambda task that is retried
+    once in a while and fails (the task, then the child) at `fail_rate`."""
+    h = History()
+    offsets = [0.0]
+    now = 0.0
+
+    def add(event_type: str, gap: float = 0.01, **details: Any) -> None:
+        nonlocal now
+        now += gap
+        offsets.append(now)
+        h.add(event_type, **details)
+
+    h.add("ExecutionStarted", prev=0, input='{"item": 1}')
+    add("TaskStateEntered", name="Process")
+    work = rng.uniform(*seconds)
+    if rng.random() < 0.1:  # a retried attempt
+        add("TaskScheduled", **LAMBDA)
+        add("TaskStarted", **LAMBDA)
+        add("TaskFailed", gap=work / 3, error="Lambda.TooManyRequestsException", **LAMBDA)
+    add("TaskScheduled", **LAMBDA)
+    add("TaskStarted", **LAMBDA)
+    if rng.random() < fail_rate:
+        add("TaskFailed", gap=work, error="Item.Invalid", cause="bad item", **LAMBDA)
+        add("ExecutionFailed", error="Item.Invalid", cause="bad item")
+    else:
+        add("TaskSucceeded", gap=work, output="{}", **LAMBDA)
+        add("TaskStateExited", name="Process", output="{}")
+        add("ExecutionSucceeded", output="{}")
+    return Template(
+        "map-child", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events]
+    )
+
+
+def distributed_map(
+    rng: random.Random, children: int, fail_rate: float = 0.05, max_concurrency: int = 1000,
+    seconds: tuple[float, float] = (1.0, 5.0), tolerated_failure_percentage: float = 10.0,
+    label: str = "Batch",
+) -> DistributedMap:  # fmt: skip
+    """A parent that runs `children` items through a Distributed Map, at most `max_concurrency`
+    children at once; the map run fails when more than `tolerated_failure_percentage` of them
+    failed (decided once all have ended)."""
+    templates = [map_child(rng, fail_rate, seconds) for _ in range(children)]
+    running: list[float] = []  # end offsets of the children running, a heap
+    starts: list[float] = []
+    begin = 0.4
+    for template in templates:
+        at = begin if len(running) < max_concurrency else heapq.heappop(running)
+        starts.append(at + 0.001 * (len(starts) % 10))
+        heapq.heappush(running, starts[-1] + template.offsets[-1])
+    end = max((s + t.offsets[-1] for s, t in zip(starts, templates, strict=True)), default=begin) + 0.2
+    failed = sum(1 for t in templates if t.events[-1]["type"] != "ExecutionSucceeded")
+    h = History()
+    h.add("ExecutionStarted", prev=0, input='{"bucket": "items"}')
+    h.add("MapStateEntered", name=label, input="{}")
+    h.add("MapStateStarted", length=0)
+    h.add("MapRunStarted", mapRunArn=MAP_RUN_ARN)
+    offsets = [0.0, 0.1, 0.2, 0.3]
+    if children and failed * 100 > tolerated_failure_percentage * children:
+        h.add("MapRunFailed", error="States.ExceedToleratedFailureThreshold", cause="too many items failed")
+        h.add("MapStateFailed")
+        h.add(
+            "ExecutionFailed", error="States.ExceedToleratedFailureThreshold", cause="too many items failed"
+        )
+        offsets += [end, end + 0.01, end + 0.02]
+    else:
+        h.add("MapRunSucceeded")
+        h.add("MapStateSucceeded")
+        h.add("MapStateExited", name=label, output="[]")
+        h.add("ExecutionSucceeded", output="{}")
+        offsets += [end, end + 0.01, end + 0.02, end + 0.03]
+    parent = Template(
+        "map-parent", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events]
+    )
+    return DistributedMap(parent, templates, starts, label, max_concurrency, tolerated_failure_percentage, 0)

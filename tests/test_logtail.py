@@ -1,5 +1,5 @@
-"""How a log group is read: each event once on the main read, late deliveries on the late read,
-and the late read only on calls the quota has to spare."""
+"""How a log group is read: each event once up to the settle time, and late deliveries by going
+back over the overlap, only when the quota has a call to spare."""
 
 from __future__ import annotations
 
@@ -36,13 +36,20 @@ class Group:
 
 
 def read(tail: GroupTail, group: Group, now_ms: int, spare: bool = True) -> list[tuple[int, bool]]:
-    """One read at `now_ms`: the timestamps handed over, each with whether the late read found it."""
+    """One read at `now_ms`: the timestamps handed over, each with whether it was found behind
+    the read position (by going back over the overlap)."""
     group.now_ms = now_ms
+    previous = tail.watermark_ms
 
     async def go() -> list[tuple[int, bool]]:
         out: list[tuple[int, bool]] = []
         async for records, _, late in tail.pages(group, now_ms, WINDOW, lambda: spare):
-            out.extend((record.timestamp_ms, late) for record in records)
+            found = [
+                (record.timestamp_ms, previous is not None and record.timestamp_ms < previous)
+                for record in records
+            ]
+            assert late == sum(1 for _, behind in found if behind)
+            out.extend(found)
         return out
 
     return asyncio.run(go())
@@ -53,7 +60,7 @@ def test_the_main_read_takes_each_event_once_up_to_the_settle_time() -> None:
     tail = GroupTail("arn:group")
     first = read(tail, group, 105_000, spare=False)
     assert [stamp for stamp, _ in first] == [100_000, 100_500, 101_000, 101_500, 102_000, 102_500, 103_000]
-    assert tail.watermark_ms == 103_001 and tail.late_read is None  # no late read on the first one
+    assert tail.watermark_ms == 103_001 and tail.late_read is None  # nothing to go back over on the first one
     second = read(tail, group, 108_000, spare=False)
     assert [stamp for stamp, _ in second] == [103_500, 104_000, 104_500, 105_000, 105_500, 106_000]
     assert group.calls == [(45_000, 103_000), (103_001, 106_000)]  # back to back, nothing read twice
@@ -77,40 +84,33 @@ def test_with_no_lookback_the_first_read_starts_at_the_settle_point() -> None:
     assert asyncio.run(go(107_000)) == [102_500, 104_000]
 
 
-def test_the_late_read_finds_what_came_after_the_settle_time_and_nothing_twice() -> None:
+def test_going_back_over_the_overlap_finds_what_came_late_and_nothing_twice() -> None:
     # the event at 101 s is delivered 6 s late, after the read that covered it
     group = Group([(100_000, 100_100), (101_000, 107_000), (102_000, 102_100), (106_000, 106_100)])
     tail = GroupTail("arn:group")
     assert read(tail, group, 104_000) == [(100_000, False), (102_000, False)]
-    assert read(tail, group, 108_000) == [(106_000, False), (101_000, True)]
-    assert group.calls[1:] == [(102_001, 106_000), (92_001, 102_000)]  # the late read: the overlap before
+    assert read(tail, group, 108_000) == [(101_000, True), (106_000, False)]
+    assert group.calls[1:] == [(92_001, 106_000)]  # one read, from the overlap before the position
     assert tail.late_read is True
-    assert read(tail, group, 110_000) == []  # read again by the next late read: known by id
+    assert read(tail, group, 110_000) == []  # read again by the next read: known by id
 
 
-def test_without_calls_to_spare_the_late_read_is_skipped_and_the_late_event_missed() -> None:
+def test_without_calls_to_spare_the_overlap_is_not_read_and_the_late_event_missed() -> None:
     group = Group([(100_000, 100_100), (101_000, 107_000), (102_000, 102_100)])
     tail = GroupTail("arn:group")
     read(tail, group, 104_000, spare=False)
     assert read(tail, group, 108_000, spare=False) == []
-    assert tail.late_read is False and len(group.calls) == 2
+    assert tail.late_read is False and group.calls[1] == (102_001, 106_000)
 
 
-def test_a_late_read_stops_between_pages_once_no_call_is_spare() -> None:
-    group = Group([(90_000 + i * 100, 90_000 + i * 100 + 8_000) for i in range(10)] + [(103_000, 103_000)])
-    tail = GroupTail("arn:group", watermark_ms=100_000)
-    answers = iter([True, True, False])  # the late read starts, reads one page more, then stops
-    group.now_ms = 106_000
-
-    async def go() -> list[tuple[int, bool]]:
-        out: list[tuple[int, bool]] = []
-        async for records, _, late in tail.pages(group, 106_000, WINDOW, lambda: next(answers)):
-            out.extend((record.timestamp_ms, late) for record in records)
-        return out
-
-    handed = asyncio.run(go())
-    assert handed[0] == (103_000, False)
-    assert [stamp for stamp, late in handed if late] == [90_000, 90_100, 90_200, 90_300]  # two pages
+def test_ids_are_kept_as_long_as_a_read_may_go_back_to_them() -> None:
+    group = Group([(100_000 + i * 1_000, 100_000 + i * 1_000) for i in range(30)])
+    tail = GroupTail("arn:group")
+    for now in range(104_000, 134_000, 2_000):
+        read(tail, group, now)
+        assert tail.watermark_ms is not None
+        assert min(tail.seen.values()) >= tail.watermark_ms - 2_000 - WINDOW.overlap_ms - 1_000
+    assert len(tail.seen) <= 13  # the overlap and one read's worth, not everything read
 
 
 def test_a_read_that_fails_half_way_keeps_its_watermark_and_its_ids() -> None:

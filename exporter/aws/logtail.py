@@ -2,8 +2,8 @@
 
 `FilterLogEvents` answers in event-time order, but CloudWatch Logs delivers late and out of
 order: each read of a group takes the events that have had a while to arrive (up to `settle`
-before now) once, then, on calls the quota has to spare, goes back over the `overlap` before for
-what came later still; the events read again are known by their CloudWatch event id and skipped. Each execution's history events
+before now) once, and, when the quota has a call to spare, starts `overlap` earlier for what came
+later still; the events read again are known by their CloudWatch event id and skipped. Each execution's history events
 then wait in a `Reorder` buffer until their predecessors came (or the reorder window ran out), so
 that the assembler sees them in id order, as `GetExecutionHistory` gives them."""
 
@@ -33,42 +33,33 @@ class GroupTail:
     watermark_ms: int | None = None
     seen: dict[str, int] = field(default_factory=dict)  # event id -> its timestamp (ms)
     failing: bool = False
-    late_read: bool | None = None  # whether the last read's late part ran (None: it had none)
+    late_read: bool | None = (
+        None  # whether the last read went back over the overlap (None: no overlap to go back over)
+    )
 
     async def pages(
         self, api: CloudWatchLogsApi, now_ms: int, window: ReadWindow, spare: Callable[[], bool]
-    ) -> AsyncIterator[tuple[list[LogRecord], int, bool]]:
+    ) -> AsyncIterator[tuple[list[LogRecord], int, int]]:
         """Page by page, the events not read before (oldest first), how many were read again, and
-        whether the page is one of the late read.
+        how many of the new ones only going back over the overlap found.
 
-        A read has two parts. The main read takes the events from the watermark up to
-        `window.settle_ms` before now, each event once: CloudWatch has had that long to deliver
-        them. The late read then goes back over the `window.overlap_ms` behind the watermark the
-        main read started from, for what CloudWatch delivered later still; it re-reads events
-        already handed over (known by their ids), so it runs only on calls the quota has to spare
-        (`spare()`), page by page: a busy group spends its calls on new events first.
+        A read takes the events from the watermark up to `window.settle_ms` before now, each
+        event once: CloudWatch has had that long to deliver them. When the quota has a call to
+        spare (`spare()`), the read begins `window.overlap_ms` earlier, for what CloudWatch
+        delivered later still; that part re-reads events already handed over (known by their ids),
+        so a busy group, with no call to spare, spends its calls on new events only.
 
-        The watermark moves once the main read's last page is read: a read that fails half-way
-        starts from the same place next time, and what it handed over already is known by its ids."""
+        The watermark moves once the last page is read: a read that fails half-way starts from
+        the same place next time, and what it handed over already is known by its ids."""
         first = self.watermark_ms is None
         end = now_ms - window.settle_ms
         previous = min(now_ms - window.lookback_ms, end) if self.watermark_ms is None else self.watermark_ms
-        if end >= previous:
-            async for page in self._read(api, previous, end):
-                yield (*page, False)
-            self.watermark_ms = end + 1  # endTime is inclusive
-        floor = previous - window.overlap_ms  # older ids are read again by no late read, now or later
-        self.seen = {key: stamp for key, stamp in self.seen.items() if stamp >= floor}
-        self.late_read = None
-        if window.overlap_ms and not first:
-            self.late_read = spare()
-            if self.late_read:
-                async for page in self._read(api, previous - window.overlap_ms, previous - 1, spare):
-                    yield (*page, True)
-
-    async def _read(
-        self, api: CloudWatchLogsApi, start: int, end: int, go_on: Callable[[], bool] = lambda: True
-    ) -> AsyncIterator[tuple[list[LogRecord], int]]:
+        self.late_read = None if first or not window.overlap_ms else spare()
+        start = previous - window.overlap_ms if self.late_read else previous
+        # older ids are read again by no read, now or later
+        self.seen = {key: stamp for key, stamp in self.seen.items() if stamp >= previous - window.overlap_ms}
+        if end < previous:
+            return
         seen = self.seen
         token: str | None = None
         while True:
@@ -79,9 +70,10 @@ class GroupTail:
                     continue
                 seen[record.event_id] = record.timestamp_ms
                 fresh.append(record)
-            yield fresh, len(records) - len(fresh)
-            if not token or not go_on():
+            yield fresh, len(records) - len(fresh), sum(1 for r in fresh if r.timestamp_ms < previous)
+            if not token:
                 break
+        self.watermark_ms = end + 1  # endTime is inclusive
 
 
 @dataclass(frozen=True)

@@ -105,20 +105,20 @@ class HealthMetrics:
         )  # fmt: skip
         self.log_messages = Counter(
             "sfn_exporter_log_messages",
-            "CloudWatch Logs messages read, by outcome (accepted, reread: seen before in the overlap window, "
+            "CloudWatch Logs messages read, by outcome (accepted, reread: seen before, read again going back over the overlap, "
             "late: after their execution moved past them, invalid: not a Step Functions log message, ignored: "
             "a state machine not watched).",
             ["outcome"], registry=r,
         )  # fmt: skip
         self.log_late_reads = Counter(
             "sfn_exporter_log_late_reads",
-            "Reads of a log group's overlap window for late deliveries, by outcome (read, skipped: "
-            "FilterLogEvents had no call to spare).",
+            "Reads of a log group that went back over the overlap window for late deliveries (read), or "
+            "did not, FilterLogEvents having no call to spare (skipped).",
             ["outcome"], registry=r,
         )  # fmt: skip
         self.log_late_messages = Counter(
             "sfn_exporter_log_late_messages",
-            "Log messages only a late read found: delivered more than logs.settle_seconds after their time.",
+            "Log messages only going back over the overlap found: delivered more than logs.settle_seconds after their time.",
             registry=r,
         )  # fmt: skip
         self.log_groups = Gauge(
