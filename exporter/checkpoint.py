@@ -159,6 +159,15 @@ class CursorStore:
         ).fetchone()
         return Cursor(row[0], bool(row[1]), row[2]) if row else None
 
+    def unfinished(self, prefix: str) -> list[str]:
+        """The executions whose ARN begins with `prefix` and that were not read to their end."""
+        escaped = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        rows = self._execute(
+            "SELECT arn FROM executions WHERE arn LIKE ? ESCAPE '!' AND finished = 0 AND gone = 0",
+            (escaped + "%",),
+        ).fetchall()
+        return [row[0] for row in rows]
+
     def save_now(self, arn: str, event_id: int, finished: bool, redrives: int = 0) -> None:
         self._execute(
             "INSERT INTO executions (arn, cursor, finished, redrives, updated_at, gone) VALUES (?, ?, ?, ?, ?, 0) "

@@ -34,9 +34,7 @@ DEFAULT_QUOTAS: dict[str, tuple[float, float]] = {
     "DescribeStateMachine": (200, 20),
     "ListTagsForResource": (100, 5),
     "FilterLogEvents": (5, 5),  # CloudWatch Logs'
-    # Not in AWS's published table: a cautious guess (override in api.quotas).
-    "DescribeMapRun": (100, 1),
-    "ListMapRuns": (100, 1),
+    "DescribeMapRun": (100, 1),  # not in AWS's published table: a cautious guess (api.quotas overrides it)
 }
 
 
@@ -220,6 +218,26 @@ class LogsSettings(_Section):
         return self.sources.get(arn) or self.sources.get(name) or self.source
 
 
+class MapRunsSettings(_Section):
+    follow: Literal["all", "failed", "sample"] = Field(
+        "sample",
+        description="which Distributed Map children are read: all, failed (those that failed, timed out or were aborted), sample (the first sample_size and every failure)",
+    )
+    sample_size: int = Field(
+        10,
+        ge=0,
+        le=10000,
+        description="children followed per map run under follow: sample (failures come on top)",
+    )
+    trace: Literal["nested", "linked"] = Field(
+        "linked",
+        description="a child's trace: linked (its own, linked to the map run span) or nested (under the map run span in its parent's trace)",
+    )
+    interval_seconds: float = Field(
+        5, gt=0, le=300, description="how often each running map run is described and its children listed"
+    )
+
+
 class ApiSettings(_Section):
     quota_share: float = Field(0.5, gt=0, le=1, description="share of each quota this exporter may use")
     quotas: dict[str, Quota] = Field(
@@ -364,6 +382,7 @@ class Config(_Section):
     api: ApiSettings = ApiSettings()
     data: DataSettings = DataSettings()
     logs: LogsSettings = LogsSettings()
+    map_runs: MapRunsSettings = MapRunsSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
     otlp: OtlpSettings = OtlpSettings()
     web: WebSettings = WebSettings()

@@ -14,6 +14,7 @@ from typing import Any
 
 from exporter.aws.discovery import Discovery, WatchedMachine
 from exporter.aws.logtail import GroupTail, ReadWindow, Reorder, parse_records
+from exporter.aws.mapruns import MapRuns, Watch
 from exporter.aws.source import (
     CloudWatchLogsApi,
     Denied,
@@ -30,10 +31,11 @@ from exporter.aws.tail import first_page_size, read_new_events, read_whole_histo
 from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config
 from exporter.emit.health import HealthMetrics
-from exporter.emit.metrics import WorkflowMetrics
+from exporter.emit.metrics import MapRunMetrics, WorkflowMetrics
 from exporter.emit.otlp import to_readable_spans
 from exporter.emit.sinks import ExportFailed, SpanSink
 from exporter.history.assembler import Assembled, AssemblerOptions, SpanAssembler
+from exporter.history.catalogue import EXECUTION_METRICS
 from exporter.history.events import timestamp_ns
 from exporter.history.redact import make_redactor
 from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord
@@ -143,6 +145,9 @@ class Exporter:
         self._log_calls_spare = log_calls_spare or (lambda: True)
         self.groups: dict[str, GroupTail] = {}
         self._ended: dict[str, float] = {}  # read from logs, ended: ARN -> when (monotonic)
+        self.map_runs = MapRuns(
+            config, api, store, MapRunMetrics(workflow.registry), health, self._on_child, wall
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,6 +171,7 @@ class Exporter:
             asyncio.create_task(self._discovery_loop(), name="discovery"),
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._logs_loop(), name="logs"),
+            asyncio.create_task(self._map_runs_loop(), name="map-runs"),
         ]
         await stop.wait()
         self._stopped_at = self._clock()
@@ -284,6 +290,45 @@ class Exporter:
         tracked.log.debug("tracking (%s, cursor %d)", summary.status, tracked.replay_to)
         self._count(tracked, +1)
 
+    def _watch_map_runs(self, tracked: Tracked, assembler: SpanAssembler) -> None:
+        for run in assembler.map_runs.values():
+            self.map_runs.watch(run, tracked.watched)
+
+    def _on_child(self, arn: str, watch: Watch) -> bool:
+        """A map run's child to follow: tracked like any execution, read from its history (a
+        child ARN is an execution ARN with `STATE_MACHINE/LABEL` for the state machine)."""
+        if arn in self.tracked or arn in self.quarantined:
+            return False
+        cursor = self.store.get(arn)
+        if cursor is not None and cursor.finished:
+            return False
+        if ":express:" in arn:
+            log.warning("EXPRESS map run children are counted, not followed: %s", arn)
+            return False
+        try:
+            identity = ExecutionIdentity.of_child(
+                arn, watch.run, nested=self.config.map_runs.trace == "nested"
+            )
+        except ValueError as exc:
+            log.error("%s", exc)
+            return False
+        tracked = Tracked(arn, identity, watch.parent, replay_to=cursor.event_id if cursor else 0)
+        self.tracked[arn] = tracked
+        self.scheduler.add(arn)
+        self._wake.set()
+        tracked.log.debug("following map run child (cursor %d)", tracked.replay_to)
+        return True
+
+    async def _map_runs_loop(self) -> None:
+        interval = self.config.map_runs.interval_seconds
+        while True:
+            started = self._clock()
+            try:
+                await self.map_runs.run_once()
+            except Exception:  # a bug in one pass must not end map run watching for good
+                log.exception("map run pass failed; trying again next interval")
+            await asyncio.sleep(max(0.0, interval - (self._clock() - started)))
+
     def _on_machine_removed(self, machine: StateMachine) -> None:
         """A deleted (or no longer chosen) state machine: its series go (an execution of it
         still being read would bring back the series it touches)."""
@@ -295,6 +340,8 @@ class Exporter:
         self.scheduler.remove(tracked.arn)
 
     def _count(self, tracked: Tracked, change: int) -> None:
+        if tracked.identity.map_run is not None:
+            return  # map run children: counted by their map run (sfn_map_run_executions)
         name = tracked.identity.state_machine_name
         self._running[name] += change
         self.workflow.set_running(name, self._running[name])
@@ -407,6 +454,7 @@ class Exporter:
             events = await read_whole_history(self.api, tracked.arn, include)
             old = [e for e in events if e["id"] <= tracked.replay_to]
             assembler.feed(old)  # exported before the restart: rebuild the state only
+            self._watch_map_runs(tracked, assembler)
             events = events[len(old) :]
             tracked.log.info("resumed after event %d", tracked.replay_to)
         else:
@@ -432,11 +480,14 @@ class Exporter:
         )  # fmt: skip
         if tracked.pending.event_times_ns:
             tracked.newest_s = max(tracked.pending.event_times_ns) / 1e9
+        self._watch_map_runs(tracked, assembler)
         await self._emit(tracked, tracked.pending)
 
     async def _new_assembler(self, tracked: Tracked) -> SpanAssembler:
         identity = tracked.identity
-        if tracked.watched.machine.tracing:  # X-Ray on: join the execution's trace
+        if (
+            tracked.watched.machine.tracing and identity.map_run is None
+        ):  # X-Ray on: join the execution's trace
             description = await self.api.describe_execution(tracked.arn)
             header = description.get("traceHeader")
             if header:
@@ -464,7 +515,10 @@ class Exporter:
             raise
         self.checkpoint_failing = False
         self.health.checkpoint_writes.labels("ok").inc()
-        self.workflow.apply(pending.observations)
+        observations = pending.observations
+        if tracked.identity.map_run is not None:  # a child: its map run counts it (in any follow mode)
+            observations = [o for o in observations if o.metric not in EXECUTION_METRICS]
+        self.workflow.apply(observations)
         self.health.events.inc(len(pending.event_times_ns))
         now_ns = int(self._wall() * 1e9)
         for when in pending.event_times_ns:

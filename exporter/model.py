@@ -22,8 +22,41 @@ class HistoryError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class MapRun:
+    """A Distributed Map's map run as its parent's history shows it: its ARN, the Map state that
+    started it, and its span (trace and span id) in the parent's trace."""
+
+    arn: str
+    map_state: str
+    trace_id: int
+    span_id: int
+    parent_arn: str
+    parent_state_machine: str
+    ended: str | None = None  # succeeded, failed or aborted, once the parent's history says so
+
+
+MAP_RUN_STATUSES = ("pending", "running", "succeeded", "failed", "timedOut", "aborted", "total")
+
+
+@dataclass(frozen=True, slots=True)
+class MapRunDescription:
+    """What `DescribeMapRun` says of a map run: its status, its children and items by status
+    (the keys of MAP_RUN_STATUSES), and its failure tolerance."""
+
+    arn: str
+    status: str
+    executions: dict[str, int]
+    items: dict[str, int]
+    max_concurrency: int
+    tolerated_failure_percentage: float
+    tolerated_failure_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionIdentity:
-    """Who an execution is: the ARNs and names every span and metric is labelled with."""
+    """Who an execution is: the ARNs and names every span and metric is labelled with. A
+    Distributed Map's child execution has its `map_run`, and its trace either `nested` under
+    the map run's span or its own, linked to that span."""
 
     execution_arn: str
     state_machine_arn: str
@@ -32,6 +65,8 @@ class ExecutionIdentity:
     region: str
     account: str
     trace_header: str | None = None
+    map_run: MapRun | None = None
+    nested: bool = False
 
     @classmethod
     def from_arn(cls, execution_arn: str, trace_header: str | None = None) -> ExecutionIdentity:
@@ -57,6 +92,18 @@ class ExecutionIdentity:
             account=g["account"],
             trace_header=trace_header,
         )
+
+    @classmethod
+    def of_child(cls, execution_arn: str, map_run: MapRun, nested: bool) -> ExecutionIdentity:
+        """A map run's child: named `PARENT_STATE_MACHINE/MAP_STATE` on spans and metrics (its
+        ARN's `STATE_MACHINE/LABEL` may hold a UUID, one per map run: no label to group by)."""
+        base = cls.from_arn(execution_arn)
+        return cls(
+            execution_arn=execution_arn, state_machine_arn=base.state_machine_arn,
+            state_machine_name=f"{map_run.parent_state_machine}/{map_run.map_state}",
+            execution_name=base.execution_name, region=base.region, account=base.account,
+            map_run=map_run, nested=nested,
+        )  # fmt: skip
 
 
 @dataclass(slots=True)

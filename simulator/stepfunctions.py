@@ -225,7 +225,8 @@ class Simulator:
         self.machines: dict[str, SimMachine] = {}
         self.executions: dict[str, SimExecution] = {}
         self._by_machine: dict[str, list[SimExecution]] = {}
-        quotas = {**DEFAULT_QUOTAS, "DescribeStateMachineForExecution": (200, 1), **(quotas or {})}
+        quotas = {**DEFAULT_QUOTAS, "DescribeStateMachineForExecution": (200, 1), "ListMapRuns": (100, 1),
+                  **(quotas or {})}  # fmt: skip
         now = clock()
         self.buckets = {op: Bucket(cap, rate, cap, now) for op, (cap, rate) in quotas.items()}
         self.calls: Counter[str] = Counter()

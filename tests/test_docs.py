@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from exporter.history.catalogue import WORKFLOW_METRICS
+from exporter.history.catalogue import MAP_RUN_METRICS, WORKFLOW_METRICS
 from tests.corpus import REPO
 
 
@@ -12,7 +12,9 @@ def test_readme_metric_table_is_the_catalogue() -> None:
     readme = (REPO / "README.md").read_text()
     rows = re.findall(r"^\| `(sfn_[a-z_]+)` \| (\w+) \| ([a-z_, ]+) \| (.+) \|$", readme, re.MULTILINE)
     documented = {name: (kind, tuple(labels.split(", ")), text) for name, kind, labels, text in rows}
-    expected = {spec.name: (spec.type.value, spec.labels, spec.help) for spec in WORKFLOW_METRICS}
+    expected = {
+        spec.name: (spec.type.value, spec.labels, spec.help) for spec in (*WORKFLOW_METRICS, *MAP_RUN_METRICS)
+    }
     assert {k: v for k, v in documented.items() if k in expected} == expected
 
 

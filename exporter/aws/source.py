@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from exporter.aws.ratelimit import RateLimiter
 from exporter.emit.health import HealthMetrics
+from exporter.model import MAP_RUN_STATUSES, MapRunDescription
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,16 @@ class StepFunctionsApi(Protocol):
     ) -> tuple[list[ExecutionSummary], str | None]: ...
 
     async def describe_execution(self, arn: str) -> dict[str, Any]: ...
+
+    async def list_map_run_executions(
+        self,
+        map_run_arn: str,
+        status: str | None = None,
+        max_results: int = 1000,
+        next_token: str | None = None,
+    ) -> tuple[list[ExecutionSummary], str | None]: ...
+
+    async def describe_map_run(self, arn: str) -> MapRunDescription: ...
 
     async def history_page(
         self, arn: str, *, reverse: bool, max_results: int, next_token: str | None, include_data: bool
@@ -346,6 +357,39 @@ class AwsStepFunctions(_AwsService):
         with _items("ListExecutions"):
             executions = self._summaries(response["executions"], state_machine_arn)
         return executions, response.get("nextToken")
+
+    async def list_map_run_executions(
+        self,
+        map_run_arn: str,
+        status: str | None = None,
+        max_results: int = 1000,
+        next_token: str | None = None,
+    ) -> tuple[list[ExecutionSummary], str | None]:
+        """A map run's child executions, newest first (they are listed under it, not under any
+        state machine)."""
+        params: dict[str, Any] = {"mapRunArn": map_run_arn, "maxResults": max_results}
+        if status:
+            params["statusFilter"] = status
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._call("ListExecutions", "list_executions", **params)
+        with _items("ListExecutions"):
+            executions = self._summaries(response["executions"], "")
+        return executions, response.get("nextToken")
+
+    async def describe_map_run(self, arn: str) -> MapRunDescription:
+        response = await self._call("DescribeMapRun", "describe_map_run", mapRunArn=arn)
+        with _items("DescribeMapRun"):
+            counts = {
+                key: {status: int(response[key].get(status) or 0) for status in MAP_RUN_STATUSES}
+                for key in ("executionCounts", "itemCounts")
+            }
+            return MapRunDescription(
+                arn=response["mapRunArn"], status=response["status"], executions=counts["executionCounts"],
+                items=counts["itemCounts"], max_concurrency=int(response.get("maxConcurrency") or 0),
+                tolerated_failure_percentage=float(response.get("toleratedFailurePercentage") or 0),
+                tolerated_failure_count=int(response.get("toleratedFailureCount") or 0),
+            )  # fmt: skip
 
     @staticmethod
     def _summaries(items: list[dict[str, Any]], state_machine_arn: str) -> list[ExecutionSummary]:

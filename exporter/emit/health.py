@@ -121,6 +121,15 @@ class HealthMetrics:
             "Log messages only going back over the overlap found: delivered more than logs.settle_seconds after their time.",
             registry=r,
         )  # fmt: skip
+        self.map_runs = Gauge(
+            "sfn_exporter_map_runs", "Distributed Map runs being watched (described and their children listed).", registry=r
+        )  # fmt: skip
+        self.map_run_children = Counter(
+            "sfn_exporter_map_run_children",
+            "Child executions of map runs: followed (their history read, their spans exported) or only "
+            "counted (in the map run metrics), as map_runs.follow chooses.",
+            ["handling"], registry=r,
+        )  # fmt: skip
         self.log_groups = Gauge(
             "sfn_exporter_log_groups", "Log groups being read (those of the state machines read from logs).", registry=r
         )  # fmt: skip
@@ -133,6 +142,8 @@ class HealthMetrics:
             self.log_messages.labels(outcome)
         for outcome in ("read", "skipped"):
             self.log_late_reads.labels(outcome)
+        for handling in ("followed", "counted"):
+            self.map_run_children.labels(handling)
         for status in (
             "tracked",
             "skipped_express",

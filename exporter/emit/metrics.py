@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from exporter.history.catalogue import DURATION_BUCKETS, WORKFLOW_METRICS, MetricSpec, MetricType
-from exporter.model import Observation
+from exporter.history.catalogue import (
+    DURATION_BUCKETS,
+    MAP_RUN_METRICS,
+    WORKFLOW_METRICS,
+    MetricSpec,
+    MetricType,
+)
+from exporter.model import MapRun, MapRunDescription, Observation
 
 
 def _make(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
@@ -58,3 +64,59 @@ class WorkflowMetrics:
         until a restart (Prometheus marks them stale)."""
         for name, labels in self._children.pop(state_machine, ()):
             self._metrics[name][1].remove(*labels)
+
+
+# DescribeMapRun's count keys, as the status label says them (AWS's execution statuses)
+_STATUS_LABELS = {"pending": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED",
+                  "timedOut": "TIMED_OUT", "aborted": "ABORTED", "total": "TOTAL"}  # fmt: skip
+
+
+_BY_STATUS = ("sfn_map_run_executions", "sfn_map_run_items")
+_PER_RUN = ("sfn_map_run_tolerated_failure_percentage", "sfn_map_run_tolerated_failure_count",
+            "sfn_map_run_max_concurrency", "sfn_map_runs_running")  # fmt: skip
+
+
+class MapRunMetrics:
+    """Distributed Map runs, labelled by parent state machine and Map state (never by map run
+    ARN: one series per map run would grow without bound). Several map runs of one Map state
+    running at once are summed."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._m = {spec.name: _make(spec, registry) for spec in MAP_RUN_METRICS}
+        self._shown: set[tuple[str, str]] = set()  # label pairs with progress series
+
+    def set_progress(self, runs: Sequence[tuple[MapRun, MapRunDescription]]) -> None:
+        """The progress gauges of the map runs running now (those that ended lose their series)."""
+        sums: dict[tuple[str, str], dict[str, float]] = {}
+        for run, description in runs:
+            total = sums.setdefault((run.parent_state_machine, run.map_state), {})
+            for key, label in _STATUS_LABELS.items():
+                total[f"e:{label}"] = total.get(f"e:{label}", 0) + description.executions[key]
+                total[f"i:{label}"] = total.get(f"i:{label}", 0) + description.items[key]
+            total["pct"] = description.tolerated_failure_percentage
+            total["count"] = description.tolerated_failure_count
+            total["conc"] = description.max_concurrency
+            total["runs"] = total.get("runs", 0) + 1
+        for labels in self._shown - set(sums):  # no map run of theirs runs any more
+            for name in _BY_STATUS:
+                for status in _STATUS_LABELS.values():
+                    self._m[name].remove(*labels, status)
+            for name in _PER_RUN:
+                self._m[name].remove(*labels)
+        for labels, total in sums.items():
+            for label in _STATUS_LABELS.values():
+                self._m["sfn_map_run_executions"].labels(*labels, label).set(total[f"e:{label}"])  # type: ignore[attr-defined]
+                self._m["sfn_map_run_items"].labels(*labels, label).set(total[f"i:{label}"])  # type: ignore[attr-defined]
+            self._m["sfn_map_run_tolerated_failure_percentage"].labels(*labels).set(total["pct"])  # type: ignore[attr-defined]
+            self._m["sfn_map_run_tolerated_failure_count"].labels(*labels).set(total["count"])  # type: ignore[attr-defined]
+            self._m["sfn_map_run_max_concurrency"].labels(*labels).set(total["conc"])  # type: ignore[attr-defined]
+            self._m["sfn_map_runs_running"].labels(*labels).set(total["runs"])  # type: ignore[attr-defined]
+        self._shown = set(sums)
+
+    def children_finished(self, run: MapRun, status: str, count: int) -> None:
+        self._m["sfn_map_run_child_executions_finished_total"].labels(  # type: ignore[attr-defined]
+            run.parent_state_machine, run.map_state, status
+        ).inc(count)
+
+    def finished(self, run: MapRun, status: str) -> None:
+        self._m["sfn_map_runs_finished_total"].labels(run.parent_state_machine, run.map_state, status).inc()  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ span that received the last event.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -30,6 +31,7 @@ from exporter.model import (
     ExecutionIdentity,
     HistoryError,
     HistoryEvent,
+    MapRun,
     Observation,
     SpanEvent,
     SpanKind,
@@ -265,6 +267,9 @@ class SpanAssembler:
         joined = parse_xray_header(identity.trace_header)
         if joined is not None:
             self._trace_id, self._remote_parent = joined
+        if identity.map_run is not None and identity.nested:  # a child, in its parent's trace
+            self._trace_id, self._remote_parent = identity.map_run.trace_id, identity.map_run.span_id
+        self.map_runs: dict[str, MapRun] = {}  # the map runs this execution started, by ARN
         self._root: _Span | None = None
         self._start_known = True  # the record holds the execution's start
         self._run: _Span | None = None  # the root, or the span of the latest redrive
@@ -548,6 +553,11 @@ class SpanAssembler:
             "sfn.state_machine.name": ident.state_machine_name,
         })  # fmt: skip
         root.attributes.update(self._execution_names())
+        run = ident.map_run
+        if run is not None:
+            root.attributes["sfn.map_run.arn"] = run.arn
+            if not ident.nested:
+                root.links = (SpanLink(run.trace_id, run.span_id, {"sfn.link": "map_run"}),)
         self._root = self._run = self._last_active = root
         self._observe("sfn_executions_started_total", ident.state_machine_name)
         self._start_known = not synthesized
@@ -833,6 +843,9 @@ class SpanAssembler:
         arn = _text(event.details.get("mapRunArn"))
         if arn:
             span.attributes["sfn.map_run.arn"] = arn
+            ident = self.identity
+            self.map_runs[arn] = MapRun(arn, state.name, self._trace_id, span.span_id, ident.execution_arn,
+                                        ident.state_machine_name)  # fmt: skip
         state.map_run = span
         self._register(event, span)
 
@@ -845,6 +858,9 @@ class SpanAssembler:
         error = _text(event.details.get("error"))
         cause = self._cause(event.details)
         self._close(run, event.timestamp_ns, outcome, error, cause)
+        arn = run.attributes.get("sfn.map_run.arn")
+        if isinstance(arn, str) and arn in self.map_runs:
+            self.map_runs[arn] = dataclasses.replace(self.map_runs[arn], ended=outcome)
         state = run.parent
         if state is not None:
             state.map_run = None

@@ -85,7 +85,33 @@ WORKFLOW_METRICS: tuple[MetricSpec, ...] = (
     ),
 )  # fmt: skip
 
+_RUN = ("state_machine", "map_state")
+
+# Distributed Map runs, from DescribeMapRun (exporter.aws.mapruns): every child, followed or not.
+MAP_RUN_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("sfn_map_runs_running", _G, _RUN, "Map runs running (summed below when several run at once)."),
+    MetricSpec(
+        "sfn_map_run_executions", _G, (*_RUN, "status"),
+        "Child executions of the running map runs, by status (PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, TOTAL).",
+    ),
+    MetricSpec("sfn_map_run_items", _G, (*_RUN, "status"), "Items of the running map runs, by status (as sfn_map_run_executions)."),
+    MetricSpec("sfn_map_run_tolerated_failure_percentage", _G, _RUN, "The running map run's toleratedFailurePercentage."),
+    MetricSpec("sfn_map_run_tolerated_failure_count", _G, _RUN, "The running map run's toleratedFailureCount."),
+    MetricSpec("sfn_map_run_max_concurrency", _G, _RUN, "The running map run's maxConcurrency."),
+    MetricSpec(
+        "sfn_map_run_child_executions_finished_total", _C, (*_RUN, "status"),
+        "Child executions of map runs finished, by status (SUCCEEDED, FAILED, TIMED_OUT, ABORTED).",
+    ),
+    MetricSpec("sfn_map_runs_finished_total", _C, (*_RUN, "status"), "Map runs finished, by status (SUCCEEDED, FAILED, ABORTED)."),
+)  # fmt: skip
+
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in WORKFLOW_METRICS}
+
+# What counts whole executions: a map run's children are counted by their map run instead.
+EXECUTION_METRICS = frozenset({
+    "sfn_executions_started_total", "sfn_executions_finished_total", "sfn_execution_duration_seconds",
+    "sfn_executions_redriven_total",
+})  # fmt: skip
 
 
 def clip_label(value: str | None) -> str:

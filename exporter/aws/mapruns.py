@@ -1,0 +1,211 @@
+"""Distributed Map runs: their progress from `DescribeMapRun`, and which of their child
+executions are read.
+
+A map run is watched from the moment its parent's history shows its `MapRunStarted` until
+`DescribeMapRun` says it ended. Every `map_runs.interval_seconds` it is described (progress
+gauges; the children that finished since, counted by status) and its children are listed under
+it, not under any state machine, as `map_runs.follow` says:
+
+- `all`: every child, newest first down to the previous listing less `discovery.overlap_seconds`;
+- `failed`: the children that failed, timed out or were aborted, listed by status whenever the
+  description shows more of them than were listed;
+- `sample` (the default): the first `map_runs.sample_size` children listed, and every failure.
+
+What the checkpoint keeps per map run (in its watermarks table, under `maprun:ARN:...`): the
+child counts already counted, the children followed and sampled, and whether the run's end was
+counted; so a restart counts nothing twice, and the children it was reading are read on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exporter.aws.discovery import WatchedMachine
+from exporter.aws.source import SourceError, StepFunctionsApi
+from exporter.checkpoint import CheckpointError, CursorStore
+from exporter.config import Config
+from exporter.emit.health import HealthMetrics
+from exporter.emit.metrics import MapRunMetrics
+from exporter.model import MapRun, MapRunDescription
+
+log = logging.getLogger(__name__)
+
+# statusFilter values of the children always followed (bar `all`), and their key in the counts
+FAILURES = {"FAILED": "failed", "TIMED_OUT": "timedOut", "ABORTED": "aborted"}
+FINISHED = {"SUCCEEDED": "succeeded", **FAILURES}
+
+
+@dataclass
+class Watch:
+    run: MapRun
+    parent: WatchedMachine
+    followed: int = 0  # children followed (kept in the checkpoint)
+    sampled: int = 0  # of those, taken as the sample (kept in the checkpoint)
+    counted: dict[str, int] = field(default_factory=dict)  # finished children counted, by status
+    listed: dict[str, int] = field(default_factory=dict)  # failed children listed, by status
+    listed_until: float | None = None  # `all`: the start date the last listing reached down from
+    resumed: bool = False  # the children a previous process was reading are read on
+    failing: bool = False
+    description: MapRunDescription | None = None  # the latest
+
+
+class MapRuns:
+    """The map runs being watched. `on_child(arn, watch)` is called for each child to follow;
+    it returns whether the child is newly followed."""
+
+    def __init__(
+        self, config: Config, api: StepFunctionsApi, store: CursorStore, metrics: MapRunMetrics,
+        health: HealthMetrics, on_child: Callable[[str, Watch], bool], wall: Callable[[], float],
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.api = api
+        self.store = store
+        self.metrics = metrics
+        self.health = health
+        self.on_child = on_child
+        self.wall = wall
+        self.watches: dict[str, Watch] = {}
+
+    def _key(self, run: MapRun, what: str) -> str:
+        return f"maprun:{run.arn}:{what}"
+
+    def _stored(self, run: MapRun, what: str) -> int:
+        value = self.store.watermark(self._key(run, what))
+        return 0 if value is None else int(value)
+
+    def watch(self, run: MapRun, parent: WatchedMachine) -> None:
+        """A map run its parent's history shows (again, after a restart: its end is then known
+        from the checkpoint, and it is not watched a second time)."""
+        if run.arn in self.watches or self._stored(run, "done"):
+            return
+        watch = Watch(
+            run, parent, followed=self._stored(run, "followed"), sampled=self._stored(run, "sampled")
+        )
+        watch.counted = {key: self._stored(run, key) for key in FINISHED.values()}
+        self.watches[run.arn] = watch
+        self.health.map_runs.set(len(self.watches))
+        log.info("watching map run %s of %s", run.map_state, run.parent_arn, extra={"map_run_arn": run.arn})
+
+    async def run_once(self) -> None:
+        """One pass over the map runs being watched."""
+        for watch in list(self.watches.values()):
+            try:
+                await self._pass(watch)
+            except SourceError as exc:
+                self.health.discovery_errors.labels(exc.operation).inc()
+                if not watch.failing:
+                    log.error("cannot read map run: %s", exc, extra={"map_run_arn": watch.run.arn})
+                watch.failing = True
+            except CheckpointError as exc:
+                log.warning("%s", exc)
+            else:
+                watch.failing = False
+        self.metrics.set_progress(
+            [(w.run, w.description) for w in self.watches.values() if w.description is not None]
+        )
+        self.health.map_runs.set(len(self.watches))
+
+    async def _pass(self, watch: Watch) -> None:
+        run = watch.run
+        description = await self.api.describe_map_run(run.arn)
+        watch.description = description
+        if not watch.resumed:
+            for arn in self.store.unfinished(f"{_child_prefix(run)}:"):
+                self._follow(watch, arn)
+            watch.resumed = True
+        await self._list_children(watch, description)
+        self._count_finished(watch, description)
+        if description.status != "RUNNING":
+            self._finish(watch, description)
+
+    async def _list_children(self, watch: Watch, description: MapRunDescription) -> None:
+        settings = self.config.map_runs
+        if settings.follow == "all":
+            await self._list_all(watch)
+            return
+        if settings.follow == "sample" and watch.sampled < settings.sample_size:
+            await self._sample(watch, settings.sample_size - watch.sampled)
+        for status, key in FAILURES.items():
+            if description.executions[key] > watch.listed.get(status, 0):
+                watch.listed[status] = await self._list_failed(watch, status)
+
+    async def _list_all(self, watch: Watch) -> None:
+        """Every child started since the last listing (less the overlap), newest first."""
+        started = self.wall()
+        floor = float("-inf")
+        if watch.listed_until is not None:
+            floor = watch.listed_until - self.config.discovery.overlap_seconds
+        token: str | None = None
+        while True:
+            page, token = await self.api.list_map_run_executions(watch.run.arn, next_token=token)
+            for summary in page:
+                if summary.start_date.timestamp() < floor:
+                    watch.listed_until = started
+                    return
+                self._follow(watch, summary.arn)
+            if not token:
+                break
+        watch.listed_until = started
+
+    async def _sample(self, watch: Watch, wanted: int) -> None:
+        page, _ = await self.api.list_map_run_executions(watch.run.arn, max_results=max(1, min(1000, wanted)))
+        for summary in page[:wanted]:
+            if self._follow(watch, summary.arn):
+                watch.sampled += 1
+        self.store.set_watermark(self._key(watch.run, "sampled"), watch.sampled)
+
+    async def _list_failed(self, watch: Watch, status: str) -> int:
+        """Every child with this status (they end in any order, so all are listed); how many."""
+        listed, token = 0, None
+        while True:
+            page, token = await self.api.list_map_run_executions(
+                watch.run.arn, status=status, next_token=token
+            )
+            listed += len(page)
+            for summary in page:
+                self._follow(watch, summary.arn)
+            if not token:
+                return listed
+
+    def _follow(self, watch: Watch, arn: str) -> bool:
+        if not self.on_child(arn, watch):
+            return False
+        watch.followed += 1
+        self.store.set_watermark(self._key(watch.run, "followed"), watch.followed)
+        self.health.map_run_children.labels("followed").inc()
+        return True
+
+    def _count_finished(self, watch: Watch, description: MapRunDescription) -> None:
+        """The children that finished since the last description, counted by status: the
+        checkpoint first, then the counters (after a crash between the two, a child is counted
+        by neither process, never by both)."""
+        deltas: dict[str, int] = {}
+        for status, key in FINISHED.items():
+            now = description.executions[key]
+            if now > watch.counted.get(key, 0):
+                deltas[status] = now - watch.counted.get(key, 0)
+                self.store.set_watermark(self._key(watch.run, key), now)
+                watch.counted[key] = now
+        for status, delta in deltas.items():
+            self.metrics.children_finished(watch.run, status, delta)
+
+    def _finish(self, watch: Watch, description: MapRunDescription) -> None:
+        run = watch.run
+        self.store.set_watermark(self._key(run, "done"), 1)
+        del self.watches[run.arn]
+        self.metrics.finished(run, description.status)
+        self.health.map_run_children.labels("counted").inc(
+            max(0, description.executions["total"] - watch.followed)
+        )
+        log.info(
+            "map run %s of %s ended %s: %d children, %d followed", run.map_state, run.parent_arn,
+            description.status, description.executions["total"], watch.followed, extra={"map_run_arn": run.arn},
+        )  # fmt: skip
+
+
+def _child_prefix(run: MapRun) -> str:
+    """What the ARNs of a map run's children begin with: `arn:...:execution:STATE_MACHINE/LABEL`
+    (from the map run's `arn:...:mapRun:STATE_MACHINE/LABEL:ID`)."""
+    head, _, rest = run.arn.partition(":mapRun:")
+    return f"{head}:execution:{rest.rpartition(':')[0]}"
