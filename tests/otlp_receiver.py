@@ -26,6 +26,7 @@ class ReceivedSpan:
     status_message: str
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    links: list[tuple[str, str]] = field(default_factory=list)  # (trace id, span id), hex
 
 
 def _value(v: Any) -> Any:
@@ -55,6 +56,7 @@ class OtlpReceiver:
                 status_message=span.status.message,
                 attributes={a.key: _value(a.value) for a in span.attributes},
                 resource={a.key: _value(a.value) for a in resource_spans.resource.attributes},
+                links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
             )
             for resource_spans in request.resource_spans
             for scope_spans in resource_spans.scope_spans
