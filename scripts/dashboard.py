@@ -112,6 +112,12 @@ def build() -> dict[str, Any]:
               description="The log source (EXPRESS workflows): reread is what going back over the overlap costs; invalid and late say what was dropped; found going back growing means logs.settle_seconds is short."),
         panel("Log groups read behind now", [("max by (instance) (sfn_exporter_log_watermark_lag_seconds)", "{{instance}}")], 12, 66, unit="s",
               description="Alert SfnExporterLogSourceBehind fires above 5 minutes."),
+        panel("Map run children, by status", [
+            ('sum by (state_machine, map_state, status) (sfn_map_run_executions{status!="TOTAL"})', "{{state_machine}} {{map_state}} {{status}}"),
+        ], 0, 74, description="Distributed Map runs running now (DescribeMapRun): every child, followed or not."),
+        panel("Map run children finished, by status", [
+            ("sum by (state_machine, map_state, status) (rate(sfn_map_run_child_executions_finished_total[$__rate_interval]))", "{{state_machine}} {{map_state}} {{status}}"),
+        ], 12, 74, unit="ops", description="Alert SfnMapRunChildFailureRateHigh fires above 10% failed or timed out."),
     ]  # fmt: skip
     return {
         "title": "AWS Step Functions (sfn-otel-exporter)",
