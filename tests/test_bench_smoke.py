@@ -118,3 +118,13 @@ def test_memory_benchmark_tracks_every_execution() -> None:
     result = measure(300, python=True)  # in a test process RSS is noise: count allocations
     assert result["tracked"] == 300 and result["open_spans"] == 600  # each: the root and its Wait
     assert 0 < result["python_per"] < 1_000_000
+
+
+def test_map_run_benchmark_compares_against_its_baseline() -> None:
+    from bench.map_runs import run
+
+    base = run(40, 0, None, minutes=12)
+    sampled = run(40, 300, "sample", minutes=12)
+    assert base.lags and sampled.lags and base.followed == 0
+    assert 10 <= sampled.followed <= 40  # the sample and the failures, of 300 children
+    assert all(sampled.busiest[op] <= sampled.allowed[op] for op in sampled.busiest)
