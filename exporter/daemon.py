@@ -485,9 +485,8 @@ class Exporter:
 
     async def _new_assembler(self, tracked: Tracked) -> SpanAssembler:
         identity = tracked.identity
-        if (
-            tracked.watched.machine.tracing and identity.map_run is None
-        ):  # X-Ray on: join the execution's trace
+        # X-Ray on: join the execution's trace (a map run's child joins its map run's instead)
+        if tracked.watched.machine.tracing and identity.map_run is None:
             description = await self.api.describe_execution(tracked.arn)
             header = description.get("traceHeader")
             if header:

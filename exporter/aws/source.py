@@ -348,15 +348,9 @@ class AwsStepFunctions(_AwsService):
         max_results: int = 100,
         next_token: str | None = None,
     ) -> tuple[list[ExecutionSummary], str | None]:
-        params: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": max_results}
-        if status:
-            params["statusFilter"] = status
-        if next_token:
-            params["nextToken"] = next_token
-        response = await self._call("ListExecutions", "list_executions", **params)
-        with _items("ListExecutions"):
-            executions = self._summaries(response["executions"], state_machine_arn)
-        return executions, response.get("nextToken")
+        return await self._list_executions(
+            {"stateMachineArn": state_machine_arn}, status, max_results, next_token, state_machine_arn
+        )
 
     async def list_map_run_executions(
         self,
@@ -367,14 +361,20 @@ class AwsStepFunctions(_AwsService):
     ) -> tuple[list[ExecutionSummary], str | None]:
         """A map run's child executions, newest first (they are listed under it, not under any
         state machine)."""
-        params: dict[str, Any] = {"mapRunArn": map_run_arn, "maxResults": max_results}
+        return await self._list_executions({"mapRunArn": map_run_arn}, status, max_results, next_token, "")
+
+    async def _list_executions(
+        self, under: dict[str, Any], status: str | None, max_results: int, next_token: str | None,
+        state_machine_arn: str,
+    ) -> tuple[list[ExecutionSummary], str | None]:  # fmt: skip
+        params: dict[str, Any] = {**under, "maxResults": max_results}
         if status:
             params["statusFilter"] = status
         if next_token:
             params["nextToken"] = next_token
         response = await self._call("ListExecutions", "list_executions", **params)
         with _items("ListExecutions"):
-            executions = self._summaries(response["executions"], "")
+            executions = self._summaries(response["executions"], state_machine_arn)
         return executions, response.get("nextToken")
 
     async def describe_map_run(self, arn: str) -> MapRunDescription:
