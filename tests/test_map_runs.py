@@ -17,7 +17,7 @@ from tests.harness import ExporterProcess, fast_config, wait_until
 from tests.otlp_receiver import GrpcOtlpServer, ReceivedSpan
 from tests.prometheus import PrometheusServer
 from tests.test_daemon_restart import Scraper
-from tests.truth import span_ids
+from tests.truth import map_run_children, span_ids
 
 OPS = ("GetExecutionHistory", "ListExecutions", "DescribeMapRun", "DescribeExecution", "ListStateMachines",
        "DescribeStateMachine")  # fmt: skip
@@ -44,14 +44,6 @@ def start_run(sim: Simulator, seed: int) -> SimMapRun:
 
 def failed(run: SimMapRun) -> list[Any]:
     return [c for c in run.children if c.status(float("inf")) != "SUCCEEDED"]
-
-
-def truth(run: SimMapRun) -> dict[str, float]:
-    counts: dict[str, float] = {}
-    for child in run.children:
-        status = child.status(float("inf"))
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def map_run_span(run: SimMapRun) -> tuple[str, str]:
@@ -88,7 +80,7 @@ def test_followed_children_arrive_linked_and_prometheus_holds_the_truth(tmp_path
                 def finished() -> dict[tuple[str, ...], float]:
                     return prometheus.vector("sfn_map_run_child_executions_finished_total", "status")
 
-                expected = {(status,): count for status, count in truth(run).items()}
+                expected = {(status,): count for status, count in map_run_children(run).items()}
                 wait_until(lambda: finished() == expected, 60, "Prometheus to hold the true child counts")
                 wait_until(
                     lambda: prometheus.vector("sfn_map_runs_finished_total", "status") == {("SUCCEEDED",): 1.0},
@@ -146,7 +138,7 @@ def test_sigkill_mid_run_loses_no_child_and_counts_none_twice(tmp_path: Path) ->
         finally:
             second.signal(signal.SIGTERM)
             assert second.wait(30) == 0
-    true_counts = truth(run)
+    true_counts = map_run_children(run)
     counted_after = 0.0
     for status, count in true_counts.items():
         key = (

@@ -15,6 +15,7 @@ from exporter.history.ids import span_id_for, trace_id_for
 from simulator.stepfunctions import SimMapRun
 from simulator.workloads import distributed_map, waiter_definition
 from tests.test_daemon_virtual import Collector, no_bug_is_logged  # noqa: F401 (a fixture)
+from tests.truth import map_run_children
 
 CHILDREN = 500
 
@@ -29,14 +30,6 @@ def start(virtual: VirtualRun, seed: int = 5, children: int = CHILDREN) -> SimMa
     machine = virtual.sim.add_machine("batch", waiter_definition(1))
     spec = distributed_map(random.Random(seed), children, fail_rate=0.05, max_concurrency=100)
     return virtual.sim.start_map_run(machine, spec, "nightly", start=EPOCH + 2)
-
-
-def finished_truth(run: SimMapRun) -> dict[str, float]:
-    counts: dict[str, float] = {}
-    for child in run.children:
-        status = child.status(float("inf"))
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def child_roots(sink: Collector) -> dict[str, Any]:
@@ -108,7 +101,7 @@ def test_the_counters_equal_the_truth_and_the_gauges_follow_it_while_it_runs() -
         assert before["succeeded"] <= gauges["SUCCEEDED"] <= after["succeeded"]
         assert after["pending"] <= gauges["PENDING"] <= before["pending"]
         assert gauges["TOTAL"] == CHILDREN
-    truth = finished_truth(run)
+    truth = map_run_children(run)
     for status in ("SUCCEEDED", "FAILED"):
         assert value(registry, "sfn_map_run_child_executions_finished_total", state_machine="batch",
                      map_state="Batch", status=status) == truth[status]  # fmt: skip
@@ -144,7 +137,7 @@ def test_a_restart_mid_run_loses_nothing_and_counts_nothing_twice() -> None:
     virtual.run(12, sink=first_sink, store=store, registry=first_registry, close=False)
     assert run.status(virtual.wall()) == "RUNNING" and child_roots(first_sink) is not None
     virtual.run(120, sink=second_sink, store=store, registry=second_registry)
-    truth = finished_truth(run)
+    truth = map_run_children(run)
     for status in ("SUCCEEDED", "FAILED"):
         counted = sum(
             value(r, "sfn_map_run_child_executions_finished_total", state_machine="batch", map_state="Batch",

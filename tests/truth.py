@@ -8,7 +8,7 @@ from exporter.emit.metrics import WorkflowMetrics
 from exporter.history.assembler import SpanAssembler
 from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
-from simulator.stepfunctions import SimExecution
+from simulator.stepfunctions import SimExecution, SimMapRun
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -36,3 +36,12 @@ def truth(executions: list[SimExecution], upto: dict[str, int] | None = None) ->
 
 def span_ids(executions: list[SimExecution]) -> set[int]:
     return {s.span_id for e in executions for s in assemble(e.history(), ExecutionIdentity.from_arn(e.arn))}
+
+
+def map_run_children(run: SimMapRun) -> dict[str, float]:
+    """A map run's children once all ended, by status: what its finished-children counter must hold."""
+    counts: dict[str, float] = {}
+    for child in run.children:
+        status = child.status(float("inf"))
+        counts[status] = counts.get(status, 0) + 1
+    return counts

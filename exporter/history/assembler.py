@@ -142,7 +142,6 @@ class _Span:
         "last_attempt_failed",
         "last_ns",
         "links",
-        "map_run",
         "name",
         "opening_event_id",
         "outcome",
@@ -190,7 +189,6 @@ class _Span:
         self.last_attempt_failed = False
         self.branch_count = 0
         self.iterations: dict[int, _Span] = _NO_ITERATIONS
-        self.map_run: _Span | None = None
 
     def ancestors(self) -> Iterator[_Span]:
         span: _Span | None = self
@@ -831,7 +829,6 @@ class SpanAssembler:
         outcome = _END_SUFFIX[event.type.removeprefix("MapState")]
         self._end_children(state, event, outcome)
         state.iterations = _NO_ITERATIONS
-        state.map_run = None
         self._register(event, state)
 
     def _map_run_started(self, event: HistoryEvent) -> None:
@@ -846,7 +843,6 @@ class SpanAssembler:
             ident = self.identity
             self.map_runs[arn] = MapRun(arn, state.name, self._trace_id, span.span_id, ident.execution_arn,
                                         ident.state_machine_name)  # fmt: skip
-        state.map_run = span
         self._register(event, span)
 
     def _map_run_ended(self, event: HistoryEvent) -> None:
@@ -863,7 +859,6 @@ class SpanAssembler:
             self.map_runs[arn] = dataclasses.replace(self.map_runs[arn], ended=outcome)
         state = run.parent
         if state is not None:
-            state.map_run = None
             if outcome != "succeeded":
                 state.pending_error = state.pending_error or (error, cause)
             self._register(event, state)
