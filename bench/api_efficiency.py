@@ -30,7 +30,7 @@ from exporter.aws.ratelimit import RateLimiter
 from exporter.aws.source import aws_step_functions
 from exporter.aws.tail import first_page_size, read_new_events, read_whole_history
 from exporter.emit.health import HealthMetrics
-from simulator.stepfunctions import Simulator, SimulatorServer
+from simulator.stepfunctions import ACCOUNT, REGION, Simulator, SimulatorServer
 from simulator.workloads import bulk_template
 
 START = 1_700_000_000.0
@@ -53,7 +53,7 @@ async def measure(length: int, polls: int, new: int, seed: int) -> list[dict[str
     with SimulatorServer(sim) as server:
         limiter = RateLimiter({"GetExecutionHistory": (1e9, 1e9)})
         async with aws_step_functions(
-            "us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry())
+            "us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry()).target(ACCOUNT, REGION)
         ) as api:
             for poller in ("exporter", "naive", "lower bound"):
                 rng = random.Random(seed)

@@ -45,7 +45,7 @@ from exporter.emit.metrics import WorkflowMetrics
 from exporter.schedule.scheduler import PollScheduler
 from simulator.builder import History
 from simulator.logs import Logging
-from simulator.stepfunctions import DirectClient, DirectLogsClient, Simulator, Template
+from simulator.stepfunctions import ACCOUNT, REGION, DirectClient, DirectLogsClient, Simulator, Template
 from tests.workloads import LAMBDA, waiter_definition
 
 EPOCH = 1_700_000_000.0
@@ -289,10 +289,10 @@ class VirtualRun:
         and registry; `close=False` leaves the loop open for another run (a restart). The
         simulator's CloudWatch Logs are read too (through `logs_client` when given)."""
         registry = registry if registry is not None else CollectorRegistry()
-        health = HealthMetrics(registry)
+        health = HealthMetrics(registry).target(ACCOUNT, REGION)
         api = AwsStepFunctions(client or DirectClient(self.sim), self.limiter, health)
         exporter = Exporter(
-            self.config, api, store or SyncStore(":memory:"), sink or NullSink(), WorkflowMetrics(registry), health,  # type: ignore[arg-type]
+            self.config, api, store or SyncStore(":memory:"), sink or NullSink(), WorkflowMetrics(registry).for_target(ACCOUNT, REGION), health,  # type: ignore[arg-type]
             clock=self.loop.time, wall=self.wall, on_events=on_events, on_spans=on_spans, scheduler=scheduler,
             budget=lambda: self.limiter.rate("GetExecutionHistory"),
             logs_api=AwsCloudWatchLogs(logs_client or DirectLogsClient(self.sim), self.limiter, health),

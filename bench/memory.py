@@ -31,7 +31,7 @@ from exporter.daemon import Exporter
 from exporter.emit.health import HealthMetrics
 from exporter.emit.metrics import WorkflowMetrics
 from simulator.builder import History
-from simulator.stepfunctions import DirectClient, Simulator, Template
+from simulator.stepfunctions import ACCOUNT, REGION, DirectClient, Simulator, Template
 from tests.workloads import LAMBDA, waiter_definition
 
 
@@ -75,14 +75,14 @@ def measure(executions: int, python: bool) -> dict[str, float]:
                                     "polling": {"concurrency": 32}})  # fmt: skip
     limiter = RateLimiter({op: (1e9, 1e9) for op in DEFAULT_QUOTAS}, clock=loop.time)
     registry = CollectorRegistry()
-    health = HealthMetrics(registry)
+    health = HealthMetrics(registry).target(ACCOUNT, REGION)
     gc.collect()
     if python:  # tracemalloc's own bookkeeping inflates the resident set: a separate run
         tracemalloc.start()
     before_rss, (before_py, _) = rss_bytes(), tracemalloc.get_traced_memory()
     exporter = Exporter(
         config, AwsStepFunctions(DirectClient(sim), limiter, health), SyncStore(":memory:"), NullSink(),  # type: ignore[arg-type]
-        WorkflowMetrics(registry), health, clock=loop.time, wall=wall,
+        WorkflowMetrics(registry).for_target(ACCOUNT, REGION), health, clock=loop.time, wall=wall,
     )  # fmt: skip
 
     async def main() -> None:

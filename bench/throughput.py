@@ -59,6 +59,7 @@ async def _exporter_run(sim_port: int, otlp_port: int, total: int, workdir: str)
         "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_SFN": f"http://127.0.0.1:{sim_port}",
         "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": f"http://127.0.0.1:{sim_port}",
+        "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{sim_port}",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
     })  # fmt: skip
     config = Config.model_validate({

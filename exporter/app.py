@@ -6,16 +6,18 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from exporter.aws.credentials import CredentialError, account_of, target_session
 from exporter.aws.ratelimit import RateLimiter
-from exporter.aws.source import StepFunctionsApi, aws_cloudwatch_logs, aws_step_functions
+from exporter.aws.source import StepFunctionsApi, aws_cloudwatch_logs, aws_step_functions, client_config
 from exporter.checkpoint import CursorStore
-from exporter.config import DEFAULT_QUOTAS, Config, ConfigError
+from exporter.config import DEFAULT_QUOTAS, Config, ConfigError, Target
 from exporter.daemon import Exporter, Tracked
 from exporter.emit.health import HealthMetrics
 from exporter.emit.metrics import WorkflowMetrics
@@ -25,6 +27,7 @@ from exporter.emit.web import make_app, serve
 from exporter.emit.webconfig import WebConfigError, WebGuard, load_web_config
 from exporter.model import SpanRecord
 from exporter.preflight import effective_region
+from exporter.shards import Layout
 
 log = logging.getLogger(__name__)
 
@@ -39,61 +42,90 @@ class Hooks:
     on_listening: Callable[[int], None] | None = None
     on_spans: Callable[[Tracked, list[SpanRecord]], None] | None = None
     wrap_api: Callable[[StepFunctionsApi], StepFunctionsApi] | None = None  # fault injection
+    exporter: Exporter | None = None  # the first target's
+    exporters: dict[tuple[str, str], Exporter] = field(default_factory=dict)  # by (account, region)
+
+
+# A target whose credentials cannot be had is tried again after this back-off, doubled up to the cap.
+CREDENTIAL_RETRY_SECONDS = (5.0, 300.0)
+
+
+@dataclass
+class Unit:
+    """One account in one region: its own clients, rate limiter, discovery and polling."""
+
+    target: Target
+    region: str
+    account: str | None = None  # known once its credentials work
     exporter: Exporter | None = None
+    failing: bool = False  # its credentials could not be had at the last try
+
+    @property
+    def name(self) -> str:
+        return f"{self.target.role_arn or 'ambient credentials'} in {self.region}"
+
+
+def units(config: Config, default_region: str | None) -> list[Unit]:
+    """Every (target, region) of the configuration; none listed: the ambient credentials in the
+    default region, with the top-level state machine filter."""
+    targets = config.targets or [Target()]
+    found = []
+    for index, target in enumerate(targets):
+        regions = target.regions or ([default_region] if default_region else [])
+        if not regions:
+            where = f"targets.{index}.regions" if config.targets else "aws.region"
+            raise ConfigError(f"{where}: no AWS region: set AWS_REGION, aws.region, or the target's regions")
+        found += [Unit(target, region) for region in regions]
+    return found
 
 
 async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
     """Run until stopped; 0 after a clean shutdown."""
-    from botocore.exceptions import NoRegionError
-
     hooks = hooks or Hooks()
     registry = hooks.registry
     health = HealthMetrics(registry)
     workflow = WorkflowMetrics(registry)
-    quotas = {op: config.quota(op) for op in DEFAULT_QUOTAS}
-    limiter = RateLimiter({op: (q.bucket, q.refill_per_second) for op, q in quotas.items()})
-    for op, quota in quotas.items():
-        health.api_rate.labels(op).set(quota.refill_per_second)
+    # botocore reads AWS_DEFAULT_REGION and profiles; the SDKs' newer AWS_REGION is read here.
+    region, _ = effective_region(config, os.environ)
+    fleet = units(config, region)
+    shard = config.sharding.resolve(os.environ, socket.gethostname())
     store = CursorStore(config.checkpoint.path)  # first: an unusable checkpoint stops the start here
-    otlp = config.otlp
-    span_exporter = (
-        make_span_exporter(otlp.endpoint, otlp.protocol, otlp.timeout_seconds)
-        if otlp.exporting(os.environ)
-        else None
-    )
-    sink = SpanSink(span_exporter, health, otlp.batch_max_spans, otlp.batch_linger_seconds)
-    sink.start()
-    loop = asyncio.get_running_loop()
-    if hooks.handle_signals:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, hooks.stop.set)
     runner = None
+    loop = asyncio.get_running_loop()
     try:
-        # botocore reads AWS_DEFAULT_REGION and profiles; the SDKs' newer AWS_REGION is read here.
-        region, _ = effective_region(config, os.environ)
-        async with aws_step_functions(
-            region, config.aws.endpoint_url, limiter, health,
-            connect_timeout=config.aws.connect_timeout_seconds, read_timeout=config.aws.read_timeout_seconds,
-            max_connections=max(10, config.polling.concurrency + 4),
-        ) as aws, aws_cloudwatch_logs(
-            region, config.aws.logs_endpoint_url, limiter, health,
-            connect_timeout=config.aws.connect_timeout_seconds, read_timeout=config.aws.read_timeout_seconds,
-        ) as logs:  # fmt: skip
-            api: StepFunctionsApi = hooks.wrap_api(aws) if hooks.wrap_api else aws
-            exporter = Exporter(
-                config, api, store, sink, workflow, health, on_spans=hooks.on_spans,
-                budget=lambda: limiter.rate("GetExecutionHistory"), logs_api=logs,
-                log_calls_spare=lambda: limiter.spare("FilterLogEvents"),
-            )  # fmt: skip
-            hooks.exporter = exporter
-            runner, bound = await _serve_web(config, registry, lambda: exporter.ready)
-            if hooks.on_listening is not None:
-                hooks.on_listening(bound)
-            await exporter.run(hooks.stop)
-            remaining = max(1.0, config.shutdown.grace_period_seconds - exporter.seconds_since_stop())
-            await sink.close(remaining)
-    except NoRegionError:
-        raise ConfigError("aws.region: no AWS region: set AWS_REGION, or aws.region in the config") from None
+        layout = store.layout(shard, config.sharding.total_shards)
+        if layout.total > 1:
+            log.info("shard %d of %d", layout.shard, layout.total)
+        otlp = config.otlp
+        span_exporter = (
+            make_span_exporter(otlp.endpoint, otlp.protocol, otlp.timeout_seconds)
+            if otlp.exporting(os.environ)
+            else None
+        )
+        sink = SpanSink(span_exporter, health, otlp.batch_max_spans, otlp.batch_linger_seconds)
+        sink.start()
+        if hooks.handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, hooks.stop.set)
+        runner, bound = await _serve_web(config, registry, lambda: _ready(fleet))
+        if hooks.on_listening is not None:
+            hooks.on_listening(bound)
+        limiters: dict[tuple[str, str], RateLimiter] = {}
+        parts = _Parts(config, health, workflow, store, sink, layout, limiters, hooks)
+
+        async def guarded(unit: Unit) -> None:
+            try:
+                await _run_unit(unit, parts)
+            except BaseException:  # the others stop too: a process missing a target must say so
+                hooks.stop.set()
+                raise
+
+        outcomes = await asyncio.gather(*(guarded(unit) for unit in fleet), return_exceptions=True)
+        stopped = [u.exporter.seconds_since_stop() for u in fleet if u.exporter is not None]
+        await sink.close(max(1.0, config.shutdown.grace_period_seconds - max(stopped, default=0.0)))
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -103,6 +135,90 @@ async def run_exporter(config: Config, hooks: Hooks | None = None) -> int:
                 loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
+
+
+def _ready(fleet: list[Unit]) -> bool:
+    """Every target is running and ready, or failing on its credentials (counted and retried:
+    one missing role must not keep the others' pod out of service), and at least one is ready."""
+    ready = [u.exporter is not None and u.exporter.ready for u in fleet]
+    return any(ready) and all(r or u.failing for r, u in zip(ready, fleet, strict=True))
+
+
+@dataclass
+class _Parts:
+    """What the targets of one process share."""
+
+    config: Config
+    health: HealthMetrics
+    workflow: WorkflowMetrics
+    store: CursorStore
+    sink: SpanSink
+    layout: Layout
+    limiters: dict[tuple[str, str], RateLimiter]  # by (account, region): AWS's quotas are
+    hooks: Hooks
+
+
+async def _run_unit(unit: Unit, parts: _Parts) -> None:
+    """One target, until the process stops: its credentials (retried with back-off while they
+    fail), then its exporter."""
+    config, hooks = parts.config, parts.hooks
+    aws = config.aws
+    session = target_session(unit.target, unit.region, aws.sts_endpoint_url)
+    sts_config = client_config(aws.connect_timeout_seconds, aws.read_timeout_seconds, 2)
+    delay, cap = CREDENTIAL_RETRY_SECONDS
+    while unit.account is None:
+        try:
+            unit.account = await account_of(
+                session, unit.target, unit.region, sts_config, aws.sts_endpoint_url
+            )
+        except CredentialError as exc:
+            if unit.target.role_arn is None:  # the ambient account stays unnamed; the calls go on
+                log.warning(
+                    'cannot tell the account of the ambient credentials (%s); its metrics say account=""', exc
+                )
+                unit.account = ""
+                break
+            unit.failing = True
+            parts.health.target(unit.target.account or "", unit.region).credential_errors.inc()
+            parts.health.target_up.labels(unit.target.account or "", unit.region).set(0)
+            log.error("target %s: cannot assume the role: %s; trying again in %.0fs", unit.name, exc, delay)
+            try:
+                await asyncio.wait_for(hooks.stop.wait(), delay)
+                return
+            except TimeoutError:
+                delay = min(cap, delay * 2)
+    unit.failing = False
+    health = parts.health.target(unit.account, unit.region)
+    health.up.set(1)
+    limiter = parts.limiters.get((unit.account, unit.region))
+    if limiter is None:
+        quotas = {op: config.quota(op) for op in DEFAULT_QUOTAS}
+        limiter = RateLimiter({op: (q.bucket, q.refill_per_second) for op, q in quotas.items()})
+        parts.limiters[(unit.account, unit.region)] = limiter
+        for op, quota in quotas.items():
+            health.api_rate.labels(op).set(quota.refill_per_second)
+    unit_config = config
+    if unit.target.state_machines is not None:
+        unit_config = config.model_copy(update={"state_machines": unit.target.state_machines})
+    async with aws_step_functions(
+        unit.region, aws.endpoint_url, limiter, health, session=session,
+        connect_timeout=aws.connect_timeout_seconds, read_timeout=aws.read_timeout_seconds,
+        max_connections=max(10, config.polling.concurrency + 4),
+    ) as sfn, aws_cloudwatch_logs(
+        unit.region, aws.logs_endpoint_url, limiter, health, session=session,
+        connect_timeout=aws.connect_timeout_seconds, read_timeout=aws.read_timeout_seconds,
+    ) as logs:  # fmt: skip
+        api: StepFunctionsApi = hooks.wrap_api(sfn) if hooks.wrap_api else sfn
+        exporter = Exporter(
+            unit_config, api, parts.store, parts.sink, parts.workflow.for_target(unit.account, unit.region),
+            health, on_spans=hooks.on_spans, budget=lambda: limiter.rate("GetExecutionHistory"),
+            logs_api=logs, log_calls_spare=lambda: limiter.spare("FilterLogEvents"), layout=parts.layout,
+        )  # fmt: skip
+        unit.exporter = exporter
+        hooks.exporters[(unit.account, unit.region)] = exporter
+        if hooks.exporter is None:
+            hooks.exporter = exporter
+        await exporter.run(hooks.stop)
 
 
 async def _serve_web(

@@ -14,8 +14,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from exporter.shards import Layout
 
 SCHEMA_VERSION = 2  # PRAGMA user_version; 0 with our tables is version 1 (before it was recorded)
 
@@ -63,6 +65,7 @@ class Cursor:
     event_id: int
     finished: bool
     redrives: int = 0  # ExecutionRedriven events among those handled
+    updated_at: float = field(default=0.0, compare=False)  # epoch seconds of its last write
 
 
 def _tables(db: sqlite3.Connection) -> dict[str, list[str]]:
@@ -155,9 +158,9 @@ class CursorStore:
 
     def get(self, arn: str) -> Cursor | None:
         row = self._execute(
-            "SELECT cursor, finished, redrives FROM executions WHERE arn = ?", (arn,)
+            "SELECT cursor, finished, redrives, updated_at FROM executions WHERE arn = ?", (arn,)
         ).fetchone()
-        return Cursor(row[0], bool(row[1]), row[2]) if row else None
+        return Cursor(row[0], bool(row[1]), row[2], row[3]) if row else None
 
     def unfinished(self, prefix: str) -> list[str]:
         """The executions whose ARN begins with `prefix` and that were not read to their end."""
@@ -199,6 +202,34 @@ class CursorStore:
             "ON CONFLICT(state_machine_arn) DO UPDATE SET listed_until = excluded.listed_until",
             (state_machine_arn, listed_until),
         )
+
+    def meta(self, key: str) -> str | None:
+        row = self._execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def layout(self, shard: int, total: int) -> Layout:
+        """The shard layout to run with (see exporter.shards), recorded: this process's place,
+        and what changed since the checkpoint last recorded one."""
+        text = self.meta("shards")
+        now = self._clock()
+        if text is None:
+            layout = Layout.first(shard, total, now)
+        else:
+            try:
+                layout = Layout.decode(text).after_start(shard, total, now)
+            except ValueError:
+                raise CheckpointError(f"checkpoint {self.path!r}: unreadable shard layout {text!r}") from None
+        self.set_meta("shards", layout.encode())
+        return layout
+
+    def delete_watermark(self, key: str) -> None:
+        self._execute("DELETE FROM watermarks WHERE state_machine_arn = ?", (key,))
 
     def prune(self, retention_s: float) -> int:
         """Forget finished executions and tombstones not touched for `retention_s`; returns how many."""

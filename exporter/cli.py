@@ -122,6 +122,8 @@ _FLAG_FIELDS = {
     "otlp_endpoint": "otlp.endpoint",
     "otlp_protocol": "otlp.protocol",
     "region": "aws.region",
+    "shard": "sharding.shard",
+    "total_shards": "sharding.total_shards",
 }
 
 
@@ -208,6 +210,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "--checkpoint.path", dest="checkpoint_path", metavar="FILE", help="SQLite file, or :memory:"
     )
     parser.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION)")
+    parser.add_argument(
+        "--shard", type=int, metavar="N",
+        help="this process's shard, 0 to M-1 (default: the StatefulSet pod's ordinal when --total-shards is above 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--total-shards", dest="total_shards", type=int, metavar="M",
+        help="processes sharing the state machines (default 1)",
+    )  # fmt: skip
     parser.add_argument(
         "--otlp-endpoint", help="default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT"
     )

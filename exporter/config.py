@@ -101,6 +101,10 @@ class AwsSettings(_Section):
         None,
         description="CloudWatch Logs endpoint (default: AWS_ENDPOINT_URL_CLOUDWATCH_LOGS, AWS_ENDPOINT_URL)",
     )
+    sts_endpoint_url: EndpointUrl = Field(
+        None,
+        description="STS endpoint, for AssumeRole and GetCallerIdentity (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL)",
+    )
     connect_timeout_seconds: float = Field(5, gt=0, description="TCP connect timeout of an API call")
     read_timeout_seconds: float = Field(20, gt=0, description="read timeout of an API call")
 
@@ -136,6 +140,103 @@ class StateMachineFilter(_Section):
         if self.name_pattern and not re.search(self.name_pattern, name):
             return False
         return not (self.exclude_pattern and re.search(self.exclude_pattern, name))
+
+
+ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(?P<account>\d{12}):role/[\w+=,.@/-]+$")
+
+
+class Target(_Section):
+    """An account, reached through a role or with the ambient credentials, and its regions."""
+
+    role_arn: str | None = Field(
+        None, description="IAM role to assume (sts:AssumeRole); none: the ambient credentials' account"
+    )
+    external_id: str | None = Field(
+        None, min_length=2, max_length=1224, description="ExternalId of the AssumeRole call"
+    )
+    session_name: str = Field(
+        "sfn-exporter", pattern=r"^[\w+=,.@-]{2,64}$", description="RoleSessionName of the AssumeRole call"
+    )
+    duration_seconds: int = Field(
+        3600, ge=900, le=43200, description="lifetime of the role's credentials (renewed before they expire)"
+    )
+    regions: list[str] = Field(
+        default_factory=list,
+        description="regions to watch (default: aws.region, AWS_REGION, AWS_DEFAULT_REGION)",
+    )
+    state_machines: StateMachineFilter | None = Field(
+        None, description="this target's state machine filter (default: the top-level state_machines)"
+    )
+
+    @field_validator("role_arn")
+    @classmethod
+    def _is_role_arn(cls, value: str | None) -> str | None:
+        if value is not None and not ROLE_ARN.match(value):
+            raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _are_regions(cls, values: list[str]) -> list[str]:
+        for index, value in enumerate(values):
+            if problem := region_problem(value):
+                raise ValueError(f"item {index}: {problem}")
+        if len(set(values)) != len(values):
+            raise ValueError("a region is listed twice")
+        return values
+
+    @model_validator(mode="after")
+    def _external_id_needs_role(self) -> Target:
+        if self.external_id is not None and self.role_arn is None:
+            raise ValueError("external_id is only used with role_arn")
+        return self
+
+    @property
+    def account(self) -> str | None:
+        """The role's account (None for the ambient credentials: asked of STS at start)."""
+        match = ROLE_ARN.match(self.role_arn) if self.role_arn else None
+        return match["account"] if match else None
+
+
+class ShardingSettings(_Section):
+    shard: int | None = Field(
+        None,
+        ge=0,
+        description="this process's shard, 0 to total_shards-1 (default: the StatefulSet pod's ordinal, from POD_NAME or the host name)",
+    )
+    total_shards: int = Field(1, ge=1, le=1000, description="how many processes share the state machines")
+    quota_share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="share of each quota one shard may use (default: api.quota_share / total_shards)",
+    )
+
+    @model_validator(mode="after")
+    def _in_range(self) -> ShardingSettings:
+        if self.shard is not None and self.shard >= self.total_shards:
+            raise ValueError(f"shard {self.shard} is not below total_shards {self.total_shards}")
+        return self
+
+    def resolve(self, environ: Mapping[str, str], hostname: str) -> int:
+        """This process's shard: `shard`, else the StatefulSet ordinal that ends POD_NAME (or
+        the host name, which a StatefulSet pod's is); ConfigError when neither gives one."""
+        from exporter.shards import ordinal
+
+        if self.shard is not None or self.total_shards == 1:
+            return self.shard or 0
+        name = environ.get("POD_NAME") or hostname
+        found = ordinal(name)
+        if found is None:
+            raise ConfigError(
+                f"sharding.shard: not set, and {name!r} (POD_NAME or the host name) does not end in a "
+                "StatefulSet ordinal like -0; set --shard"
+            )
+        if found >= self.total_shards:
+            raise ConfigError(
+                f"sharding.shard: the pod ordinal {found} of {name!r} is not below total_shards {self.total_shards}"
+            )
+        return found
 
 
 class DiscoverySettings(_Section):
@@ -376,6 +477,11 @@ class LogSettings(_Section):
 
 class Config(_Section):
     aws: AwsSettings = AwsSettings()
+    targets: list[Target] = Field(
+        default_factory=list,
+        description="accounts and regions to watch (none: one, the ambient credentials' in aws.region)",
+    )
+    sharding: ShardingSettings = ShardingSettings()
     state_machines: StateMachineFilter = StateMachineFilter()
     discovery: DiscoverySettings = DiscoverySettings()
     polling: PollingSettings = PollingSettings()
@@ -393,7 +499,23 @@ class Config(_Section):
         """The quota this exporter may spend on `operation`: `api.quota_share` of the account's,
         or for CloudWatch Logs `logs.quota_share` when set."""
         share = self.logs.quota_share if operation == "FilterLogEvents" else None
+        if self.sharding.total_shards > 1:
+            base = self.api.quota_share if share is None else share
+            share = self.sharding.quota_share or base / self.sharding.total_shards
         return self.api.quota(operation, share)
+
+    @model_validator(mode="after")
+    def _targets_distinct(self) -> Config:
+        seen: set[tuple[str | None, str]] = set()
+        for index, target in enumerate(self.targets):
+            for region in target.regions or [""]:
+                if (target.role_arn, region) in seen:
+                    where = f"region {region}" if region else "the default region"
+                    raise ValueError(
+                        f"targets.{index}: {target.role_arn or 'the ambient account'} in {where} is listed twice"
+                    )
+                seen.add((target.role_arn, region))
+        return self
 
 
 def _format_errors(error: ValidationError, origin: str) -> str:
@@ -497,8 +619,11 @@ def load_config(
 def reference() -> list[tuple[str, str, str]]:
     """(dotted field, default, description) for every field: the README's configuration table."""
     rows: list[tuple[str, str, str]] = []
-    for section_name, section_field in Config.model_fields.items():
+    for field_name, section_field in Config.model_fields.items():
         section = section_field.annotation
+        section_name = field_name
+        if field_name == "targets":
+            section, section_name = Target, "targets[]"
         assert isinstance(section, type) and issubclass(section, BaseModel)
         for name, info in section.model_fields.items():
             default = info.get_default(call_default_factory=True)

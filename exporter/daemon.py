@@ -30,8 +30,8 @@ from exporter.aws.source import (
 from exporter.aws.tail import first_page_size, read_new_events, read_whole_history
 from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config
-from exporter.emit.health import HealthMetrics
-from exporter.emit.metrics import MapRunMetrics, WorkflowMetrics
+from exporter.emit.health import TargetHealth
+from exporter.emit.metrics import WorkflowMetrics
 from exporter.emit.otlp import to_readable_spans
 from exporter.emit.sinks import ExportFailed, SpanSink
 from exporter.history.assembler import Assembled, AssemblerOptions, SpanAssembler
@@ -41,6 +41,7 @@ from exporter.history.redact import make_redactor
 from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord
 from exporter.schedule.scheduler import PollScheduler
 from exporter.schedule.waits import DurationModel, quiet_until
+from exporter.shards import Layout
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Tracked:
     group: str | None = None  # that log group's ARN
     first_ms: int = 0  # the oldest event timestamp read from its log (epoch ms)
     filling: bool = False  # read from its log; a history read (by a poll worker) is due or under way
+    takeover: bool = False  # moved from another shard: its first read rebuilds state, emits nothing
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -98,12 +100,13 @@ class Tracked:
 class Exporter:
     def __init__(
         self, config: Config, api: StepFunctionsApi, store: CursorStore, sink: SpanSink,
-        workflow: WorkflowMetrics, health: HealthMetrics, *,
+        workflow: WorkflowMetrics, health: TargetHealth, *,
         clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
         on_spans: Callable[[Tracked, list[SpanRecord]], None] | None = None,
         on_events: Callable[[Tracked, list[int]], None] | None = None,
         scheduler: PollScheduler | None = None, budget: Callable[[], float] | None = None,
         logs_api: CloudWatchLogsApi | None = None, log_calls_spare: Callable[[], bool] | None = None,
+        layout: Layout | None = None,
     ) -> None:  # fmt: skip
         self.config = config
         self.api = api
@@ -121,7 +124,7 @@ class Exporter:
                 config.polling.min_interval_seconds, config.polling.max_interval_seconds, clock, budget=budget
             )
         )
-        self.discovery = Discovery(config, api, store, health, self._on_execution, wall)
+        self.discovery = Discovery(config, api, store, health, self._on_execution, wall, layout or Layout())
         self.discovery.on_removed = self._on_machine_removed
         data = config.data
         self._options = AssemblerOptions(
@@ -145,9 +148,7 @@ class Exporter:
         self._log_calls_spare = log_calls_spare or (lambda: True)
         self.groups: dict[str, GroupTail] = {}
         self._ended: dict[str, float] = {}  # read from logs, ended: ARN -> when (monotonic)
-        self.map_runs = MapRuns(
-            config, api, store, MapRunMetrics(workflow.registry), health, self._on_child, wall
-        )
+        self.map_runs = MapRuns(config, api, store, workflow.map_runs(), health, self._on_child, wall)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -275,6 +276,11 @@ class Exporter:
                 self._wake.set()
             return
         cursor = self.store.get(summary.arn)
+        takeover = False
+        moved = watched.taken_over_at
+        if moved is not None and (cursor is None or cursor.updated_at < moved):
+            cursor = None  # one from before the move is stale: another shard read on since
+            takeover = summary.start_date.timestamp() < moved
         redriven = cursor is not None and summary.redrive_count > cursor.redrives
         if cursor is not None and cursor.finished and summary.status != "RUNNING" and not redriven:
             return  # exported to its end already (a redrive since would show in redriveCount)
@@ -283,25 +289,33 @@ class Exporter:
         except ValueError as exc:
             log.error("%s", exc)
             return
-        tracked = Tracked(summary.arn, identity, watched, replay_to=cursor.event_id if cursor else 0)
+        tracked = Tracked(
+            summary.arn, identity, watched, replay_to=cursor.event_id if cursor else 0, takeover=takeover
+        )
         self.tracked[summary.arn] = tracked
         self.scheduler.add(summary.arn)
         self._wake.set()
-        tracked.log.debug("tracking (%s, cursor %d)", summary.status, tracked.replay_to)
+        tracked.log.debug(
+            "tracking (%s, cursor %d%s)", summary.status, tracked.replay_to, ", taken over" * takeover
+        )
         self._count(tracked, +1)
 
-    def _watch_map_runs(self, tracked: Tracked, assembler: SpanAssembler) -> None:
+    def _watch_map_runs(self, tracked: Tracked, assembler: SpanAssembler, taking_over: bool = False) -> None:
         for run in assembler.map_runs.values():
-            self.map_runs.watch(run, tracked.watched)
+            self.map_runs.watch(run, tracked.watched, baseline=taking_over)
 
-    def _on_child(self, arn: str, watch: Watch) -> bool:
+    def _on_child(self, arn: str, watch: Watch, ended_at: float | None) -> bool:
         """A map run's child to follow: tracked like any execution, read from its history (a
-        child ARN is an execution ARN with `STATE_MACHINE/LABEL` for the state machine)."""
+        child ARN is an execution ARN with `STATE_MACHINE/LABEL` for the state machine);
+        `ended_at`: when it ended (epoch s), if it has."""
         if arn in self.tracked or arn in self.quarantined:
             return False
         cursor = self.store.get(arn)
         if cursor is not None and cursor.finished:
             return False
+        moved = watch.parent.taken_over_at
+        if moved is not None and ended_at is not None and ended_at < moved:
+            return False  # it ended before the state machine moved here: its shard had it
         if ":express:" in arn:
             log.warning("EXPRESS map run children are counted, not followed: %s", arn)
             return False
@@ -450,6 +464,9 @@ class Exporter:
         if assembler is None:
             assembler = tracked.assembler = await self._new_assembler(tracked)
         include = self.config.data.include_execution_data
+        if tracked.takeover:
+            await self._take_over(tracked, assembler)
+            return False
         if tracked.replay_to > assembler.last_event_id:
             events = await read_whole_history(self.api, tracked.arn, include)
             old = [e for e in events if e["id"] <= tracked.replay_to]
@@ -465,6 +482,22 @@ class Exporter:
             return False
         await self._consume(tracked, assembler, events, assembler.feed(events))
         return True
+
+    async def _take_over(self, tracked: Tracked, assembler: SpanAssembler) -> None:
+        """An execution that began before its state machine moved to this shard: its history
+        so far rebuilds the state and is not exported (another shard did; see exporter.shards);
+        its cursor is saved, and what comes after is exported as usual."""
+        events = await read_whole_history(self.api, tracked.arn, self.config.data.include_execution_data)
+        assembler.feed(events)
+        self._watch_map_runs(tracked, assembler, taking_over=True)
+        tracked.takeover = False
+        tracked.replay_to = assembler.last_event_id
+        tracked.pending = Pending(
+            [], [], [], cursor=assembler.last_event_id, finished=assembler.finished,
+            redrives=assembler.redrive_count, exported=True,
+        )  # fmt: skip
+        await self._emit(tracked, tracked.pending)
+        tracked.log.info("taken over from another shard after event %d", assembler.last_event_id)
 
     async def _consume(
         self, tracked: Tracked, assembler: SpanAssembler, events: list[dict[str, Any]], out: Assembled

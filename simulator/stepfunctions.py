@@ -31,6 +31,8 @@ from exporter.config import DEFAULT_QUOTAS
 from simulator.logs import Delivery, Logging, Logs
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from simulator.workloads import DistributedMap
 
 ACCOUNT = "123456789012"
@@ -220,8 +222,9 @@ class Simulator:
     """The state of a simulated account and region."""
 
     def __init__(self, clock: Callable[[], float] = time.time, quotas: dict[str, tuple[float, float]] | None = None,
-                 seed: int = 1) -> None:  # fmt: skip
+                 seed: int = 1, account: str = ACCOUNT, region: str = REGION) -> None:  # fmt: skip
         self.clock = clock
+        self.account, self.region = account, region
         self.machines: dict[str, SimMachine] = {}
         self.executions: dict[str, SimExecution] = {}
         self._by_machine: dict[str, list[SimExecution]] = {}
@@ -243,7 +246,7 @@ class Simulator:
     def add_machine(self, name: str, definition: dict[str, Any], type_: str = "STANDARD",
                     tags: dict[str, str] | None = None, logging: Logging | None = None) -> SimMachine:  # fmt: skip
         """A state machine; with `logging`, its executions write to that log group."""
-        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        arn = f"arn:aws:states:{self.region}:{self.account}:stateMachine:{name}"
         machine = SimMachine(arn, name, type_, definition, self.clock(), tags or {}, logging)
         if logging is not None:
             self.logs.group(logging.group)
@@ -255,11 +258,9 @@ class Simulator:
         self, machine: SimMachine, template: Template, name: str, start: float | None = None
     ) -> SimExecution:
         if machine.type == "EXPRESS":
-            arn = (
-                f"arn:aws:states:{REGION}:{ACCOUNT}:express:{machine.name}:{name}:{_uuid(machine.name, name)}"
-            )
+            arn = f"arn:aws:states:{self.region}:{self.account}:express:{machine.name}:{name}:{_uuid(machine.name, name)}"
         else:
-            arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine.name}:{name}"
+            arn = f"arn:aws:states:{self.region}:{self.account}:execution:{machine.name}:{name}"
         execution = SimExecution(arn, machine, name, self.clock() if start is None else start, template)
         self.executions[arn] = execution
         self._by_machine[machine.arn].append(execution)
@@ -280,7 +281,7 @@ class Simulator:
 
         label = spec.label
         run_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{machine.name}/{name}/{label}")
-        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:mapRun:{machine.name}/{label}:{run_id}"
+        arn = f"arn:aws:states:{self.region}:{self.account}:mapRun:{machine.name}/{label}:{run_id}"
         events = [
             {**e, "mapRunStartedEventDetails": {"mapRunArn": arn}} if e["type"] == "MapRunStarted" else e
             for e in spec.parent.events
@@ -293,7 +294,9 @@ class Simulator:
         children = []
         for index, (template, offset) in enumerate(zip(spec.children, spec.child_starts, strict=True)):
             child_name = str(uuid.uuid5(run_id, str(index)))
-            child_arn = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine.name}/{label}:{child_name}"
+            child_arn = (
+                f"arn:aws:states:{self.region}:{self.account}:execution:{machine.name}/{label}:{child_name}"
+            )
             child = SimExecution(child_arn, child_machine, child_name, parent.start + offset, template)
             self.executions[child_arn] = child
             children.append(child)
@@ -368,9 +371,9 @@ class Simulator:
     def _DescribeStateMachine(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         m = self._machine(params)
         return {"stateMachineArn": m.arn, "name": m.name, "status": "ACTIVE", "type": m.type,
-                "definition": json.dumps(m.definition), "roleArn": f"arn:aws:iam::{ACCOUNT}:role/sim",
+                "definition": json.dumps(m.definition), "roleArn": f"arn:aws:iam::{self.account}:role/sim",
                 "creationDate": m.created, "tracingConfiguration": {"enabled": m.tracing},
-                "loggingConfiguration": m.logging.describe(REGION, ACCOUNT) if m.logging else {"level": "OFF"}}  # fmt: skip
+                "loggingConfiguration": m.logging.describe(self.region, self.account) if m.logging else {"level": "OFF"}}  # fmt: skip
 
     def _ListTagsForResource(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         m = self._machine(params, "resourceArn")
@@ -591,10 +594,21 @@ class DirectLogsClient(DirectClient):
 
 
 class SimulatorServer:
-    """The simulator over HTTP (AWS JSON 1.0) on 127.0.0.1, served from its own thread."""
+    """The simulator over HTTP (AWS JSON 1.0) on 127.0.0.1, served from its own thread.
 
-    def __init__(self, simulator: Simulator, port: int = 0) -> None:
+    With `others`, it serves several accounts and regions: a call goes to the simulator of the
+    region its signature names and of the account its access key belongs to (keys from its
+    `AssumeRole` name the role's account; any other key is `simulator`'s account). It answers
+    STS's `GetCallerIdentity` and `AssumeRole` (for the roles in `roles`) as well."""
+
+    def __init__(
+        self, simulator: Simulator, port: int = 0, others: list[Simulator] | None = None,
+        roles: set[str] | None = None,
+    ) -> None:  # fmt: skip
         self.sim = simulator
+        self.sims = {(sim.account, sim.region): sim for sim in [simulator, *(others or [])]}
+        self.roles = roles or set()
+        self.sts_calls: Counter[str] = Counter()  # by account
         self.port = port
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -610,36 +624,93 @@ class SimulatorServer:
 
         async def handle(request: web.Request) -> web.StreamResponse:
             target = request.headers.get("X-Amz-Target", "")
+            if not target:
+                return self._sts(request, await request.post())
+            sim = self._route(request)
+            if sim is None:
+                return web.Response(status=400, content_type="application/x-amz-json-1.0",
+                                    text=json.dumps({"__type": "UnrecognizedClientException",
+                                                     "message": "no such account or region"}))  # fmt: skip
             operation = target.rpartition(".")[2]
             params = json.loads(await request.read() or b"{}")
-            faults = self.sim.faults
+            faults = sim.faults
             applies = faults.only is None or operation in faults.only
             if applies and faults.slow_seconds:
                 await asyncio.sleep(faults.slow_seconds)
-            if applies and faults.reset_rate and self.sim.random.random() < faults.reset_rate:
+            if applies and faults.reset_rate and sim.random.random() < faults.reset_rate:
                 assert request.transport is not None
                 request.transport.abort()  # a connection reset
                 return web.Response(status=500)
             try:
-                result = self.sim.call(operation, params)
+                result = sim.call(operation, params)
             except SimError as exc:
                 return web.Response(status=exc.status, content_type="application/x-amz-json-1.0",
                                     text=json.dumps({"__type": exc.code, "message": exc.message}))  # fmt: skip
             text = result if isinstance(result, str) else json.dumps(result)
             if applies and faults.cut(operation, params):
                 text = text[: len(text) // 2]
-            self.sim.bytes[operation] += len(text)
+            sim.bytes[operation] += len(text)
             return web.Response(text=text, content_type="application/x-amz-json-1.0")
 
         async def stats(request: web.Request) -> web.Response:
             return web.json_response(
-                {"calls": self.sim.calls, "bytes": self.sim.bytes, "throttled": self.sim.throttled}
+                {
+                    "calls": self.sim.calls,
+                    "bytes": self.sim.bytes,
+                    "throttled": self.sim.throttled,
+                    "targets": {f"{a}/{r}": sim.calls for (a, r), sim in self.sims.items()},
+                    "sts": self.sts_calls,
+                }
             )
 
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_post("/", handle)
         app.router.add_get("/_sim/stats", stats)
         return app
+
+    def _account(self, request: Any) -> str:
+        """The account of the request's access key (`Credential=KEY/DATE/REGION/...`)."""
+        key = request.headers.get("Authorization", "").partition("Credential=")[2].partition("/")[0]
+        if key.startswith("ASIASIM") and key[7:19].isdigit():
+            return str(key[7:19])
+        return self.sim.account
+
+    def _route(self, request: Any) -> Simulator | None:
+        if len(self.sims) == 1:
+            return self.sim
+        credential = request.headers.get("Authorization", "").partition("Credential=")[2].split("/")
+        region = credential[2] if len(credential) > 2 else self.sim.region
+        return self.sims.get((self._account(request), region))
+
+    def _sts(self, request: Any, form: Any) -> web.Response:
+        """STS's query protocol: GetCallerIdentity, and AssumeRole of the known roles."""
+        from aiohttp import web
+
+        action = form.get("Action", "")
+        account = self._account(request)
+        self.sts_calls[account] += 1
+        ns = "https://sts.amazonaws.com/doc/2011-06-15/"
+        if action == "GetCallerIdentity":
+            body = (f"<Arn>arn:aws:iam::{account}:user/sim</Arn><UserId>AIDASIM</UserId>"
+                    f"<Account>{account}</Account>")  # fmt: skip
+        elif action == "AssumeRole" and form.get("RoleArn") in self.roles:
+            role = str(form["RoleArn"])
+            role_account = role.split(":")[4]
+            expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=int(form.get("DurationSeconds", 3600)))
+            body = (f"<Credentials><AccessKeyId>ASIASIM{role_account}{self.sts_calls.total():08d}</AccessKeyId>"
+                    f"<SecretAccessKey>sim</SecretAccessKey><SessionToken>sim</SessionToken>"
+                    f"<Expiration>{expires.strftime('%Y-%m-%dT%H:%M:%SZ')}</Expiration></Credentials>"
+                    f"<AssumedRoleUser><AssumedRoleId>AROASIM:{form.get('RoleSessionName')}</AssumedRoleId>"
+                    f"<Arn>arn:aws:sts::{role_account}:assumed-role/sim/{form.get('RoleSessionName')}</Arn>"
+                    f"</AssumedRoleUser>")  # fmt: skip
+        else:
+            code = "AccessDenied" if action == "AssumeRole" else "InvalidAction"
+            error = (f"<ErrorResponse xmlns=\"{ns}\"><Error><Type>Sender</Type><Code>{code}</Code>"
+                     f"<Message>{action} refused</Message></Error><RequestId>sim</RequestId></ErrorResponse>")  # fmt: skip
+            return web.Response(status=403, text=error, content_type="text/xml")
+        text = (f"<{action}Response xmlns=\"{ns}\"><{action}Result>{body}</{action}Result>"
+                f"<ResponseMetadata><RequestId>sim</RequestId></ResponseMetadata></{action}Response>")  # fmt: skip
+        return web.Response(text=text, content_type="text/xml")
 
     def start(self) -> SimulatorServer:
         self._thread = threading.Thread(target=self._serve, name="sfn-simulator", daemon=True)

@@ -84,7 +84,7 @@ class ExporterProcess:
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OTEL_", "SFN_EXPORTER_"))
         }
-        self.env.update(CREDENTIALS, AWS_ENDPOINT_URL_SFN=moto_endpoint)
+        self.env.update(CREDENTIALS, AWS_ENDPOINT_URL_SFN=moto_endpoint, AWS_ENDPOINT_URL_STS=moto_endpoint)
         if otlp_endpoint:
             self.env.update(OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
         self.process: subprocess.Popen[bytes] | None = None

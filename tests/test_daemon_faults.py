@@ -16,6 +16,7 @@ from exporter.config import Config
 from tests.harness import CREDENTIALS, Workload, fast_config, running_exporter, until
 from tests.moto_server import MotoServer
 from tests.otlp_receiver import GrpcOtlpServer
+from tests.truth import TARGET
 
 
 class FaultyApi:
@@ -57,6 +58,7 @@ async def environment(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Mo
         monkeypatch.setenv(key, value)
     with MotoServer() as moto, GrpcOtlpServer() as otlp:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", moto.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
         yield moto, otlp
 
@@ -107,12 +109,16 @@ async def test_one_broken_state_machine_does_not_stop_the_others(
         )
         registry = hooks.registry
         value = registry.get_sample_value
-        assert value("sfn_exporter_discovery_errors_total", {"operation": "ListExecutions"}) >= 1
-        assert value("sfn_exporter_state_machines", {"status": "failing"}) == 1
+        assert value("sfn_exporter_discovery_errors_total", {**TARGET, "operation": "ListExecutions"}) >= 1
+        assert value("sfn_exporter_state_machines", {**TARGET, "status": "failing"}) == 1
         # moto's EXPRESS state machine has no loggingConfiguration: skipped, with that reason
-        assert value("sfn_exporter_state_machines", {"status": "skipped_express_not_logging"}) == 1
+        assert value("sfn_exporter_state_machines", {**TARGET, "status": "skipped_express_not_logging"}) == 1
         assert (
-            value("sfn_exporter_api_calls_total", {"operation": "ListExecutions", "outcome": "success"}) >= 3
+            value(
+                "sfn_exporter_api_calls_total",
+                {**TARGET, "operation": "ListExecutions", "outcome": "success"},
+            )
+            >= 3
         )
         assert express not in hooks.exporter.discovery.machines  # type: ignore[union-attr]
         assert hooks.exporter.ready  # type: ignore[union-attr]
@@ -256,7 +262,12 @@ async def test_state_machines_are_chosen_by_name_and_tags(
         watched = sorted(w.machine.name for w in hooks.exporter.discovery.machines.values())  # type: ignore[union-attr]
         assert watched == ["orders-main"]
         # orders-test and billing by name, orders-other by its tag
-        assert hooks.registry.get_sample_value("sfn_exporter_state_machines", {"status": "filtered_out"}) == 3
+        assert (
+            hooks.registry.get_sample_value(
+                "sfn_exporter_state_machines", {**TARGET, "status": "filtered_out"}
+            )
+            == 3
+        )
         # tags change: the next refresh of the state machines sees it
         other = "arn:aws:states:us-east-1:123456789012:stateMachine:orders-other"
         await asyncio.to_thread(

@@ -22,7 +22,7 @@ from exporter.logs import RepeatFilter
 from simulator.stepfunctions import Simulator, SimulatorServer
 from tests.harness import fast_config, isolate_aws_env, running_exporter, until
 from tests.otlp_receiver import GrpcOtlpServer
-from tests.truth import span_ids, truth, workflow_counts
+from tests.truth import TARGET, span_ids, truth, workflow_counts
 from tests.workloads import burster, moto_templates, waiter, waiter_definition
 
 
@@ -38,6 +38,7 @@ async def exporting(
 ) -> AsyncIterator[tuple[Hooks, GrpcOtlpServer]]:
     with SimulatorServer(sim) as server, GrpcOtlpServer() as otlp:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", server.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
         polling = {"min_interval_seconds": 0.2, "max_interval_seconds": 1, "concurrency": 8}
         config = Config.model_validate(
@@ -55,7 +56,7 @@ def received(otlp: GrpcOtlpServer) -> list[int]:
 def api_calls(hooks: Hooks, operation: str, outcome: str) -> float:
     return (
         hooks.registry.get_sample_value(
-            "sfn_exporter_api_calls_total", {"operation": operation, "outcome": outcome}
+            "sfn_exporter_api_calls_total", {**TARGET, "operation": operation, "outcome": outcome}
         )
         or 0.0
     )
@@ -146,7 +147,7 @@ async def test_corrupted_events_quarantine_their_execution_and_the_others_go_on(
     async with exporting(sim, aws_env, tmp_path) as (hooks, otlp):
         await until(lambda: span_ids(good) <= set(received(otlp)), 60, "the good executions' spans")
         value = hooks.registry.get_sample_value
-        await until(lambda: value("sfn_exporter_quarantined_executions") == 2, 60, "two quarantined")
+        await until(lambda: value("sfn_exporter_quarantined_executions", TARGET) == 2, 60, "two quarantined")
         assert value("sfn_exporter_history_errors_total", {"reason": "UnparsableResponse"}) == MALFORMED_POLLS
         assert value("sfn_exporter_history_errors_total", {"reason": "InvalidEvent"}) == MALFORMED_POLLS
         await asyncio.sleep(2.5)  # two more discovery passes list them again: not tracked again
@@ -254,7 +255,7 @@ async def test_an_otlp_backend_that_refuses_for_a_while_loses_nothing(
         failed = hooks.registry.get_sample_value("sfn_exporter_spans_failed_total")
         assert failed and failed > 0
         finished = hooks.registry.get_sample_value(
-            "sfn_executions_finished_total", {"state_machine": "loops", "status": "SUCCEEDED"}
+            "sfn_executions_finished_total", {**TARGET, "state_machine": "loops", "status": "SUCCEEDED"}
         )
         assert not finished  # not counted before its spans were taken
         otlp.receiver.refuse = None  # the backend is back
@@ -289,5 +290,5 @@ async def test_a_deleted_state_machine_takes_its_series_with_it(
         await until(lambda: value("sfn_executions_finished_total", labels) == 2, 30, "the counts")
         del sim.machines[deleted.arn]  # DeleteStateMachine: no longer listed
         await until(lambda: value("sfn_executions_finished_total", labels) is None, 30, "its series to go")
-        assert value("sfn_running_executions", {"state_machine": "deleted"}) is None
-        assert value("sfn_executions_finished_total", {**labels, "state_machine": "kept"}) == 2
+        assert value("sfn_running_executions", {**TARGET, "state_machine": "deleted"}) is None
+        assert value("sfn_executions_finished_total", {**TARGET, **labels, "state_machine": "kept"}) == 2

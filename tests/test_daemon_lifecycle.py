@@ -18,7 +18,7 @@ from exporter.history.ids import parse_xray_header
 from simulator.builder import History
 from simulator.stepfunctions import DirectClient, SimExecution, Simulator, Template, trace_header
 from tests.test_daemon_virtual import Collector, settings
-from tests.truth import span_ids, truth, workflow_counts
+from tests.truth import TARGET, span_ids, truth, workflow_counts
 from tests.workloads import waiter, waiter_definition
 
 
@@ -276,8 +276,14 @@ def test_a_listing_tracks_what_is_new_or_redriven_and_leaves_what_was_exported(
         and cursor.event_id == len(redrive.history())
     )
     # the redrive's events after the cursor were exported, counted once
-    assert registry.get_sample_value("sfn_executions_redriven_total", {"state_machine": "redrives"}) == 1
-    assert registry.get_sample_value("sfn_executions_started_total", {"state_machine": "redrives"}) is None
+    assert (
+        registry.get_sample_value("sfn_executions_redriven_total", {**TARGET, "state_machine": "redrives"})
+        == 1
+    )
+    assert (
+        registry.get_sample_value("sfn_executions_started_total", {**TARGET, "state_machine": "redrives"})
+        is None
+    )
     assert not exporter.tracked
 
 
@@ -437,8 +443,8 @@ def test_the_running_gauge_counts_what_is_tracked_by_state_machine() -> None:
         assert virtual.exporter is not None
         tracked = virtual.exporter.tracked.values()
         seen.append((
-            registry.get_sample_value("sfn_running_executions", {"state_machine": "loops"}),
-            registry.get_sample_value("sfn_running_executions", {"state_machine": "other"}),
+            registry.get_sample_value("sfn_running_executions", {**TARGET, "state_machine": "loops"}),
+            registry.get_sample_value("sfn_running_executions", {**TARGET, "state_machine": "other"}),
             sum(1 for t in tracked if t.identity.state_machine_name == "loops"),
             sum(1 for t in tracked if t.identity.state_machine_name == "other"),
         ))  # fmt: skip
@@ -447,7 +453,7 @@ def test_the_running_gauge_counts_what_is_tracked_by_state_machine() -> None:
     virtual.run(90, sink=Collector(), registry=registry)
     (loops_gauge, other_gauge, loops_tracked, other_tracked) = seen[0]
     assert (loops_gauge, other_gauge) == (loops_tracked, other_tracked) == (3, 1)
-    assert registry.get_sample_value("sfn_running_executions", {"state_machine": "loops"}) == 0
+    assert registry.get_sample_value("sfn_running_executions", {**TARGET, "state_machine": "loops"}) == 0
 
 
 def test_finished_executions_are_forgotten_after_the_retention_period() -> None:

@@ -16,7 +16,7 @@ from bench.freshness import EPOCH, SyncStore, VirtualRun
 from exporter.daemon import MALFORMED_POLLS
 from exporter.emit.sinks import ExportFailed
 from simulator.stepfunctions import SimExecution, Simulator
-from tests.truth import Samples, span_ids, truth, workflow_counts
+from tests.truth import TARGET, Samples, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
 
 
@@ -32,7 +32,7 @@ def no_bug_is_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 def assert_settled(exporter: Any, registry: CollectorRegistry) -> None:
     """Nothing left tracked, and the gauges say so."""
     assert not exporter.tracked
-    assert registry.get_sample_value("sfn_exporter_tracked_executions") == 0
+    assert registry.get_sample_value("sfn_exporter_tracked_executions", TARGET) == 0
     running = [s.value for f in registry.collect() if f.name == "sfn_running_executions" for s in f.samples]
     assert running and not any(running)
 
@@ -102,10 +102,10 @@ def test_faults_from_aws_lose_nothing_and_count_nothing_twice() -> None:
     assert workflow_counts(registry) == truth(executions, upto)
     assert exporter.quarantined == {bad_time.arn, no_id.arn}
     value = registry.get_sample_value
-    assert value("sfn_exporter_quarantined_executions") == 2
+    assert value("sfn_exporter_quarantined_executions", TARGET) == 2
     assert value("sfn_exporter_history_errors_total", {"reason": "InvalidEvent"}) == MALFORMED_POLLS
     assert value("sfn_exporter_history_errors_total", {"reason": "InvalidHistory"}) == MALFORMED_POLLS
-    assert value("sfn_exporter_api_throttles_total", {"operation": "GetExecutionHistory"})
+    assert value("sfn_exporter_api_throttles_total", {**TARGET, "operation": "GetExecutionHistory"})
     assert value("sfn_exporter_events_processed_total") == sum(len(e.history()) for e in good) + sum(
         upto.values()
     )

@@ -439,7 +439,9 @@ async def test_describe_execution_asks_for_metadata_only() -> None:
 
     client = Recording()
     api = AwsStepFunctions(
-        client, RateLimiter({"DescribeExecution": (10, 10)}), HealthMetrics(CollectorRegistry())
+        client,
+        RateLimiter({"DescribeExecution": (10, 10)}),
+        HealthMetrics(CollectorRegistry()).target("1", "r"),
     )
     await api.describe_execution(ARN)
     assert client.calls == [{"executionArn": ARN, "includedData": "METADATA_ONLY"}]

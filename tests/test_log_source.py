@@ -18,7 +18,7 @@ from simulator.logs import Delivery, Logging
 from simulator.stepfunctions import SimExecution, Simulator, SimulatorServer
 from tests.harness import fast_config, isolate_aws_env, running_exporter, until
 from tests.otlp_receiver import GrpcOtlpServer
-from tests.truth import span_ids, truth, workflow_counts
+from tests.truth import TARGET, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, waiter, waiter_definition
 
 GENEROUS = {op: (1e6, 1e6) for op in ("FilterLogEvents", "GetExecutionHistory", "ListExecutions")}
@@ -91,9 +91,9 @@ async def test_express_and_logging_standard_executions_arrive_once_with_true_cou
     assert len(spans) == len({s.span_id for s in spans}) == len(span_ids(everything))  # each once
     assert workflow_counts(hooks.registry) == truth(everything)
     value = hooks.registry.get_sample_value
-    assert value("sfn_exporter_state_machines", {"status": "skipped_express_not_logging"}) == 1
+    assert value("sfn_exporter_state_machines", {**TARGET, "status": "skipped_express_not_logging"}) == 1
     assert value("sfn_exporter_log_messages_total", {"outcome": "invalid"}) == 0
-    assert value("sfn_exporter_log_groups") == 2
+    assert value("sfn_exporter_log_groups", TARGET) == 2
     # logs carried the STANDARD executions: their histories were never read (they are listed, to
     # see the end of one whose log lost it)
     assert sim.calls["GetExecutionHistory"] == 0
@@ -114,16 +114,17 @@ async def test_lost_messages_are_anomalies_for_express_and_read_from_the_history
     assert sim.calls["GetExecutionHistory"] > 0
     # EXPRESS: what was lost is counted as an anomaly, and every execution was closed
     anomalies = sum(
-        value("sfn_history_anomalies_total", {"state_machine": name, "anomaly": anomaly}) or 0
+        value("sfn_history_anomalies_total", {**TARGET, "state_machine": name, "anomaly": anomaly}) or 0
         for name in ("orders", "recorded")
         for anomaly in ("missing_event_ids", "incomplete_log", "missing_execution_started")
     )
     assert anomalies >= 1
     started = sum(
-        value("sfn_executions_started_total", {"state_machine": n}) or 0 for n in ("orders", "recorded")
+        value("sfn_executions_started_total", {**TARGET, "state_machine": n}) or 0
+        for n in ("orders", "recorded")
     )
     finished = sum(
-        value("sfn_executions_finished_total", {"state_machine": n, "status": status}) or 0
+        value("sfn_executions_finished_total", {**TARGET, "state_machine": n, "status": status}) or 0
         for n in ("orders", "recorded")
         for status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "UNKNOWN")
     )

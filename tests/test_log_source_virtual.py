@@ -16,7 +16,7 @@ from bench.freshness import EPOCH, SyncStore, VirtualRun
 from simulator.logs import Delivery, Logging, logged
 from simulator.stepfunctions import SimExecution, Simulator
 from tests.test_daemon_virtual import Collector, assert_settled, no_bug_is_logged  # noqa: F401 (a fixture)
-from tests.truth import Samples, span_ids, truth, workflow_counts
+from tests.truth import TARGET, Samples, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, waiter, waiter_definition
 
 GROUP = "/aws/vendedlogs/states/orders"
@@ -65,7 +65,7 @@ def test_express_executions_come_whole_and_once_through_late_reordered_messages(
     assert value("sfn_exporter_log_late_messages_total") > 0
     assert value("sfn_exporter_log_late_reads_total", {"outcome": "read"}) > 0
     assert value("sfn_exporter_events_processed_total") == sum(len(e.history()) for e in executions)
-    assert value("sfn_exporter_log_groups") == 1
+    assert value("sfn_exporter_log_groups", TARGET) == 1
     assert virtual.sim.calls["GetExecutionHistory"] == virtual.sim.calls["ListExecutions"] == 0
     for execution in executions:  # each one's cursor is at its end
         cursor = exporter.store.get(execution.arn)
@@ -88,9 +88,20 @@ def test_an_express_execution_whose_end_is_lost_is_closed_as_incomplete(
     exporter = virtual.run(150, sink=sink, registry=registry)
     assert_settled(exporter, registry)
     value = registry.get_sample_value
-    assert value("sfn_history_anomalies_total", {"state_machine": "orders", "anomaly": "incomplete_log"}) == 1
-    assert value("sfn_executions_finished_total", {"state_machine": "orders", "status": "UNKNOWN"}) == 1
-    assert value("sfn_executions_finished_total", {"state_machine": "orders", "status": "SUCCEEDED"}) == 2
+    assert (
+        value(
+            "sfn_history_anomalies_total", {**TARGET, "state_machine": "orders", "anomaly": "incomplete_log"}
+        )
+        == 1
+    )
+    assert (
+        value("sfn_executions_finished_total", {**TARGET, "state_machine": "orders", "status": "UNKNOWN"})
+        == 1
+    )
+    assert (
+        value("sfn_executions_finished_total", {**TARGET, "state_machine": "orders", "status": "SUCCEEDED"})
+        == 2
+    )
     root = next(s for s in sink.spans if s.context.span_id in span_ids([cut]) and s.parent is None)
     assert root.attributes["sfn.outcome"] == "incomplete"
     assert root.status.status_code.name == "UNSET"
@@ -213,11 +224,12 @@ def test_an_express_state_machine_logging_errors_only_counts_what_it_logs() -> N
     statuses = {"ExecutionFailed": "FAILED", "ExecutionTimedOut": "TIMED_OUT", "ExecutionAborted": "ABORTED"}
     for machine in ("orders", "recorded"):
         mine = [e for e in seen if e.machine.name == machine]
-        assert (value("sfn_executions_started_total", {"state_machine": machine}) or 0) == len(mine)
+        assert (value("sfn_executions_started_total", {**TARGET, "state_machine": machine}) or 0) == len(mine)
         for status in ("FAILED", "TIMED_OUT", "ABORTED", "UNKNOWN"):
             wanted = sum(1 for e in mine if statuses.get(e.history()[-1]["type"], "UNKNOWN") == status)
             assert (
-                value("sfn_executions_finished_total", {"state_machine": machine, "status": status}) or 0
+                value("sfn_executions_finished_total", {**TARGET, "state_machine": machine, "status": status})
+                or 0
             ) == wanted
     counted = {
         f.name: sum(x.value for x in f.samples if x.name.endswith(("_total", "_count")))
@@ -327,9 +339,12 @@ def test_a_log_group_that_cannot_be_read_is_logged_once_counted_and_read_again(
     assert getattr(refused[0], "log_group_arn", "").endswith(f"log-group:{GROUP}")
     assert "reading the log group again" in caplog.text
     value = registry.get_sample_value
-    assert value("sfn_exporter_discovery_errors_total", {"operation": "FilterLogEvents"}) == 6
+    assert value("sfn_exporter_discovery_errors_total", {**TARGET, "operation": "FilterLogEvents"}) == 6
     assert (
-        value("sfn_exporter_api_calls_total", {"operation": "FilterLogEvents", "outcome": "client_error"})
+        value(
+            "sfn_exporter_api_calls_total",
+            {**TARGET, "operation": "FilterLogEvents", "outcome": "client_error"},
+        )
         == 6
     )
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)
@@ -350,8 +365,8 @@ def test_the_checkpoint_keeps_a_log_groups_position_at_the_oldest_open_execution
     oldest = min(t.first_ms for t in open_express)
     assert saved == oldest / 1000  # held back to the oldest open execution's first event
     assert oldest == min(round(e.appear_time(1) * 1000) for e in executions if e.arn in exporter.tracked)
-    assert registry.get_sample_value("sfn_exporter_log_groups") == 1
-    lag = registry.get_sample_value("sfn_exporter_log_watermark_lag_seconds")
+    assert registry.get_sample_value("sfn_exporter_log_groups", TARGET) == 1
+    lag = registry.get_sample_value("sfn_exporter_log_watermark_lag_seconds", TARGET)
     assert lag is not None and 0 <= lag <= 2  # read to within an interval of now
 
 
@@ -366,7 +381,7 @@ def test_a_state_machine_no_longer_read_from_logs_drops_its_group() -> None:
     virtual.loop.call_later(30, delete_all)
     exporter = virtual.run(60, sink=Collector(), registry=registry)
     assert exporter.groups == {}
-    assert registry.get_sample_value("sfn_exporter_log_groups") == 0
+    assert registry.get_sample_value("sfn_exporter_log_groups", TARGET) == 0
 
 
 def test_messages_of_executions_that_ended_or_that_have_no_execution_arn_are_counted(
@@ -416,7 +431,7 @@ def test_a_standard_state_machine_that_logs_is_read_from_its_history_unless_chos
     sink, registry = Collector(), CollectorRegistry()
     exporter = virtual.run(40, sink=sink, registry=registry)
     assert sim.calls["FilterLogEvents"] == 0 and sim.calls["GetExecutionHistory"] > 0
-    assert registry.get_sample_value("sfn_exporter_log_groups") == 0
+    assert registry.get_sample_value("sfn_exporter_log_groups", TARGET) == 0
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)
     assert_settled(exporter, registry)
 
@@ -442,7 +457,9 @@ def test_the_read_position_lag_grows_while_a_log_group_cannot_be_read() -> None:
     for at in (8, 30, 60):
         virtual.loop.call_later(
             at,
-            lambda: lags.append(registry.get_sample_value("sfn_exporter_log_watermark_lag_seconds") or 0.0),
+            lambda: lags.append(
+                registry.get_sample_value("sfn_exporter_log_watermark_lag_seconds", TARGET) or 0.0
+            ),
         )
     sink = Collector()
     virtual.run(90, sink=sink, registry=registry, logs_client=Failing(virtual.sim))

@@ -17,13 +17,13 @@ from tests.harness import ExporterProcess, fast_config, wait_until
 from tests.otlp_receiver import GrpcOtlpServer, ReceivedSpan
 from tests.prometheus import PrometheusServer
 from tests.test_daemon_restart import Scraper
-from tests.truth import map_run_children, span_ids
+from tests.truth import TARGET, map_run_children, span_ids
 
 OPS = ("GetExecutionHistory", "ListExecutions", "DescribeMapRun", "DescribeExecution", "ListStateMachines",
        "DescribeStateMachine")  # fmt: skip
 GENEROUS = {op: (1e6, 1e6) for op in OPS}
 CHILDREN = 500
-RUN = {"state_machine": "batch", "map_state": "Batch"}
+RUN = {**TARGET, "state_machine": "batch", "map_state": "Batch"}
 
 
 def config(tmp_path: Path, **map_runs: Any) -> dict[str, Any]:

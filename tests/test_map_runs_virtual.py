@@ -15,7 +15,7 @@ from exporter.history.ids import span_id_for, trace_id_for
 from simulator.stepfunctions import SimMapRun
 from simulator.workloads import distributed_map, waiter_definition
 from tests.test_daemon_virtual import Collector, no_bug_is_logged  # noqa: F401 (a fixture)
-from tests.truth import map_run_children
+from tests.truth import TARGET, map_run_children
 
 CHILDREN = 500
 
@@ -42,7 +42,7 @@ def child_roots(sink: Collector) -> dict[str, Any]:
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
+    return registry.get_sample_value(name, {**TARGET, **labels}) or 0.0
 
 
 @pytest.mark.parametrize("shape", ["linked", "nested"])
@@ -110,7 +110,8 @@ def test_the_counters_equal_the_truth_and_the_gauges_follow_it_while_it_runs() -
     # the gauges go once the map run ended
     assert (
         registry.get_sample_value(
-            "sfn_map_run_executions", {"state_machine": "batch", "map_state": "Batch", "status": "TOTAL"}
+            "sfn_map_run_executions",
+            {**TARGET, "state_machine": "batch", "map_state": "Batch", "status": "TOTAL"},
         )
         is None
     )

@@ -26,31 +26,48 @@ def test_catalogue_names_follow_prometheus_conventions() -> None:
 
 def test_observations_land_in_the_injected_registry() -> None:
     registry = CollectorRegistry()
-    metrics = WorkflowMetrics(registry)
+    metrics = WorkflowMetrics(registry).for_target("111111111111", "eu-west-1")
     history = next(h for h in recorded_histories() if "test_service_lambda_map_timeout" in h.case)
     out = SpanAssembler(IDENTITY).feed(history.events)
     metrics.apply(out.observations)
-    value = registry.get_sample_value
+    target = {"account": "111111111111", "region": "eu-west-1"}
+
+    def value(name: str, labels: dict[str, str]) -> float | None:
+        return registry.get_sample_value(name, {**target, **labels})
+
     assert value("sfn_executions_started_total", {"state_machine": "Orders"}) == 1
-    assert value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "TIMED_OUT"}) is None
-    assert value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "FAILED"}) == 1
+    assert (
+        value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "TIMED_OUT"})
+        is None
+    )
+    assert (
+        value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "FAILED"}) == 1
+    )
     assert (
         value(
-            "sfn_map_iterations_total", {"state_machine": "Orders", "state": "MapWait", "outcome": "failed"}
+            "sfn_map_iterations_total",
+            {"state_machine": "Orders", "state": "MapWait", "outcome": "failed"},
         )
         == 1
     )
     assert (
         value(
-            "sfn_map_iterations_total", {"state_machine": "Orders", "state": "MapWait", "outcome": "aborted"}
+            "sfn_map_iterations_total",
+            {"state_machine": "Orders", "state": "MapWait", "outcome": "aborted"},
         )
         == 3
     )
     failures = {"state_machine": "Orders", "state": "LambdaInvoke", "kind": "task", "error": "States.Timeout"}
     assert value("sfn_task_failures_total", failures) == 4
-    assert value("sfn_execution_duration_seconds_count", {"state_machine": "Orders", "status": "FAILED"}) == 1
     assert (
-        value("sfn_execution_duration_seconds_sum", {"state_machine": "Orders", "status": "FAILED"}) == 32.0
+        value(
+            "sfn_execution_duration_seconds_count", {"state_machine": "Orders", "status": "FAILED"}
+        )
+        == 1
+    )
+    assert (
+        value("sfn_execution_duration_seconds_sum", {"state_machine": "Orders", "status": "FAILED"})
+        == 32.0
     )
     # nothing landed in the global registry
     assert b"sfn_executions_started_total" not in generate_latest()
@@ -58,10 +75,23 @@ def test_observations_land_in_the_injected_registry() -> None:
 
 def test_running_gauge_is_set_not_counted() -> None:
     registry = CollectorRegistry()
-    metrics = WorkflowMetrics(registry)
-    metrics.set_running("Orders", 3)
-    metrics.set_running("Orders", 2)
-    assert registry.get_sample_value("sfn_running_executions", {"state_machine": "Orders"}) == 2
+    base = WorkflowMetrics(registry)
+    first, second = base.for_target("111111111111", "eu-west-1"), base.for_target("222222222222", "eu-west-1")
+    first.set_running("Orders", 3)
+    first.set_running("Orders", 2)
+    second.set_running("Orders", 7)
+    labels = {"account": "111111111111", "region": "eu-west-1", "state_machine": "Orders"}
+    assert registry.get_sample_value("sfn_running_executions", labels) == 2
+    assert (
+        registry.get_sample_value("sfn_running_executions", {**labels, "account": "222222222222"})
+        == 7
+    )
+    first.forget("Orders")  # one target's series go, the other's stay
+    assert registry.get_sample_value("sfn_running_executions", labels) is None
+    assert (
+        registry.get_sample_value("sfn_running_executions", {**labels, "account": "222222222222"})
+        == 7
+    )
 
 
 def test_wrong_label_count_is_a_clear_error() -> None:

@@ -126,6 +126,7 @@ async def test_no_secret_leaves_the_daemon(
         sim.start(machine, template, f"e{n}", start=sim.clock() + 0.2)
     with SimulatorServer(sim) as server, GrpcOtlpServer() as otlp:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", server.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
         config = Config.model_validate(fast_config(tmp_path, data=data, log={"level": "debug"}))
         hooks = Hooks(handle_signals=False)

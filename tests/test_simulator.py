@@ -20,7 +20,7 @@ from exporter.aws.source import (
 )
 from exporter.aws.tail import read_new_events, read_whole_history
 from exporter.emit.health import HealthMetrics
-from simulator.stepfunctions import Simulator, SimulatorServer
+from simulator.stepfunctions import ACCOUNT, REGION, Simulator, SimulatorServer
 from tests.workloads import waiter, waiter_definition
 
 
@@ -42,7 +42,7 @@ async def setup(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Simulato
         limiter = RateLimiter({op: (1e6, 1e6) for op in ("GetExecutionHistory", "ListExecutions", "DescribeExecution",
                                                           "ListStateMachines", "DescribeStateMachine", "ListTagsForResource")})  # fmt: skip
         async with aws_step_functions(
-            "us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry())
+            "us-east-1", server.endpoint, limiter, HealthMetrics(CollectorRegistry()).target(ACCOUNT, REGION)
         ) as api:
             yield sim, clock, api
 

@@ -10,6 +10,9 @@ from exporter.model import ExecutionIdentity
 from exporter.translate import assemble
 from simulator.stepfunctions import SimExecution, SimMapRun
 
+# the account and region of the simulator's and moto's executions: every workflow series' leading labels
+TARGET = {"account": "123456789012", "region": "us-east-1"}
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -30,7 +33,9 @@ def truth(executions: list[SimExecution], upto: dict[str, int] | None = None) ->
     metrics = WorkflowMetrics(registry)
     for execution in executions:
         events = execution.history()[: (upto or {}).get(execution.arn)]
-        metrics.apply(SpanAssembler(ExecutionIdentity.from_arn(execution.arn)).feed(events).observations)
+        identity = ExecutionIdentity.from_arn(execution.arn)  # its target: the ARN's account and region
+        observations = SpanAssembler(identity).feed(events).observations
+        metrics.for_target(identity.account, identity.region).apply(observations)
     return workflow_counts(registry)
 
 

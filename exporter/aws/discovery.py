@@ -8,6 +8,7 @@ One state machine whose calls fail is logged, counted and skipped; the others go
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from exporter.aws.source import ExecutionSummary, NotFound, SourceError, StateMachine, StepFunctionsApi
 from exporter.checkpoint import CursorStore
 from exporter.config import Config
-from exporter.emit.health import HealthMetrics
+from exporter.emit.health import TargetHealth
+from exporter.shards import Layout
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ class WatchedMachine:
     passes: int = 0
     failing: bool = False
     via_logs: bool = False  # read from its log group (its history only to fill what the log lost)
+    # it moved to this shard at this time (epoch s): what began before is taken over (exporter.shards)
+    taken_over_at: float | None = None
 
 
 def log_verdict(machine: StateMachine, source: str) -> tuple[bool, str | None]:
@@ -53,14 +57,16 @@ class Discovery:
     config: Config
     api: StepFunctionsApi
     store: CursorStore
-    health: HealthMetrics
+    health: TargetHealth
     on_execution: Callable[[ExecutionSummary, WatchedMachine], None]
     wall: Callable[[], float] = time.time
+    layout: Layout = field(default_factory=Layout)
     machines: dict[str, WatchedMachine] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # arn -> reason, logged once
     completed_pass: bool = False
     unreadable: set[str] = field(default_factory=set)  # could not be described; tried again next refresh
     filtered_out: int = 0  # by name or ARN, at the last refresh
+    other_shards: int = 0  # owned by other shards, at the last refresh
     on_removed: Callable[[StateMachine], None] | None = None  # a watched one is listed no more
 
     async def refresh_state_machines(self) -> bool:
@@ -85,10 +91,13 @@ class Discovery:
         self.skipped = {arn: reason for arn, reason in self.skipped.items() if reason == "express"}
         self.unreadable.clear()
         seen: set[str] = set()
-        filtered = 0
+        filtered = others = 0
         for item in listed:
             if not wanted.accepts(item.arn, item.name):
                 filtered += 1
+                continue
+            if not self.layout.owns(item.arn):
+                others += 1
                 continue
             seen.add(item.arn)
             if item.arn in self.machines or item.arn in self.skipped:
@@ -101,6 +110,7 @@ class Discovery:
             )
             self._remove(arn)
         self.filtered_out = filtered
+        self.other_shards = others
         self._count()
         return True
 
@@ -121,7 +131,7 @@ class Discovery:
             if self.config.state_machines.tags:
                 self.unreadable.add(item.arn)  # its tags are unknown: not watched until they are
                 return
-            self.machines[item.arn] = WatchedMachine(item, failing=True)  # retried on its next pass
+            self.machines[item.arn] = self._watched(item, failing=True)  # retried on its next pass
             return
         if any(tags.get(key) != value for key, value in self.config.state_machines.tags.items()):
             self.skipped[item.arn] = "tags"
@@ -131,11 +141,24 @@ class Discovery:
         if skip is not None:
             self._skip(machine, skip)
             return
-        self.machines[item.arn] = WatchedMachine(machine, via_logs=via_logs)
+        self.machines[item.arn] = self._watched(machine, via_logs)
         log.info(
             "watching state machine %s (%s, read from its %s)", machine.name, machine.type,
             "logs" if via_logs else "history", extra={"state_machine_arn": item.arn},
         )  # fmt: skip
+
+    def _watched(
+        self, machine: StateMachine, via_logs: bool = False, failing: bool = False
+    ) -> WatchedMachine:
+        moved = self.layout.moved_in(machine.arn)
+        if moved:
+            log.info(
+                "state machine moved to this shard: what began before %s is taken over, not exported again",
+                dt.datetime.fromtimestamp(self.layout.changed_at, dt.UTC).isoformat(timespec="seconds"),
+                extra={"state_machine_arn": machine.arn},
+            )
+        taken_over_at = self.layout.changed_at if moved else None
+        return WatchedMachine(machine, failing=failing, via_logs=via_logs, taken_over_at=taken_over_at)
 
     def _skip(self, machine: StateMachine, reason: str) -> None:
         self.skipped[machine.arn] = reason
@@ -164,6 +187,7 @@ class Discovery:
         )
         by_tags = sum(1 for reason in self.skipped.values() if reason == "tags")
         self.health.state_machines.labels("filtered_out").set(self.filtered_out + by_tags)
+        self.health.state_machines.labels("other_shards").set(self.other_shards)
 
     async def discover_executions(self) -> None:
         """One pass over every watched state machine, a few at a time."""
@@ -193,13 +217,15 @@ class Discovery:
                     if skip is not None:
                         self._skip(watched.machine, skip)
                     else:
-                        self.machines[arn] = WatchedMachine(watched.machine, via_logs=True)
+                        self.machines[arn] = self._watched(watched.machine, via_logs=True)
                     return
             watermark = self.store.watermark(arn)
             if watermark is None:
                 floor = started - self.config.discovery.lookback_seconds
             else:
                 floor = watermark - self.config.discovery.overlap_seconds
+            if watched.taken_over_at is not None:  # a watermark from before the move is stale
+                floor = max(floor, watched.taken_over_at - self.config.discovery.lookback_seconds)
             await self._list_recent(watched, floor)
             if watched.passes % self.config.discovery.running_scan_every == 0:
                 await self._list_running(watched)

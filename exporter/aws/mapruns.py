@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from exporter.aws.discovery import WatchedMachine
-from exporter.aws.source import SourceError, StepFunctionsApi
+from exporter.aws.source import ExecutionSummary, SourceError, StepFunctionsApi
 from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config
-from exporter.emit.health import HealthMetrics
+from exporter.emit.health import TargetHealth
 from exporter.emit.metrics import MapRunMetrics
 from exporter.model import MapRun, MapRunDescription
 
@@ -48,15 +48,17 @@ class Watch:
     resumed: bool = False  # the children a previous process was reading are read on
     failing: bool = False
     description: MapRunDescription | None = None  # the latest
+    baseline: bool = False  # taken over from another shard: what its first description shows was theirs
 
 
 class MapRuns:
-    """The map runs being watched. `on_child(arn, watch)` is called for each child to follow;
-    it returns whether the child is newly followed."""
+    """The map runs being watched. `on_child(arn, watch, ended_at)` is called for each child to
+    follow (`ended_at`: epoch seconds, None while it runs); it returns whether the child is newly
+    followed."""
 
     def __init__(
         self, config: Config, api: StepFunctionsApi, store: CursorStore, metrics: MapRunMetrics,
-        health: HealthMetrics, on_child: Callable[[str, Watch], bool], wall: Callable[[], float],
+        health: TargetHealth, on_child: Callable[[str, Watch, float | None], bool], wall: Callable[[], float],
     ) -> None:  # fmt: skip
         self.config = config
         self.api = api
@@ -74,14 +76,21 @@ class MapRuns:
         value = self.store.watermark(self._key(run, what))
         return 0 if value is None else int(value)
 
-    def watch(self, run: MapRun, parent: WatchedMachine) -> None:
+    def watch(self, run: MapRun, parent: WatchedMachine, baseline: bool = False) -> None:
         """A map run its parent's history shows (again, after a restart: its end is then known
-        from the checkpoint, and it is not watched a second time)."""
-        if run.arn in self.watches or self._stored(run, "done"):
+        from the checkpoint, and it is not watched a second time). `baseline`: its parent was
+        taken over from another shard (exporter.shards), which counted and sampled it so far."""
+        if run.arn in self.watches:
+            return
+        if baseline:
+            for what in ("done", "followed", "sampled", *FINISHED.values()):  # from before the move: stale
+                self.store.delete_watermark(self._key(run, what))
+        elif self._stored(run, "done"):
             return
         watch = Watch(
-            run, parent, followed=self._stored(run, "followed"), sampled=self._stored(run, "sampled")
-        )
+            run, parent, followed=self._stored(run, "followed"), sampled=self._stored(run, "sampled"),
+            baseline=baseline,
+        )  # fmt: skip
         watch.counted = {key: self._stored(run, key) for key in FINISHED.values()}
         self.watches[run.arn] = watch
         self.health.map_runs.set(len(self.watches))
@@ -110,9 +119,17 @@ class MapRuns:
         run = watch.run
         description = await self.api.describe_map_run(run.arn)
         watch.description = description
+        if watch.baseline:  # what another shard counted and sampled: taken as done
+            for key in FINISHED.values():
+                self.store.set_watermark(self._key(run, key), description.executions[key])
+                watch.counted[key] = description.executions[key]
+            watch.listed = {status: description.executions[key] for status, key in FAILURES.items()}
+            watch.sampled = self.config.map_runs.sample_size
+            self.store.set_watermark(self._key(run, "sampled"), watch.sampled)
+            watch.baseline, watch.resumed = False, True
         if not watch.resumed:
             for arn in self.store.unfinished(f"{_child_prefix(run)}:"):
-                self._follow(watch, arn)
+                self._follow(watch, arn, None)
             watch.resumed = True
         await self._list_children(watch, description)
         self._count_finished(watch, description)
@@ -143,7 +160,7 @@ class MapRuns:
                 if summary.start_date.timestamp() < floor:
                     watch.listed_until = started
                     return
-                self._follow(watch, summary.arn)
+                self._follow(watch, summary.arn, _ended(summary))
             if not token:
                 break
         watch.listed_until = started
@@ -151,7 +168,7 @@ class MapRuns:
     async def _sample(self, watch: Watch, wanted: int) -> None:
         page, _ = await self.api.list_map_run_executions(watch.run.arn, max_results=max(1, min(1000, wanted)))
         for summary in page[:wanted]:
-            if self._follow(watch, summary.arn):
+            if self._follow(watch, summary.arn, _ended(summary)):
                 watch.sampled += 1
         self.store.set_watermark(self._key(watch.run, "sampled"), watch.sampled)
 
@@ -164,12 +181,12 @@ class MapRuns:
             )
             listed += len(page)
             for summary in page:
-                self._follow(watch, summary.arn)
+                self._follow(watch, summary.arn, _ended(summary))
             if not token:
                 return listed
 
-    def _follow(self, watch: Watch, arn: str) -> bool:
-        if not self.on_child(arn, watch):
+    def _follow(self, watch: Watch, arn: str, ended_at: float | None) -> bool:
+        if not self.on_child(arn, watch, ended_at):
             return False
         watch.followed += 1
         self.store.set_watermark(self._key(watch.run, "followed"), watch.followed)
@@ -202,6 +219,10 @@ class MapRuns:
             "map run %s of %s ended %s: %d children, %d followed", run.map_state, run.parent_arn,
             description.status, description.executions["total"], watch.followed, extra={"map_run_arn": run.arn},
         )  # fmt: skip
+
+
+def _ended(summary: ExecutionSummary) -> float | None:
+    return None if summary.stop_date is None else summary.stop_date.timestamp()
 
 
 def _child_prefix(run: MapRun) -> str:

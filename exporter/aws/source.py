@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any, Protocol
 
 from exporter.aws.ratelimit import RateLimiter
-from exporter.emit.health import HealthMetrics
+from exporter.emit.health import TargetHealth
 from exporter.model import MAP_RUN_STATUSES, MapRunDescription
 
 log = logging.getLogger(__name__)
@@ -267,11 +267,11 @@ _OUTCOME = {Throttled: "throttled", Transient: "server_error", NotFound: "client
 
 class _AwsService:
     """Calls of one AWS service over an aiobotocore client, paced by a RateLimiter, counted in
-    HealthMetrics, their errors turned into SourceErrors."""
+    TargetHealth, their errors turned into SourceErrors."""
 
     service = ""
 
-    def __init__(self, client: Any, limiter: RateLimiter, health: HealthMetrics) -> None:
+    def __init__(self, client: Any, limiter: RateLimiter, health: TargetHealth) -> None:
         self._client = client
         self._limiter = limiter
         self._health = health
@@ -473,7 +473,7 @@ def _items(operation: str) -> Iterator[None]:
         raise Malformed(operation, "IncompleteResponse", f"an item lacks or mistypes {exc}") from None
 
 
-def _client_config(connect_timeout: float, read_timeout: float, max_connections: int) -> Any:
+def client_config(connect_timeout: float, read_timeout: float, max_connections: int) -> Any:
     """aiobotocore's client settings: botocore's own retries off (the exporter paces, counts and
     retries calls itself), the given timeouts and connection pool."""
     from aiobotocore.config import AioConfig
@@ -486,16 +486,16 @@ def _client_config(connect_timeout: float, read_timeout: float, max_connections:
 
 @asynccontextmanager
 async def aws_step_functions(
-    region: str | None, endpoint_url: str | None, limiter: RateLimiter, health: HealthMetrics,
-    *, connect_timeout: float = 5, read_timeout: float = 20, max_connections: int = 32,
+    region: str | None, endpoint_url: str | None, limiter: RateLimiter, health: TargetHealth,
+    *, connect_timeout: float = 5, read_timeout: float = 20, max_connections: int = 32, session: Any = None,
 ) -> AsyncIterator[AwsStepFunctions]:  # fmt: skip
     """An AwsStepFunctions with its own aiobotocore client. The standard AWS variables apply
     (credentials chain, AWS_REGION, AWS_ENDPOINT_URL_SFN, AWS_ENDPOINT_URL). botocore's own
     retries are off: the exporter paces, counts and retries calls itself."""
     from aiobotocore.session import get_session
 
-    config = _client_config(connect_timeout, read_timeout, max_connections)
-    async with get_session().create_client(
+    config = client_config(connect_timeout, read_timeout, max_connections)
+    async with (session or get_session()).create_client(
         "stepfunctions", region_name=region, endpoint_url=endpoint_url, config=config
     ) as client:
         client.meta.events.register("before-parse.sfn.GetExecutionHistory", _keep_body)
@@ -504,15 +504,22 @@ async def aws_step_functions(
 
 @asynccontextmanager
 async def aws_cloudwatch_logs(
-    region: str | None, endpoint_url: str | None, limiter: RateLimiter, health: HealthMetrics,
-    *, connect_timeout: float = 5, read_timeout: float = 20,
+    region: str | None, endpoint_url: str | None, limiter: RateLimiter, health: TargetHealth,
+    *, connect_timeout: float = 5, read_timeout: float = 20, session: Any = None,
 ) -> AsyncIterator[AwsCloudWatchLogs]:  # fmt: skip
     """An AwsCloudWatchLogs with its own aiobotocore client (AWS_ENDPOINT_URL_CLOUDWATCH_LOGS or
     AWS_ENDPOINT_URL apply, or `endpoint_url`)."""
     from aiobotocore.session import get_session
 
-    config = _client_config(connect_timeout, read_timeout, max_connections=8)
-    async with get_session().create_client(
+    config = client_config(connect_timeout, read_timeout, max_connections=8)
+    async with (session or get_session()).create_client(
         "logs", region_name=region, endpoint_url=endpoint_url, config=config
     ) as client:
         yield AwsCloudWatchLogs(client, limiter, health)
+
+
+async def caller_account(session: Any, region: str, config: Any, endpoint_url: str | None) -> str:
+    """The account of the session's credentials (sts:GetCallerIdentity, which needs no permission)."""
+    async with session.create_client("sts", region_name=region, config=config, endpoint_url=endpoint_url) as sts:
+        identity = await sts.get_caller_identity()
+    return str(identity["Account"])

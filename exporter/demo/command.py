@@ -30,7 +30,12 @@ def demo_config(config: Config, endpoint: str) -> Config:
     )
     updates = {
         "aws": config.aws.model_copy(
-            update={"endpoint_url": endpoint, "logs_endpoint_url": endpoint, "region": REGION}
+            update={
+                "endpoint_url": endpoint,
+                "logs_endpoint_url": endpoint,
+                "sts_endpoint_url": endpoint,
+                "region": REGION,
+            }
         ),
         "logs": config.logs.model_copy(update=unless_set("logs", interval_seconds=1.0, overlap_seconds=5.0)),
         "discovery": config.discovery.model_copy(

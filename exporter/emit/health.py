@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -45,17 +46,17 @@ class HealthMetrics:
         )
         self.api_calls = Counter(
             "sfn_exporter_api_calls", "AWS API calls, by operation and outcome (success, throttled, client_error, server_error, network_error, invalid_response).",
-            ["operation", "outcome"], registry=r,
+            ["account", "region", "operation", "outcome"], registry=r,
         )  # fmt: skip
         self.api_throttles = Counter(
             "sfn_exporter_api_throttles",
             "ThrottlingException answers, by operation.",
-            ["operation"],
+            ["account", "region", "operation"],
             registry=r,
         )
         self.api_rate = Gauge(
             "sfn_exporter_api_rate_limit", "Calls per second this exporter currently allows itself, by operation.",
-            ["operation"], registry=r,
+            ["account", "region", "operation"], registry=r,
         )  # fmt: skip
         self.history_bytes = Counter(
             "sfn_exporter_history_response_bytes", "Bytes of GetExecutionHistory responses.", registry=r
@@ -67,10 +68,12 @@ class HealthMetrics:
             "sfn_exporter_event_lag_seconds", "Time from an event's timestamp to its export.",
             buckets=LAG_BUCKETS, registry=r,
         )  # fmt: skip
-        self.tracked = Gauge("sfn_exporter_tracked_executions", "Executions being tailed.", registry=r)
+        self.tracked = Gauge(
+            "sfn_exporter_tracked_executions", "Executions being tailed.", ["account", "region"], registry=r
+        )
         self.state_machines = Gauge(
             "sfn_exporter_state_machines", "State machines seen, by status (tracked, skipped_express, skipped_express_not_logging, filtered_out, failing).",
-            ["status"], registry=r,
+            ["account", "region", "status"], registry=r,
         )  # fmt: skip
         self.spans_exported = Counter(
             "sfn_exporter_spans_exported", "Spans the OTLP backend accepted.", registry=r
@@ -90,18 +93,23 @@ class HealthMetrics:
         self.quarantined = Gauge(
             "sfn_exporter_quarantined_executions",
             "Executions no longer polled because their history stayed unreadable (logged once each).",
+            ["account", "region"],
             registry=r,
         )
         self.discovery_errors = Counter(
-            "sfn_exporter_discovery_errors", "Discovery failures, by operation.", ["operation"], registry=r
+            "sfn_exporter_discovery_errors",
+            "Discovery failures, by operation.",
+            ["account", "region", "operation"],
+            registry=r,
         )
         self.last_success = Gauge(
             "sfn_exporter_last_successful_poll_timestamp_seconds",
-            "Unix time of the last successful AWS API call.", registry=r,
+            "Unix time of the last successful AWS API call.", ["account", "region"], registry=r,
         )  # fmt: skip
         self.staleness = Gauge(
             "sfn_exporter_poll_staleness_seconds",
-            "How overdue the most overdue tracked execution's poll is (0 when the budget keeps up).", registry=r,
+            "How overdue the most overdue tracked execution's poll is (0 when the budget keeps up).",
+            ["account", "region"], registry=r,
         )  # fmt: skip
         self.log_messages = Counter(
             "sfn_exporter_log_messages",
@@ -122,7 +130,8 @@ class HealthMetrics:
             registry=r,
         )  # fmt: skip
         self.map_runs = Gauge(
-            "sfn_exporter_map_runs", "Distributed Map runs being watched (described and their children listed).", registry=r
+            "sfn_exporter_map_runs", "Distributed Map runs being watched (described and their children listed).",
+            ["account", "region"], registry=r,
         )  # fmt: skip
         self.map_run_children = Counter(
             "sfn_exporter_map_run_children",
@@ -131,30 +140,97 @@ class HealthMetrics:
             ["handling"], registry=r,
         )  # fmt: skip
         self.log_groups = Gauge(
-            "sfn_exporter_log_groups", "Log groups being read (those of the state machines read from logs).", registry=r
+            "sfn_exporter_log_groups", "Log groups being read (those of the state machines read from logs).",
+            ["account", "region"], registry=r,
         )  # fmt: skip
         self.log_watermark = Gauge(
             "sfn_exporter_log_watermark_lag_seconds",
-            "How far behind now the oldest log group's read position is.", registry=r,
+            "How far behind now the oldest log group's read position is.", ["account", "region"], registry=r,
         )  # fmt: skip
-        self.last_success_time = 0.0
+        self.target_up = Gauge(
+            "sfn_exporter_target_up",
+            "1 when the target's credentials work and its state machines were listed at the last try, else 0.",
+            ["account", "region"], registry=r,
+        )  # fmt: skip
+        self.credential_errors = Counter(
+            "sfn_exporter_credential_errors",
+            "Failures to get a target's credentials (sts:AssumeRole, sts:GetCallerIdentity); retried with back-off.",
+            ["account", "region"], registry=r,
+        )  # fmt: skip
         for outcome in ("accepted", "reread", "late", "invalid", "ignored"):
             self.log_messages.labels(outcome)
         for outcome in ("read", "skipped"):
             self.log_late_reads.labels(outcome)
         for handling in ("followed", "counted"):
             self.map_run_children.labels(handling)
-        for status in (
-            "tracked",
-            "skipped_express",
-            "skipped_express_not_logging",
-            "filtered_out",
-            "failing",
-        ):
-            self.state_machines.labels(status).set(0)
         for outcome in ("ok", "error"):
             self.checkpoint_writes.labels(outcome)
 
+    def target(self, account: str, region: str) -> TargetHealth:
+        """The metrics of one target (an account in a region), their labels bound."""
+        return TargetHealth(self, account, region)
+
+
+STATE_MACHINE_STATUSES = (
+    "tracked", "skipped_express", "skipped_express_not_logging", "filtered_out", "other_shards", "failing",
+)  # fmt: skip
+
+
+class _Bound:
+    """A labelled metric with its leading labels (account, region) given."""
+
+    def __init__(self, metric: Counter | Gauge, prefix: tuple[str, ...]) -> None:
+        self._metric = metric
+        self._prefix = prefix
+
+    def labels(self, *values: str) -> Any:
+        return self._metric.labels(*self._prefix, *values)
+
+    def inc(self, amount: float = 1) -> None:
+        self._metric.labels(*self._prefix).inc(amount)
+
+    def set(self, value: float) -> None:
+        self._metric.labels(*self._prefix).set(value)  # type: ignore[union-attr]
+
+
+class TargetHealth:
+    """The exporter's metrics as one target's parts (discovery, polling, API calls) use them:
+    the per-target ones labelled with its account and region, the others shared."""
+
+    def __init__(self, health: HealthMetrics, account: str, region: str) -> None:
+        self.shared = health
+        self.account, self.region = account, region
+        bound = (account, region)
+        self.api_calls = _Bound(health.api_calls, bound)
+        self.api_throttles = _Bound(health.api_throttles, bound)
+        self.api_rate = _Bound(health.api_rate, bound)
+        self.tracked = _Bound(health.tracked, bound)
+        self.state_machines = _Bound(health.state_machines, bound)
+        self.quarantined = _Bound(health.quarantined, bound)
+        self.discovery_errors = _Bound(health.discovery_errors, bound)
+        self.staleness = _Bound(health.staleness, bound)
+        self.map_runs = _Bound(health.map_runs, bound)
+        self.log_groups = _Bound(health.log_groups, bound)
+        self.log_watermark = _Bound(health.log_watermark, bound)
+        self.up = _Bound(health.target_up, bound)
+        self.credential_errors = _Bound(health.credential_errors, bound)
+        self.credential_errors.inc(0)
+        self.history_bytes = health.history_bytes
+        self.events = health.events
+        self.lag = health.lag
+        self.spans_exported = health.spans_exported
+        self.spans_failed = health.spans_failed
+        self.checkpoint_writes = health.checkpoint_writes
+        self.history_errors = health.history_errors
+        self.log_messages = health.log_messages
+        self.log_late_reads = health.log_late_reads
+        self.log_late_messages = health.log_late_messages
+        self.map_run_children = health.map_run_children
+        self.last_success_time = 0.0
+        for status in STATE_MACHINE_STATUSES:
+            self.state_machines.labels(status).set(0)
+        self.tracked.set(0)
+
     def api_succeeded(self, now: float) -> None:
         self.last_success_time = now
-        self.last_success.set(now)
+        self.shared.last_success.labels(self.account, self.region).set(now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -16,25 +17,46 @@ from exporter.history.catalogue import (
 )
 from exporter.model import MapRun, MapRunDescription, Observation
 
+# Every workflow and map run series leads with its target's account and region (bounded: the
+# configured targets), so that one process's series of many accounts never mix.
+TARGET_LABELS = ("account", "region")
+Target = tuple[str, str]
+
 
 def _make(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
     # prometheus-client appends `_total` to counters itself.
+    labels = (*TARGET_LABELS, *spec.labels)
     if spec.type == MetricType.COUNTER:
-        return Counter(spec.name.removesuffix("_total"), spec.help, spec.labels, registry=registry)
+        return Counter(spec.name.removesuffix("_total"), spec.help, labels, registry=registry)
     if spec.type == MetricType.HISTOGRAM:
-        return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=DURATION_BUCKETS)
-    return Gauge(spec.name, spec.help, spec.labels, registry=registry)
+        return Histogram(spec.name, spec.help, labels, registry=registry, buckets=DURATION_BUCKETS)
+    return Gauge(spec.name, spec.help, labels, registry=registry)
 
 
 class WorkflowMetrics:
-    """Applies the assembler's observations to the workflow metrics of the catalogue."""
+    """Applies the assembler's observations to the workflow metrics of the catalogue, as one
+    target's (`for_target` gives another target's view of the same metrics)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, target: Target = ("", "")) -> None:
         self.registry = registry
+        self.target = target
         self._metrics = {spec.name: (spec, _make(spec, registry)) for spec in WORKFLOW_METRICS}
         # label sets in use, by state machine (every workflow metric's first label), to forget
         # them when the state machine is gone
         self._children: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+        self._shared: dict[str, MapRunMetrics] = {}  # the map run metrics, made when first needed
+
+    def for_target(self, account: str, region: str) -> WorkflowMetrics:
+        view = copy.copy(self)  # the same metrics (and _shared), another target's series
+        view.target = (account, region)
+        view._children = {}
+        return view
+
+    def map_runs(self) -> MapRunMetrics:
+        """The map run metrics of this registry, as this target's."""
+        if "base" not in self._shared:
+            self._shared["base"] = MapRunMetrics(self.registry)
+        return self._shared["base"].for_target(self.target)
 
     def apply(self, observations: Iterable[Observation]) -> None:
         for observation in observations:
@@ -43,7 +65,7 @@ class WorkflowMetrics:
                 raise ValueError(
                     f"{observation.metric}: expected labels {spec.labels}, got {observation.labels}"
                 )
-            child = metric.labels(*observation.labels)
+            child = metric.labels(*self.target, *observation.labels)
             self._children.setdefault(observation.labels[0], set()).add(
                 (observation.metric, observation.labels)
             )
@@ -56,14 +78,14 @@ class WorkflowMetrics:
 
     def set_running(self, state_machine: str, count: int) -> None:
         _, gauge = self._metrics["sfn_running_executions"]
-        gauge.labels(state_machine).set(count)  # type: ignore[attr-defined]
+        gauge.labels(*self.target, state_machine).set(count)  # type: ignore[attr-defined]
         self._children.setdefault(state_machine, set()).add(("sfn_running_executions", (state_machine,)))
 
     def forget(self, state_machine: str) -> None:
         """Drop every series of a state machine that is gone, so its label sets do not live on
         until a restart (Prometheus marks them stale)."""
         for name, labels in self._children.pop(state_machine, ()):
-            self._metrics[name][1].remove(*labels)
+            self._metrics[name][1].remove(*self.target, *labels)
 
 
 # DescribeMapRun's count keys, as the status label says them (AWS's execution statuses)
@@ -81,15 +103,22 @@ class MapRunMetrics:
     ARN: one series per map run would grow without bound). Several map runs of one Map state
     running at once are summed."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, target: Target = ("", "")) -> None:
         self._m = {spec.name: _make(spec, registry) for spec in MAP_RUN_METRICS}
-        self._shown: set[tuple[str, str]] = set()  # label pairs with progress series
+        self.target = target
+        self._shown: set[tuple[str, str, str, str]] = set()  # label sets with progress series
+
+    def for_target(self, target: Target) -> MapRunMetrics:
+        view = copy.copy(self)  # the same metrics, another target's series
+        view.target = target
+        view._shown = set()
+        return view
 
     def set_progress(self, runs: Sequence[tuple[MapRun, MapRunDescription]]) -> None:
         """The progress gauges of the map runs running now (those that ended lose their series)."""
-        sums: dict[tuple[str, str], dict[str, float]] = {}
+        sums: dict[tuple[str, str, str, str], dict[str, float]] = {}
         for run, description in runs:
-            total = sums.setdefault((run.parent_state_machine, run.map_state), {})
+            total = sums.setdefault((*self.target, run.parent_state_machine, run.map_state), {})
             for key, label in _STATUS_LABELS.items():
                 total[f"e:{label}"] = total.get(f"e:{label}", 0) + description.executions[key]
                 total[f"i:{label}"] = total.get(f"i:{label}", 0) + description.items[key]
@@ -115,8 +144,10 @@ class MapRunMetrics:
 
     def children_finished(self, run: MapRun, status: str, count: int) -> None:
         self._m["sfn_map_run_child_executions_finished_total"].labels(  # type: ignore[attr-defined]
-            run.parent_state_machine, run.map_state, status
+            *self.target, run.parent_state_machine, run.map_state, status
         ).inc(count)
 
     def finished(self, run: MapRun, status: str) -> None:
-        self._m["sfn_map_runs_finished_total"].labels(run.parent_state_machine, run.map_state, status).inc()  # type: ignore[attr-defined]
+        self._m["sfn_map_runs_finished_total"].labels(
+            *self.target, run.parent_state_machine, run.map_state, status
+        ).inc()  # type: ignore[attr-defined]
