@@ -286,7 +286,7 @@ async def test_a_deleted_state_machine_takes_its_series_with_it(
     async with exporting(sim, aws_env, tmp_path) as (hooks, otlp):
         await until(lambda: span_ids(executions) <= set(received(otlp)), 30, "every span")
         value = hooks.registry.get_sample_value
-        labels = {"state_machine": "deleted", "status": "SUCCEEDED"}
+        labels = {**TARGET, "state_machine": "deleted", "status": "SUCCEEDED"}
         await until(lambda: value("sfn_executions_finished_total", labels) == 2, 30, "the counts")
         del sim.machines[deleted.arn]  # DeleteStateMachine: no longer listed
         await until(lambda: value("sfn_executions_finished_total", labels) is None, 30, "its series to go")

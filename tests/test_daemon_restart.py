@@ -13,6 +13,7 @@ from exporter.demo.samples import SAMPLES
 from tests.harness import ExporterProcess, Workload, fast_config, wait_until
 from tests.moto_server import MotoServer
 from tests.otlp_receiver import GrpcOtlpServer
+from tests.truth import TARGET
 
 COUNTERS = (
     "sfn_executions_started_total", "sfn_executions_finished_total", "sfn_states_entered_total",
@@ -103,7 +104,12 @@ def test_sigkill_and_restart_lose_no_span_and_count_no_event_twice(tmp_path: Pat
             ):
                 if observation.metric in COUNTERS:
                     labels = tuple(
-                        sorted(zip(BY_NAME[observation.metric].labels, observation.labels, strict=True))
+                        sorted(
+                            [
+                                *TARGET.items(),
+                                *zip(BY_NAME[observation.metric].labels, observation.labels, strict=True),
+                            ]
+                        )
                     )
                     truth[(observation.metric, labels)] += observation.value
         for key in set(before_kill) | set(after_restart):
@@ -128,7 +134,7 @@ def test_sigterm_flushes_spans_and_checkpoint_then_exits_zero(tmp_path: Path) ->
         exporter = ExporterProcess(tmp_path, config, moto.endpoint, otlp.endpoint).start()
         wanted = {f"{s.span_id:016x}" for arn in workload.executions for s in workload.expected_spans(arn)}
         wait_until(lambda: "sfn_exporter_checkpoint_writes_total" in exporter.get("/metrics")[1] and
-                   exporter.samples().get(("sfn_exporter_api_calls_total", (("operation", "GetExecutionHistory"), ("outcome", "success"))), 0) >= 6,
+                   exporter.samples().get(("sfn_exporter_api_calls_total", tuple(sorted({**TARGET, "operation": "GetExecutionHistory", "outcome": "success"}.items()))), 0) >= 6,
                    30, "the histories to be read")  # fmt: skip
         exporter.signal(signal.SIGTERM)
         assert exporter.wait(30) == 0

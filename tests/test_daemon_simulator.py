@@ -99,7 +99,7 @@ async def test_the_exporter_rides_out_faults_and_follows_a_redrive(
     assert total("sfn_exporter_api_calls_total", outcome="network_error") >= 1
     names = {s.name for s in otlp.receiver.snapshot()}
     assert "redrives redrive" in names
-    finished = {"state_machine": "redrives", "status": "FAILED"}
+    finished = {**TARGET, "state_machine": "redrives", "status": "FAILED"}
     assert value("sfn_executions_finished_total", finished) == 1
     assert value("sfn_executions_finished_total", {**TARGET, **finished, "status": "SUCCEEDED"}) == 1
     assert value("sfn_executions_redriven_total", {**TARGET, "state_machine": "redrives"}) == 1

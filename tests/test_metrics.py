@@ -36,13 +36,8 @@ def test_observations_land_in_the_injected_registry() -> None:
         return registry.get_sample_value(name, {**target, **labels})
 
     assert value("sfn_executions_started_total", {"state_machine": "Orders"}) == 1
-    assert (
-        value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "TIMED_OUT"})
-        is None
-    )
-    assert (
-        value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "FAILED"}) == 1
-    )
+    assert value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "TIMED_OUT"}) is None
+    assert value("sfn_executions_finished_total", {"state_machine": "Orders", "status": "FAILED"}) == 1
     assert (
         value(
             "sfn_map_iterations_total",
@@ -59,15 +54,9 @@ def test_observations_land_in_the_injected_registry() -> None:
     )
     failures = {"state_machine": "Orders", "state": "LambdaInvoke", "kind": "task", "error": "States.Timeout"}
     assert value("sfn_task_failures_total", failures) == 4
+    assert value("sfn_execution_duration_seconds_count", {"state_machine": "Orders", "status": "FAILED"}) == 1
     assert (
-        value(
-            "sfn_execution_duration_seconds_count", {"state_machine": "Orders", "status": "FAILED"}
-        )
-        == 1
-    )
-    assert (
-        value("sfn_execution_duration_seconds_sum", {"state_machine": "Orders", "status": "FAILED"})
-        == 32.0
+        value("sfn_execution_duration_seconds_sum", {"state_machine": "Orders", "status": "FAILED"}) == 32.0
     )
     # nothing landed in the global registry
     assert b"sfn_executions_started_total" not in generate_latest()
@@ -82,16 +71,10 @@ def test_running_gauge_is_set_not_counted() -> None:
     second.set_running("Orders", 7)
     labels = {"account": "111111111111", "region": "eu-west-1", "state_machine": "Orders"}
     assert registry.get_sample_value("sfn_running_executions", labels) == 2
-    assert (
-        registry.get_sample_value("sfn_running_executions", {**labels, "account": "222222222222"})
-        == 7
-    )
+    assert registry.get_sample_value("sfn_running_executions", {**labels, "account": "222222222222"}) == 7
     first.forget("Orders")  # one target's series go, the other's stay
     assert registry.get_sample_value("sfn_running_executions", labels) is None
-    assert (
-        registry.get_sample_value("sfn_running_executions", {**labels, "account": "222222222222"})
-        == 7
-    )
+    assert registry.get_sample_value("sfn_running_executions", {**labels, "account": "222222222222"}) == 7
 
 
 def test_wrong_label_count_is_a_clear_error() -> None:
