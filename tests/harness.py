@@ -156,11 +156,11 @@ class ExporterProcess:
 class Workload:
     """Deploys sample workflows on moto and starts executions of them."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.client = boto3.client(
-            "stepfunctions", endpoint_url=endpoint, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )  # fmt: skip
+    def __init__(
+        self, endpoint: str, region: str = "us-east-1", credentials: dict[str, str] | None = None
+    ) -> None:
+        keys = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        self.client = boto3.client("stepfunctions", endpoint_url=endpoint, region_name=region, **keys)
         self.machines: dict[str, str] = {}
         self.executions: list[str] = []
 
