@@ -53,6 +53,8 @@ def build() -> dict[str, Any]:
         **_obj({
             "replicaCount": {"type": "integer", "minimum": 0, "maximum": 1,
                              "description": "0 or 1: a second replica would count every event twice"},
+            "sharding": _obj({"shards": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                         "description": "1: a Deployment; above 1: a StatefulSet of shards"}}),
             "image": _obj({"registry": STR, "repository": {"type": "string", "minLength": 1}, "tag": STR,
                            "digest": {"type": "string", "pattern": "^(sha256:[0-9a-f]{64})?$"},
                            "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}, ["repository"]),

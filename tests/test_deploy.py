@@ -223,6 +223,66 @@ def test_chart_renders_valid_manifests(combination: str, tmp_path: Path) -> None
         assert rule["spec"] == shipped
 
 
+def test_the_sharded_chart_is_a_statefulset_whose_pods_find_their_shard(tmp_path: Path) -> None:
+    values = {"sharding": {"shards": 3}, "serviceMonitor": {"enabled": True},
+              "checkpoint": {"persistence": {"storageClass": "gp3", "size": "2Gi"}}}  # fmt: skip
+    docs = render(values)
+    validate_strict(docs, tmp_path)
+    assert not by_kind(docs, "Deployment") and not by_kind(docs, "PersistentVolumeClaim")
+    (statefulset,) = by_kind(docs, "StatefulSet")
+    spec = statefulset["spec"]
+    assert (spec["replicas"], spec["podManagementPolicy"]) == (3, "Parallel")
+    (claim,) = spec["volumeClaimTemplates"]  # one checkpoint claim per shard, kept when scaled down
+    assert (
+        claim["metadata"]["name"] == "checkpoint"
+        and claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    )
+    assert claim["spec"]["storageClassName"] == "gp3"
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    pod = spec["template"]["spec"]
+    assert "checkpoint" not in {v["name"] for v in pod["volumes"]}  # the claim template provides it
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+        "kubernetes.io/hostname", "topology.kubernetes.io/zone",
+    }  # fmt: skip
+    services = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    headless = services[spec["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    (budget,) = by_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    (monitor,) = by_kind(docs, "ServiceMonitor")  # the ClusterIP Service selects every shard's pod
+    selected = services["sfn-sfn-otel-exporter"]["spec"]["selector"]
+    assert monitor["spec"]["selector"]["matchLabels"] == selected
+    assert spec["template"]["metadata"]["labels"].items() >= selected.items()
+    exporter = pod["containers"][0]
+    assert exporter["env"][0] == {
+        "name": "POD_NAME",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+    }
+    # the ordinal wiring: the exporter's own flag parsing, given the pod's arguments and name
+    (configmap,) = by_kind(docs, "ConfigMap")
+    (tmp_path / "config.yaml").write_text(configmap["data"]["config.yaml"])
+    from exporter.cli import _load, build_parser
+
+    args = build_parser().parse_args([
+        "run", *(a.replace("/etc/sfn-exporter", str(tmp_path)) for a in exporter["args"])
+    ])  # fmt: skip
+    config = _load(args)
+    assert config.sharding.total_shards == 3 and config.sharding.shard is None
+    for ordinal in range(3):
+        pod_name = f"{statefulset['metadata']['name']}-{ordinal}"
+        assert config.sharding.resolve({"POD_NAME": pod_name}, "ignored") == ordinal
+    assert config.quota("GetExecutionHistory").refill_per_second == pytest.approx(20 * 0.5 / 3)
+
+
+def test_one_shard_is_the_deployment_as_before() -> None:
+    docs = render({"sharding": {"shards": 1}})
+    assert by_kind(docs, "Deployment") and not by_kind(docs, "StatefulSet")
+    (deployment,) = by_kind(docs, "Deployment")
+    exporter = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert not any(a.startswith("--total-shards") for a in exporter["args"])
+    assert "POD_NAME" not in {e["name"] for e in exporter["env"]}
+
+
 def test_the_secured_chart_wires_tls_auth_monitors_and_peers() -> None:
     docs = render(COMBINATIONS["secured"])
     (deployment,) = by_kind(docs, "Deployment")
@@ -281,6 +341,7 @@ def test_config_changes_change_the_checksum() -> None:
     ("values", "message"),
     [
         ({"replicaCount": 2}, "replicaCount"),
+        ({"sharding": {"shards": 0}}, "shards"),
         ({"serviceMonitor": {"enabled": "yes"}}, "serviceMonitor"),
         ({"config": {"polling": {"page_size": 5000}}}, "page_size"),
         ({"config": {"polling": {"page_sise": 10}}}, "page_sise"),
