@@ -128,3 +128,17 @@ def test_map_run_benchmark_compares_against_its_baseline() -> None:
     assert base.lags and sampled.lags and base.followed == 0
     assert 10 <= sampled.followed <= 40  # the sample and the failures, of 300 children
     assert all(sampled.busiest[op] <= sampled.allowed[op] for op in sampled.busiest)
+
+
+def test_fleet_benchmark_counts_each_accounts_calls_and_the_cpu_per_event() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.fleet", "--accounts", "1,2", "--executions", "8", "--events", "100",
+         "--pressed", "2,40,10"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [(row[0], row[1]) for row in rows] == [("1", "800"), ("2", "1,600")]  # every event of every account
+    for row in rows:
+        assert 0 < float(row[4]) <= 1.0  # the busiest account's calls within its share
+    assert "under budget pressure (2 accounts, 800 events" in result.stdout
