@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from exporter.checkpoint import CheckpointError, CursorStore
-from exporter.config import Config, endpoint_problem, region_problem
+from exporter.config import Config, ConfigError, endpoint_problem, region_problem
 from exporter.emit.webconfig import WebConfigError, load_web_config
 
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
@@ -101,10 +101,15 @@ def preflight(
     environ = os.environ if environ is None else environ
     problems = []
     region, where = effective_region(config, environ)
-    if region is None:
+    needs_default = not config.targets or any(not target.regions for target in config.targets)
+    if region is None and needs_default:
         problems.append("aws.region: no AWS region: set AWS_REGION, or aws.region in the config")
-    elif problem := region_problem(region):
+    elif region is not None and (problem := region_problem(region)):
         problems.append(f"{where}: {problem}")
+    try:
+        config.sharding.resolve(environ, socket.gethostname())
+    except ConfigError as exc:
+        problems.append(str(exc))
     problems += _otlp(config, environ)
     problems += _listen(config, bind=not for_run)
     if config.web.config_file:

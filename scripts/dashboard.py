@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 PATH = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboard.json"
-SM = 'state_machine=~"$state_machine"'
+SM = 'account=~"$account", region=~"$region", state_machine=~"$state_machine"'
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
@@ -131,25 +131,30 @@ def build() -> dict[str, Any]:
         "templating": {
             "list": [
                 {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
-                {
-                    "name": "state_machine",
-                    "type": "query",
-                    "datasource": DATASOURCE,
-                    "label": "State machine",
-                    "query": {
-                        "query": "label_values(sfn_executions_started_total, state_machine)",
-                        "refId": "sm",
-                    },
-                    "definition": "label_values(sfn_executions_started_total, state_machine)",
-                    "multi": True,
-                    "includeAll": True,
-                    "allValue": ".*",
-                    "refresh": 2,
-                },
+                variable("account", "Account", "label_values(sfn_executions_started_total, account)"),
+                variable(
+                    "region",
+                    "Region",
+                    'label_values(sfn_executions_started_total{account=~"$account"}, region)',
+                ),
+                variable(
+                    "state_machine",
+                    "State machine",
+                    'label_values(sfn_executions_started_total{account=~"$account", region=~"$region"}, state_machine)',
+                ),
             ]
         },
         "panels": panels,
     }
+
+
+def variable(name: str, label: str, query: str) -> dict[str, Any]:
+    """A template variable from a label's values, many or all selectable."""
+    return {
+        "name": name, "type": "query", "datasource": DATASOURCE, "label": label,
+        "query": {"query": query, "refId": name}, "definition": query,
+        "multi": True, "includeAll": True, "allValue": ".*", "refresh": 2,
+    }  # fmt: skip
 
 
 def render() -> str:

@@ -138,7 +138,10 @@ def test_fleet_benchmark_counts_each_accounts_calls_and_the_cpu_per_event() -> N
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
-    assert [(row[0], row[1]) for row in rows] == [("1", "800"), ("2", "1,600")]  # every event of every account
+    assert [(row[0], row[1]) for row in rows] == [
+        ("1", "800"),
+        ("2", "1,600"),
+    ]  # every event of every account
     for row in rows:
         assert 0 < float(row[4]) <= 1.0  # the busiest account's calls within its share
     assert "under budget pressure (2 accounts, 800 events" in result.stdout

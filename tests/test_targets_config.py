@@ -169,3 +169,21 @@ def test_an_unreadable_layout_record_stops_the_start(tmp_path: Path) -> None:
     store.set_meta("shards", "garbage")
     with pytest.raises(CheckpointError, match="unreadable shard layout 'garbage'"):
         store.layout(0, 2)
+
+
+def test_preflight_needs_no_default_region_when_every_target_names_its_own() -> None:
+    from exporter.preflight import preflight
+
+    named = Config.model_validate(
+        {"targets": [{"regions": ["eu-west-1"]}], "checkpoint": {"path": ":memory:"}}
+    )
+    assert not [p for p in preflight(named, environ={}, for_run=True) if "region" in p]
+    unnamed = Config.model_validate(
+        {"targets": [{"regions": ["eu-west-1"]}, {}], "checkpoint": {"path": ":memory:"}}
+    )
+    assert any(
+        p.startswith("aws.region: no AWS region") for p in preflight(unnamed, environ={}, for_run=True)
+    )
+    sharded = Config.model_validate({"sharding": {"total_shards": 3}, "aws": {"region": "eu-west-1"}})
+    problems = preflight(sharded, environ={"POD_NAME": "laptop"}, for_run=True)
+    assert any("sharding.shard: not set, and 'laptop'" in p for p in problems)

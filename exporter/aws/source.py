@@ -520,6 +520,8 @@ async def aws_cloudwatch_logs(
 
 async def caller_account(session: Any, region: str, config: Any, endpoint_url: str | None) -> str:
     """The account of the session's credentials (sts:GetCallerIdentity, which needs no permission)."""
-    async with session.create_client("sts", region_name=region, config=config, endpoint_url=endpoint_url) as sts:
+    async with session.create_client(
+        "sts", region_name=region, config=config, endpoint_url=endpoint_url
+    ) as sts:
         identity = await sts.get_caller_identity()
     return str(identity["Account"])
