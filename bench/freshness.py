@@ -43,6 +43,7 @@ from exporter.daemon import Exporter, Tracked
 from exporter.emit.health import HealthMetrics
 from exporter.emit.metrics import WorkflowMetrics
 from exporter.schedule.scheduler import PollScheduler
+from exporter.shards import Layout
 from simulator.builder import History
 from simulator.logs import Logging
 from simulator.stepfunctions import ACCOUNT, REGION, DirectClient, DirectLogsClient, Simulator, Template
@@ -283,9 +284,9 @@ class VirtualRun:
         on_events: Callable[[Tracked, list[int]], None] | None = None, client: Any = None,
         *, sink: Any = None, store: CursorStore | None = None, registry: CollectorRegistry | None = None,
         on_spans: Callable[[Tracked, list[Any]], None] | None = None, close: bool = True,
-        logs_client: Any = None,
+        logs_client: Any = None, layout: Layout | None = None,
     ) -> Exporter:  # fmt: skip
-        """Runs the exporter for `seconds` of virtual time. Tests may give their own sink, store
+        """Runs the exporter for `seconds` of virtual time (as the shard `layout` says). Tests may give their own sink, store
         and registry; `close=False` leaves the loop open for another run (a restart). The
         simulator's CloudWatch Logs are read too (through `logs_client` when given)."""
         registry = registry if registry is not None else CollectorRegistry()
@@ -296,7 +297,7 @@ class VirtualRun:
             clock=self.loop.time, wall=self.wall, on_events=on_events, on_spans=on_spans, scheduler=scheduler,
             budget=lambda: self.limiter.rate("GetExecutionHistory"),
             logs_api=AwsCloudWatchLogs(logs_client or DirectLogsClient(self.sim), self.limiter, health),
-            log_calls_spare=lambda: self.limiter.spare("FilterLogEvents"),
+            log_calls_spare=lambda: self.limiter.spare("FilterLogEvents"), layout=layout,
         )  # fmt: skip
         self.exporter = exporter  # for callbacks scheduled on the loop, while it runs
         if isinstance(scheduler, OracleScheduler):

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
 from exporter.history.ids import span_id_for, trace_id_for
+from exporter.shards import Layout, owner
 from simulator.stepfunctions import SimMapRun
 from simulator.workloads import distributed_map, waiter_definition
 from tests.test_daemon_virtual import Collector, no_bug_is_logged  # noqa: F401 (a fixture)
@@ -163,3 +164,40 @@ def test_a_restart_mid_run_loses_nothing_and_counts_nothing_twice() -> None:
     for arn in roots:
         cursor = store.get(arn)
         assert cursor is not None and cursor.finished
+
+
+def test_a_map_run_whose_state_machine_moved_shards_is_counted_once() -> None:
+    """The parent's state machine moves to a shard with no checkpoint of it mid-run
+    (exporter.shards): the new owner takes what the map run counted so far as the old owner's,
+    counts only what finishes after, and follows only children that end after the move."""
+    virtual = VirtualRun(settings(sample_size=10))
+    run = start(virtual)
+    first_registry, second_registry = CollectorRegistry(), CollectorRegistry()
+    first_sink, second_sink = Collector(), Collector()
+    virtual.run(12, sink=first_sink, store=SyncStore(":memory:"), registry=first_registry, close=False)
+    moved_at = virtual.wall()
+    assert run.status(moved_at) == "RUNNING"
+    shard = owner(run.parent.machine.arn, 2)
+    layout = Layout.first(shard, 2, moved_at)  # a new shard: its state machines are taken over
+    virtual.run(120, sink=second_sink, store=SyncStore(":memory:"), registry=second_registry, layout=layout)
+    truth = map_run_children(run)
+    first = {s: value(first_registry, "sfn_map_run_child_executions_finished_total", state_machine="batch",
+                      map_state="Batch", status=s) for s in ("SUCCEEDED", "FAILED")}  # fmt: skip
+    second = {s: value(second_registry, "sfn_map_run_child_executions_finished_total", state_machine="batch",
+                       map_state="Batch", status=s) for s in ("SUCCEEDED", "FAILED")}  # fmt: skip
+    assert first["SUCCEEDED"] > 0 and second["SUCCEEDED"] > 0  # each counted its part
+    ended_before = {
+        s: sum(1 for c in run.children if c.status(moved_at - 6) == s) for s in ("SUCCEEDED", "FAILED")
+    }
+    for status in ("SUCCEEDED", "FAILED"):
+        assert first[status] + second[status] <= truth[status]  # nothing twice
+        assert second[status] <= truth[status] - ended_before[status]  # not what ended before the move
+    finished = [value(r, "sfn_map_runs_finished_total", state_machine="batch", map_state="Batch", status="SUCCEEDED")
+                for r in (first_registry, second_registry)]  # fmt: skip
+    assert finished == [0.0, 1.0]
+    # children followed after the move all ended after it; none is exported by both owners
+    second_roots = child_roots(second_sink)
+    ended = {c.arn: c.stop_time(float("inf")) for c in run.children}
+    assert second_roots and all(ended[arn] >= moved_at - 1 for arn in second_roots)
+    first_ids = {s.context.span_id for s in first_sink.spans}
+    assert not first_ids & {s.context.span_id for s in second_sink.spans}
