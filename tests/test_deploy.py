@@ -377,13 +377,23 @@ def test_chart_readme_is_current_and_documents_every_value() -> None:
 # ---------------------------------------------------------------- plain manifests and IAM
 
 
-@pytest.mark.parametrize("overlay", ["base", "sidecar"])
+@pytest.mark.parametrize("overlay", ["base", "sidecar", "sharded"])
 def test_kustomize_builds_valid_manifests(overlay: str, tmp_path: Path) -> None:
     built = run(str(BIN / "kubectl"), "kustomize", str(REPO / "deploy" / overlay))
     assert built.returncode == 0, built.stderr
     docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
     validate_strict(docs, tmp_path)
-    (deployment,) = by_kind(docs, "Deployment")
+    if overlay == "sharded":
+        assert not by_kind(docs, "Deployment")
+        (deployment,) = by_kind(docs, "StatefulSet")
+        spec = deployment["spec"]
+        args = spec["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--total-shards") + 1] == str(spec["replicas"])  # the two must agree
+        assert spec["serviceName"] in {s["metadata"]["name"] for s in by_kind(docs, "Service")}
+        assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "checkpoint"
+        assert by_kind(docs, "PodDisruptionBudget")
+    else:
+        (deployment,) = by_kind(docs, "Deployment")
     containers = deployment["spec"]["template"]["spec"]["containers"]
     configmap = next(doc for doc in docs if doc["kind"] == "ConfigMap" and "config.yaml" in doc["data"])
     path = tmp_path / "config.yaml"
