@@ -188,15 +188,21 @@ async def _run_unit(unit: Unit, parts: _Parts) -> None:
             except TimeoutError:
                 delay = min(cap, delay * 2)
     unit.failing = False
+    if (unit.account, unit.region) in parts.limiters:
+        # the same account twice (its role and the ambient credentials, say): read once
+        log.error(
+            "target %s: account %s in %s is already a target; this one is not read (it would export "
+            "and count every execution twice)", unit.name, unit.account, unit.region,
+        )  # fmt: skip
+        unit.failing = True
+        return
     health = parts.health.target(unit.account, unit.region)
     health.up.set(1)
-    limiter = parts.limiters.get((unit.account, unit.region))
-    if limiter is None:
-        quotas = {op: config.quota(op) for op in DEFAULT_QUOTAS}
-        limiter = RateLimiter({op: (q.bucket, q.refill_per_second) for op, q in quotas.items()})
-        parts.limiters[(unit.account, unit.region)] = limiter
-        for op, quota in quotas.items():
-            health.api_rate.labels(op).set(quota.refill_per_second)
+    quotas = {op: config.quota(op) for op in DEFAULT_QUOTAS}
+    limiter = RateLimiter({op: (q.bucket, q.refill_per_second) for op, q in quotas.items()})
+    parts.limiters[(unit.account, unit.region)] = limiter
+    for op, quota in quotas.items():
+        health.api_rate.labels(op).set(quota.refill_per_second)
     unit_config = config
     if unit.target.state_machines is not None:
         unit_config = config.model_copy(update={"state_machines": unit.target.state_machines})

@@ -5,17 +5,24 @@ be assumed is a CredentialError naming it."""
 from __future__ import annotations
 
 import logging
+import random
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.app import Hooks
 from exporter.aws.credentials import CredentialError, account_of, target_session
 from exporter.aws.ratelimit import RateLimiter
 from exporter.aws.source import aws_step_functions, client_config
-from exporter.config import Target
+from exporter.config import Config, Target
 from exporter.emit.health import HealthMetrics
 from exporter.logs import quiet_libraries
 from simulator.stepfunctions import Simulator, SimulatorServer
+from tests.harness import fast_config, running_exporter, until
+from tests.otlp_receiver import GrpcOtlpServer
+from tests.truth import span_ids, truth, workflow_counts
+from tests.workloads import waiter, waiter_definition
 
 ROLE = "arn:aws:iam::111111111111:role/sfn-exporter"
 
@@ -65,3 +72,31 @@ async def test_a_role_that_cannot_be_assumed_is_an_error_naming_it(aws_env: None
             CredentialError, match=r"arn:aws:iam::333333333333:role/missing in eu-west-1: AccessDenied"
         ):
             await account_of(session, role, "eu-west-1", client_config(5, 5, 2), server.endpoint)
+
+
+async def test_the_same_account_twice_is_read_once(
+    aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A role into the ambient credentials' own account, in the same region: one of the two is
+    read, the other refused with an error (reading both would count every execution twice)."""
+    sim = Simulator()
+    machine = sim.add_machine("loops", waiter_definition(1))
+    executions = [sim.start(machine, waiter(random.Random(n), 2, 1, (0.1, 0.2)), f"l-{n}", start=sim.clock() + 0.5)
+                  for n in range(3)]  # fmt: skip
+    same = "arn:aws:iam::123456789012:role/sfn-exporter"
+    with SimulatorServer(sim, roles={same}) as server, GrpcOtlpServer() as otlp:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", server.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
+        config = Config.model_validate(fast_config(tmp_path))
+        config = config.model_copy(update={"targets": [Target(regions=["us-east-1"]), Target(role_arn=same)]})
+        hooks = Hooks(handle_signals=False)
+        async with running_exporter(config, hooks):
+            await until(lambda: span_ids(executions) <= {int(s.span_id, 16) for s in otlp.receiver.snapshot()},
+                        30, "every span")  # fmt: skip
+            await until(lambda: hooks.exporter is not None and hooks.exporter.ready, 30, "readiness")
+        assert len(hooks.exporters) == 1
+        sent = [s.span_id for s in otlp.receiver.snapshot()]
+        assert len(sent) == len(set(sent))
+        assert workflow_counts(hooks.registry) == truth(executions)
+    assert "is already a target; this one is not read" in caplog.text
