@@ -20,15 +20,13 @@ import json
 import os
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.throughput import _start, _stop
-from exporter.app import Hooks, run_exporter
+from bench.throughput import _start, _stop, run_until_handled
 from exporter.config import Config
 
 ROLE = "arn:aws:iam::{account}:role/sfn-exporter"
@@ -57,18 +55,7 @@ async def _run(n: int, sim_port: int, otlp_port: int, total: int, workdir: str) 
         "otlp": {"batch_max_spans": 1024, "batch_linger_seconds": 0.05},
         "web": {"listen_address": "127.0.0.1:0"},
     })  # fmt: skip
-    hooks = Hooks(handle_signals=False)
-    started, cpu = time.perf_counter(), time.process_time()
-    task = asyncio.create_task(run_exporter(config, hooks))
-    while (hooks.registry.get_sample_value("sfn_exporter_events_processed_total") or 0) < total:
-        if task.done():
-            task.result()
-            raise RuntimeError("the exporter stopped early")
-        await asyncio.sleep(0.05)
-    took, used = time.perf_counter() - started, time.process_time() - cpu
-    hooks.stop.set()
-    await task
-    return took, used
+    return await run_until_handled(config, total)
 
 
 def _stats(sim_port: int) -> dict[str, Any]:

@@ -71,18 +71,25 @@ async def _exporter_run(sim_port: int, otlp_port: int, total: int, workdir: str)
         "web": {"listen_address": "127.0.0.1:0"},
         "logs": {"interval_seconds": 0.2, "quota_share": 1.0},
     })  # fmt: skip
+    took, _ = await run_until_handled(config, total)
+    return took
+
+
+async def run_until_handled(config: Config, total: int) -> tuple[float, float]:
+    """Runs the exporter until `total` events were handed to the sinks, then stops it: the wall
+    and CPU seconds (of this process) that took."""
     hooks = Hooks(handle_signals=False)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     task = asyncio.create_task(run_exporter(config, hooks))
     while (hooks.registry.get_sample_value("sfn_exporter_events_processed_total") or 0) < total:
         if task.done():
             task.result()
             raise RuntimeError("the exporter stopped early")
         await asyncio.sleep(0.02)
-    took = time.perf_counter() - started
+    took, used = time.perf_counter() - started, time.process_time() - cpu
     hooks.stop.set()
     await task
-    return took
+    return took, used
 
 
 def _answer(sim_port: int, target: str, params: dict[str, Any]) -> bytes:

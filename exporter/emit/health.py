@@ -149,7 +149,7 @@ class HealthMetrics:
         )  # fmt: skip
         self.target_up = Gauge(
             "sfn_exporter_target_up",
-            "1 when the target's credentials work and its state machines were listed at the last try, else 0.",
+            "1 when the target's credentials work (its role was assumed at start), 0 while they fail.",
             ["account", "region"], registry=r,
         )  # fmt: skip
         self.credential_errors = Counter(
