@@ -58,6 +58,12 @@ MALFORMED_POLLS = 5
 # A log group read at a time per this many groups; and how long an execution that ended is
 # remembered in memory, so that its messages read again in the overlap window are known at once.
 LOG_GROUP_CONCURRENCY = 4
+# What an EXPRESS execution taken over from another shard (its log's events before the move
+# dropped) does not count: its start was counted there, its duration is not known here, and the
+# events it lacks are missing by design, not anomalies of its history.
+TAKEN_OVER_UNCOUNTED = frozenset(
+    {"sfn_executions_started_total", "sfn_execution_duration_seconds", "sfn_history_anomalies_total"}
+)
 WATERMARK_KEY = "logs:"  # checkpoint watermarks of log groups: this prefix and the group's ARN
 
 
@@ -90,6 +96,7 @@ class Tracked:
     first_ms: int = 0  # the oldest event timestamp read from its log (epoch ms)
     filling: bool = False  # read from its log; a history read (by a poll worker) is due or under way
     takeover: bool = False  # moved from another shard: its first read rebuilds state, emits nothing
+    silent_before_ns: int = 0  # moved from another shard, read from its log: earlier events were theirs
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -550,6 +557,10 @@ class Exporter:
         observations = pending.observations
         if tracked.identity.map_run is not None:  # a child: its map run counts it (in any follow mode)
             observations = [o for o in observations if o.metric not in EXECUTION_METRICS]
+        elif (
+            tracked.silent_before_ns
+        ):  # its start was another shard's to count, and its duration is unknown here
+            observations = [o for o in observations if o.metric not in TAKEN_OVER_UNCOUNTED]
         self.workflow.apply(observations)
         self.health.events.inc(len(pending.event_times_ns))
         now_ns = int(self._wall() * 1e9)
@@ -686,17 +697,26 @@ class Exporter:
                 self.health.log_messages.labels("late").inc(len(events))
                 return
             cursor = self.store.get(arn)
+            moved = watched.taken_over_at
+            if moved is not None and (cursor is None or cursor.updated_at < moved):
+                cursor = None  # one from before the move is stale: another shard read on since
             if cursor is not None and cursor.finished:
                 self._ended[arn] = self._clock()
                 self.health.log_messages.labels("late").inc(len(events))
                 return
             tracked = Tracked(arn, identity, watched, replay_to=cursor.event_id if cursor else 0)
+            if moved is not None and cursor is None:
+                self._take_over_from_log(tracked, events, moved)
             tracked.reorder, tracked.group = Reorder(), group
             tracked.first_ms = min(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
             self.tracked[arn] = tracked
             self._count(tracked, +1)
             tracked.log.debug("tracking from its log (cursor %d)", tracked.replay_to)
         assert tracked.reorder is not None
+        if tracked.silent_before_ns:  # another shard's, from before the move (exporter.shards)
+            kept = [e for e in events if timestamp_ns(e["timestamp"]) >= tracked.silent_before_ns]
+            self.health.log_messages.labels("ignored").inc(len(events) - len(kept))
+            events = kept
         after = tracked.assembler.last_event_id if tracked.assembler is not None else 0
         new, late = tracked.reorder.add(events, after)
         self.health.log_messages.labels("accepted").inc(new)
@@ -705,6 +725,22 @@ class Exporter:
             tracked.first_ms = min(
                 tracked.first_ms, *(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
             )
+
+    def _take_over_from_log(self, tracked: Tracked, events: list[dict[str, Any]], moved: float) -> None:
+        """An execution read from the log of a state machine that moved to this shard, with no
+        cursor of this shard since: unless its first events show it started after the move, it
+        is taken over (exporter.shards). A STANDARD one is rebuilt from its history without
+        exporting it (its log's later events go on from there); an EXPRESS one, which has no
+        history, exports only what its log says happened after the move."""
+        started = [e for e in events if e.get("type") == "ExecutionStarted"]
+        if started and timestamp_ns(started[0]["timestamp"]) >= moved * 1e9:
+            return  # it began here
+        if tracked.watched.machine.type == "EXPRESS":
+            tracked.silent_before_ns = int(moved * 1e9)
+        else:
+            tracked.takeover = True
+            tracked.replay_to = 2**62  # the history read first (see _release_standard)
+        tracked.log.info("taken over from another shard: it began before its state machine moved here")
 
     async def _release(self, tracked: Tracked) -> None:
         """Feed what an execution's reorder buffer lets go; end an EXPRESS execution that is past

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
+from exporter.shards import Layout, owner
 from simulator.logs import Delivery, Logging, logged
 from simulator.stepfunctions import SimExecution, Simulator
 from tests.test_daemon_virtual import Collector, assert_settled, no_bug_is_logged  # noqa: F401 (a fixture)
@@ -484,3 +485,43 @@ def test_ended_executions_are_remembered_for_the_overlap_then_forgotten() -> Non
     exporter = virtual.run(200, sink=Collector())
     assert set(ended_at) == {e.arn for e in executions}  # remembered while they could come back
     assert exporter._ended == {}  # and forgotten 66 s later
+
+
+@pytest.mark.parametrize("kind", ["EXPRESS", "STANDARD"])
+def test_state_machines_read_from_logs_that_move_shards_are_counted_once(kind: str) -> None:
+    """The state machines move to a shard with no checkpoint of them mid-run (exporter.shards):
+    what their logs say happened before the move is left to the old owner (EXPRESS: dropped;
+    STANDARD: rebuilt from the history without being exported); no span twice, no counter above
+    the truth, and what started after the move arrives whole."""
+    virtual = VirtualRun(settings(source="logs"))
+    sim = virtual.sim
+    sim.logs.delivery = Delivery(delay_s=(0.05, 0.5), streams=3)
+    rng = random.Random(4)
+    machine = sim.add_machine("moving", waiter_definition(2), kind, logging=Logging(GROUP))
+    early = [sim.start(machine, waiter(rng, loops=3, wait_s=2, task_s=(0.5, 1.0)), f"e-{n}", start=EPOCH + 2 + n)
+             for n in range(6)]  # fmt: skip
+    late = [sim.start(machine, waiter(rng, loops=2, wait_s=2, task_s=(0.5, 1.0)), f"l-{n}", start=EPOCH + 16 + n)
+            for n in range(4)]  # fmt: skip
+    first_sink, second_sink = Collector(), Collector()
+    first_registry, second_registry = CollectorRegistry(), CollectorRegistry()
+    virtual.run(9, sink=first_sink, store=SyncStore(":memory:"), registry=first_registry, close=False)
+    moved_at = virtual.wall()
+    assert any(e.status(moved_at) == "RUNNING" for e in early)
+    layout = Layout.first(owner(machine.arn, 2), 2, moved_at)  # a new shard: it takes them over
+    virtual.run(120, sink=second_sink, store=SyncStore(":memory:"), registry=second_registry, layout=layout)
+    first_ids = [s.context.span_id for s in first_sink.spans]
+    second_ids = [s.context.span_id for s in second_sink.spans]
+    assert len(set(first_ids) | set(second_ids)) == len(first_ids) + len(second_ids)  # none twice
+    assert span_ids(late) <= set(second_ids)  # started after the move: whole
+    every = truth(early + late)
+    combined: Samples = {}
+    for registry in (first_registry, second_registry):
+        for key, value in workflow_counts(registry).items():
+            combined[key] = combined.get(key, 0) + value
+    over = {k: (v, every.get(k, 0)) for k, v in combined.items() if v > every.get(k, 0)}
+    assert not over  # nothing counted twice
+    finished = (
+        "sfn_executions_finished_total",
+        tuple(sorted({**TARGET, "state_machine": "moving", "status": "SUCCEEDED"}.items())),
+    )
+    assert combined[finished] >= len(late)  # the ends after the move are counted (the late ones all)
