@@ -65,6 +65,7 @@ def _stats(sim_port: int) -> dict[str, Any]:
 
 def measure(n: int, executions: int, events: int, other: str, otlp_port: int) -> dict[str, Any]:
     config = Config()
+    executions = executions // 4 * 4  # the simulator starts executions // 4 on each of 4 state machines
     sim, sim_port = _start(
         "simulator", "--accounts", str(n), "--executions", str(executions), "--events", str(events),
         "--machines", "4", "--cpu", other,

@@ -133,8 +133,10 @@ def _parse_cost(sim_port: int, source: str, repeat: int) -> tuple[float, int, in
 
 
 def _measure(source: str, args: argparse.Namespace, other: str, otlp_port: int) -> dict[str, Any]:
-    total = args.executions * args.events
-    flags = ["--executions", str(args.executions), "--events", str(args.events), "--cpu", other]
+    machines = 4  # the simulator starts executions // machines on each: the total is what exists
+    total = args.executions // machines * machines * args.events
+    flags = ["--executions", str(args.executions), "--events", str(args.events), "--machines", str(machines),
+             "--cpu", other]  # fmt: skip
     flags += ["--logs"] if source == "logs" else []
     sim, sim_port = _start("simulator", *flags)
     try:
