@@ -20,6 +20,7 @@ from exporter.aws.source import (
 )
 from exporter.aws.tail import read_new_events, read_whole_history
 from exporter.emit.health import HealthMetrics
+from exporter.history.events import timestamp_ns
 from simulator.stepfunctions import ACCOUNT, REGION, Simulator, SimulatorServer
 from tests.workloads import waiter, waiter_definition
 
@@ -59,7 +60,7 @@ async def test_histories_grow_and_page_like_aws(setup: tuple[Simulator, Clock, A
         execution.arn, reverse=True, max_results=3, next_token=None, include_data=True
     )
     assert [e["id"] for e in page.events] == [visible, visible - 1, visible - 2]
-    assert page.events[0]["timestamp"].timestamp() == pytest.approx(execution.appear_time(visible))
+    assert timestamp_ns(page.events[0]["timestamp"]) / 1e9 == pytest.approx(execution.appear_time(visible))
     clock.now += 10_000  # all of it
     everything = await read_whole_history(api, execution.arn, include_data=False)
     assert [e["id"] for e in everything] == list(range(1, len(template.events) + 1))

@@ -1,0 +1,81 @@
+"""The fast GetExecutionHistory parser (`parse_history_body`) gives exactly what botocore's
+shape walk gives, on every history of the recorded corpus: the same events, and the same spans
+and observations once assembled; and it refuses what botocore refuses, the same way."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from exporter.aws.source import diagnose_history, parse_history_body
+from exporter.history.assembler import SpanAssembler
+from exporter.history.events import timestamp_ns
+from tests.corpus import recorded_histories
+
+
+def botocore_parse(body: bytes) -> dict[str, Any]:
+    import botocore.parsers
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("stepfunctions")
+    shape = model.operation_model("GetExecutionHistory").output_shape
+    parsed: dict[str, Any] = botocore.parsers.create_parser("json").parse(
+        {"body": body, "headers": {}, "status_code": 200}, shape
+    )
+    parsed.pop("ResponseMetadata", None)
+    return parsed
+
+
+def aws_body(events: list[dict[str, Any]], token: str | None = None) -> bytes:
+    """As AWS sends it: epoch seconds to the millisecond, and a member the model does not know."""
+    sent = [
+        {**e, "timestamp": e["timestamp"] + (e["id"] * 37 % 1000) / 1000, "somethingNew": 1} for e in events
+    ]
+    return json.dumps({"events": sent, **({"nextToken": token} if token else {})}).encode()
+
+
+def comparable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**e, "timestamp": timestamp_ns(e["timestamp"])} for e in events]
+
+
+def test_every_recorded_history_parses_and_assembles_as_botocore_has_it() -> None:
+    histories = list(recorded_histories())
+    assert len(histories) > 600
+    for history in histories:
+        body = aws_body(history.events, token="next-page")
+        reference, fast = botocore_parse(body), parse_history_body(body)
+        assert fast.keys() == reference.keys() == {"events", "nextToken"}, history.case
+        assert fast["nextToken"] == reference["nextToken"]
+        assert comparable(fast["events"]) == comparable(reference["events"]), history.case
+        assert all("somethingNew" not in e for e in fast["events"])  # dropped, as botocore does
+        expected = SpanAssembler(history.identity).feed(reference["events"])
+        got = SpanAssembler(history.identity).feed(fast["events"])
+        assert got.spans == expected.spans, history.case
+        assert got.observations == expected.observations, history.case
+
+
+def test_a_timestamp_that_is_no_time_is_refused_naming_the_event_as_botocore_refuses_it() -> None:
+    body = b'{"events": [{"id": 1, "type": "ExecutionStarted", "timestamp": "garbage"}]}'
+    with pytest.raises(ValueError, match=r"^event 1: timestamp 'garbage' is not a time$"):
+        parse_history_body(body)
+    assert diagnose_history(body) == "event 1: timestamp 'garbage' is not a time"  # what the log says
+    with pytest.raises(ValueError):
+        botocore_parse(body)
+    with pytest.raises(ValueError, match="event at position 0 of the answer is not an object"):
+        parse_history_body(b'{"events": [7]}')  # botocore fails on it too (AttributeError)
+
+
+def test_ids_and_types_botocore_lets_through_are_left_to_the_event_checks() -> None:
+    for body in (
+        b'{"events": [{"id": "1", "type": "ExecutionStarted", "timestamp": 1.0}]}',
+        b'{"events": [{"id": 2, "timestamp": 1.0}]}',
+    ):
+        assert comparable(parse_history_body(body)["events"]) == comparable(botocore_parse(body)["events"])
+
+
+def test_a_body_cut_short_holds_nothing_as_with_botocore() -> None:
+    body = aws_body([{"id": 1, "type": "ExecutionStarted", "timestamp": 1.0, "previousEventId": 0}])
+    cut = body[: len(body) // 2]
+    assert parse_history_body(cut) == botocore_parse(cut) == {}  # then: IncompleteResponse, retried
