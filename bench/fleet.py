@@ -49,7 +49,7 @@ async def _run(n: int, sim_port: int, otlp_port: int, total: int, workdir: str) 
     targets += [{"role_arn": ROLE.format(account=a), "regions": ["us-east-1"]} for a in accounts(n)[1:]]
     config = Config.model_validate({
         "targets": targets,
-        "discovery": {"executions_interval_seconds": 1, "lookback_seconds": 3600},
+        "discovery": {"lookback_seconds": 3600},  # the default intervals: discovery costs per target, not per event
         "polling": {"concurrency": 8, "min_interval_seconds": 0.2},
         "checkpoint": {"path": f"{workdir}/checkpoint.sqlite"},
         "otlp": {"batch_max_spans": 1024, "batch_linger_seconds": 0.05},
