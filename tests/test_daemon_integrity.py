@@ -8,6 +8,7 @@ import asyncio
 import logging
 import random
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -224,7 +225,10 @@ async def test_a_checkpoint_that_cannot_be_written_costs_readiness_not_data(
     finally:
         root.removeHandler(handler)
     failures = [r for r in lines if "database or disk is full" in r.getMessage()]
-    assert 1 <= len(failures) <= 2, [r.getMessage() for r in failures]  # one line, not one per write
+    # one line per kind (a poll, a discovery pass, a pruning, whichever met the full disk), not one
+    # per write: 40 and more writes failed
+    kinds = Counter(str(r.msg) for r in failures)
+    assert failures and all(n <= 2 for n in kinds.values()), [r.getMessage() for r in failures]
 
 
 async def test_an_otlp_backend_that_refuses_for_a_while_loses_nothing(
