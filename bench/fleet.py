@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.throughput import _start, _stop, run_until_handled
+from bench.throughput import _start, _stop, pin_to_first_cpu, run_until_handled
 from exporter.config import Config
 
 ROLE = "arn:aws:iam::{account}:role/sfn-exporter"
@@ -104,11 +104,7 @@ def main() -> None:
         "share allows (many short histories); empty: none",
     )
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-        other = str(max(os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))))
-    else:
-        other = "0"
+    other = pin_to_first_cpu()
     otlp, otlp_port = _start("tests.otlp_receiver", other)
     try:
         rows = [

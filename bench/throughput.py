@@ -92,6 +92,14 @@ async def run_until_handled(config: Config, total: int) -> tuple[float, float]:
     return took, used
 
 
+def pin_to_first_cpu() -> str:
+    """Pin this process to its first CPU; the CPU for the helper processes (the last one)."""
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        return str(max(os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))))
+    return "0"
+
+
 def _answer(sim_port: int, target: str, params: dict[str, Any]) -> bytes:
     request = urllib.request.Request(
         f"http://127.0.0.1:{sim_port}/", data=json.dumps(params).encode(),
@@ -169,11 +177,7 @@ def main() -> None:
     parser.add_argument("--source", choices=("history", "logs", "both"), default="both")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-        other = str(max(os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))))
-    else:
-        other = "0"
+    other = pin_to_first_cpu()
     sources = ("history", "logs") if args.source == "both" else (args.source,)
     otlp, otlp_port = _start("tests.otlp_receiver", other)
     try:
