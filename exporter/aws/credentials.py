@@ -5,13 +5,10 @@ reach. STS is reached like the other services (AWS_ENDPOINT_URL_STS, AWS_ENDPOIN
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Any
 
 from exporter.aws.source import caller_account
 from exporter.config import Target
-
-log = logging.getLogger(__name__)
 
 # Renew a role's credentials this long before they expire (botocore's own default window).
 EXPIRY_WINDOW_SECONDS = 15 * 60
