@@ -19,7 +19,7 @@ from exporter.aws.source import StepFunctionsApi, aws_cloudwatch_logs, aws_step_
 from exporter.checkpoint import CursorStore
 from exporter.config import DEFAULT_QUOTAS, Config, ConfigError, Target
 from exporter.daemon import Exporter, Tracked
-from exporter.emit.health import HealthMetrics
+from exporter.emit.health import HealthMetrics, TargetHealth
 from exporter.emit.metrics import WorkflowMetrics
 from exporter.emit.otlp import make_span_exporter
 from exporter.emit.sinks import SpanSink
@@ -166,6 +166,7 @@ async def _run_unit(unit: Unit, parts: _Parts) -> None:
     session = target_session(unit.target, unit.region, aws.sts_endpoint_url)
     sts_config = client_config(aws.connect_timeout_seconds, aws.read_timeout_seconds, 2)
     delay, cap = CREDENTIAL_RETRY_SECONDS
+    failing: TargetHealth | None = None  # a role's metrics while it cannot be assumed (its account is known)
     while unit.account is None:
         try:
             unit.account = await account_of(
@@ -179,8 +180,9 @@ async def _run_unit(unit: Unit, parts: _Parts) -> None:
                 unit.account = ""
                 break
             unit.failing = True
-            parts.health.target(unit.target.account or "", unit.region).credential_errors.inc()
-            parts.health.target_up.labels(unit.target.account or "", unit.region).set(0)
+            failing = failing or parts.health.target(unit.target.account or "", unit.region)
+            failing.credential_errors.inc()
+            failing.up.set(0)
             log.error("target %s: cannot assume the role: %s; trying again in %.0fs", unit.name, exc, delay)
             try:
                 await asyncio.wait_for(hooks.stop.wait(), delay)
