@@ -132,6 +132,11 @@ def _open(path: str, clock: Callable[[], float]) -> sqlite3.Connection:
         raise CheckpointError(f"checkpoint.path {path!r}: cannot be used: {reason}") from None
 
 
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern (with ESCAPE '!') for the text that begins with `prefix`."""
+    return prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+
+
 class CursorStore:
     """Blocking SQLite calls behind one lock; the async methods run them in a thread."""
 
@@ -164,10 +169,9 @@ class CursorStore:
 
     def unfinished(self, prefix: str) -> list[str]:
         """The executions whose ARN begins with `prefix` and that were not read to their end."""
-        escaped = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
         rows = self._execute(
             "SELECT arn FROM executions WHERE arn LIKE ? ESCAPE '!' AND finished = 0 AND gone = 0",
-            (escaped + "%",),
+            (_like_prefix(prefix),),
         ).fetchall()
         return [row[0] for row in rows]
 
@@ -230,6 +234,20 @@ class CursorStore:
 
     def delete_watermark(self, key: str) -> None:
         self._execute("DELETE FROM watermarks WHERE state_machine_arn = ?", (key,))
+
+    def watermarks(self, prefix: str) -> dict[str, float]:
+        """The watermarks whose key begins with `prefix`."""
+        rows = self._execute(
+            "SELECT state_machine_arn, listed_until FROM watermarks WHERE state_machine_arn LIKE ? ESCAPE '!'",
+            (_like_prefix(prefix),),
+        ).fetchall()
+        return {key: float(value) for key, value in rows}
+
+    def delete_watermarks(self, prefix: str) -> int:
+        """Forget the watermarks whose key begins with `prefix`; returns how many."""
+        return self._execute(
+            "DELETE FROM watermarks WHERE state_machine_arn LIKE ? ESCAPE '!'", (_like_prefix(prefix),)
+        ).rowcount
 
     def prune(self, retention_s: float) -> int:
         """Forget finished executions and tombstones not touched for `retention_s`; returns how many."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from exporter.aws.discovery import Discovery, WatchedMachine
 from exporter.aws.logtail import GroupTail, ReadWindow, Reorder, parse_records
-from exporter.aws.mapruns import MapRuns, Watch
+from exporter.aws.mapruns import Child, MapRuns, Watch
 from exporter.aws.source import (
     CloudWatchLogsApi,
     Denied,
@@ -97,6 +97,9 @@ class Tracked:
     filling: bool = False  # read from its log; a history read (by a poll worker) is due or under way
     takeover: bool = False  # moved from another shard: its first read rebuilds state, emits nothing
     silent_before_ns: int = 0  # moved from another shard, read from its log: earlier events were theirs
+    # an EXPRESS map run child: its log's events from..to (epoch ms; to None: now) are to be read
+    # by a filter on its ARN (the group's tail read past them before it was followed)
+    backfill: tuple[int, int | None] | None = None
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -206,6 +209,7 @@ class Exporter:
     def _prune(self) -> None:
         try:
             self.store.prune(self.config.checkpoint.retention_hours * 3600)
+            self.map_runs.prune(self.config.checkpoint.retention_hours * 3600)
         except CheckpointError as exc:
             log.warning("%s", exc)
 
@@ -307,38 +311,75 @@ class Exporter:
         )
         self._count(tracked, +1)
 
-    def _watch_map_runs(self, tracked: Tracked, assembler: SpanAssembler, taking_over: bool = False) -> None:
+    def _watch_map_runs(
+        self, tracked: Tracked, assembler: SpanAssembler, taking_over: bool = False, replayed: bool = False
+    ) -> None:
         for run in assembler.map_runs.values():
-            self.map_runs.watch(run, tracked.watched, baseline=taking_over)
+            self.map_runs.watch(run, tracked.watched, baseline=taking_over, replayed=replayed)
 
-    def _on_child(self, arn: str, watch: Watch, ended_at: float | None) -> bool:
-        """A map run's child to follow: tracked like any execution, read from its history (a
-        child ARN is an execution ARN with `STATE_MACHINE/LABEL` for the state machine);
-        `ended_at`: when it ended (epoch s), if it has."""
+    def _on_child(self, child: Child, watch: Watch) -> str:
+        """A map run's child to follow: tracked like any execution (a child ARN is an execution
+        ARN with `STATE_MACHINE/LABEL` for the state machine). A STANDARD child is read from its
+        history; an EXPRESS one from its parent's log group, where it logs under its parent's
+        logging configuration ("unlogged" when there is none the exporter reads)."""
+        arn = child.arn
         if arn in self.tracked or arn in self.quarantined:
-            return False
+            return ""
         cursor = self.store.get(arn)
         if cursor is not None and cursor.finished:
-            return False
+            return ""
         moved = watch.parent.taken_over_at
-        if moved is not None and ended_at is not None and ended_at < moved:
-            return False  # it ended before the state machine moved here: its shard had it
-        if ":express:" in arn:
-            log.warning("EXPRESS map run children are counted, not followed: %s", arn)
-            return False
+        if moved is not None and child.ended_at is not None and child.ended_at < moved:
+            return ""  # it ended before the state machine moved here: its shard had it
         try:
             identity = ExecutionIdentity.of_child(
                 arn, watch.run, nested=self.config.map_runs.trace == "nested"
             )
         except ValueError as exc:
             log.error("%s", exc)
-            return False
+            return ""
+        if ":express:" in arn:
+            return self._follow_express_child(child, watch, identity, cursor.event_id if cursor else 0)
         tracked = Tracked(arn, identity, watch.parent, replay_to=cursor.event_id if cursor else 0)
         self.tracked[arn] = tracked
         self.scheduler.add(arn)
         self._wake.set()
         tracked.log.debug("following map run child (cursor %d)", tracked.replay_to)
-        return True
+        return "followed"
+
+    def _follow_express_child(
+        self, child: Child, watch: Watch, identity: ExecutionIdentity, cursor: int
+    ) -> str:
+        parent = watch.parent.machine
+        logging_ = parent.logging
+        if logging_ is None or not logging_.log_group_arns or self.logs_api is None:
+            if not watch.warned:
+                log.warning(
+                    "the EXPRESS children of map run %s of %s cannot be followed: %s; they are counted only",
+                    watch.run.map_state, watch.run.parent_arn,
+                    "the log source is off" if self.logs_api is None else f"{parent.name} does not log",
+                    extra={"map_run_arn": watch.run.arn},
+                )  # fmt: skip
+                watch.warned = True
+            return "unlogged"
+        machine = StateMachine(
+            identity.state_machine_arn, identity.state_machine_name, "EXPRESS", logging=logging_
+        )
+        watched = WatchedMachine(machine, taken_over_at=watch.parent.taken_over_at)
+        tracked = Tracked(child.arn, identity, watched, replay_to=cursor)
+        tracked.reorder, tracked.group = Reorder(), logging_.log_group_arns[0]
+        started_ms = int((child.started_at or self._wall() - self.config.logs.express_max_seconds) * 1000)
+        tracked.first_ms = started_ms
+        tail = self.groups.get(tracked.group)
+        if tail is not None and tail.reach_ms is not None and tail.reach_ms >= started_ms - 1000:
+            ended_ms = None if child.ended_at is None else int(child.ended_at * 1000) + 1
+            tracked.backfill = (started_ms - 1000, ended_ms)
+        moved = watched.taken_over_at
+        if moved is not None and cursor == 0 and started_ms < moved * 1000:
+            tracked.silent_before_ns = int(moved * 1e9)  # its start was another shard's to export
+        self.tracked[child.arn] = tracked
+        tracked.log.debug("following map run child from its log (cursor %d)", cursor)
+        return "followed"
 
     async def _map_runs_loop(self) -> None:
         interval = self.config.map_runs.interval_seconds
@@ -478,7 +519,7 @@ class Exporter:
             events = await read_whole_history(self.api, tracked.arn, include)
             old = [e for e in events if e["id"] <= tracked.replay_to]
             assembler.feed(old)  # exported before the restart: rebuild the state only
-            self._watch_map_runs(tracked, assembler)
+            self._watch_map_runs(tracked, assembler, replayed=True)
             events = events[len(old) :]
             tracked.log.info("resumed after event %d", tracked.replay_to)
         else:
@@ -590,6 +631,13 @@ class Exporter:
             if watched.via_logs and logging_ is not None:
                 for group in logging_.log_group_arns:
                     groups.setdefault(group, set()).add(watched.machine.arn)
+        for tracked in self.tracked.values():  # EXPRESS map run children: their parent's group
+            if tracked.group is not None and tracked.identity.map_run is not None:
+                groups.setdefault(tracked.group, set())
+        for watch in self.map_runs.watches.values():  # and the children yet to come, under `all`
+            if self.config.map_runs.follow == "all" and watch.parent.machine.logging is not None:
+                for group in watch.parent.machine.logging.log_group_arns:
+                    groups.setdefault(group, set())
         return groups
 
     async def _read_log_groups(self) -> None:
@@ -610,7 +658,10 @@ class Exporter:
         for task in tasks:
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
-        await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        results = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        for arn, result in zip(groups, results, strict=True):
+            if isinstance(result, Exception):  # a bug: the group is read again from its watermark
+                log.error("reading the log group failed", exc_info=result, extra={"log_group_arn": arn})
         now_ms = self._wall() * 1000
         oldest = min((tail.watermark_ms for tail in self.groups.values() if tail.watermark_ms), default=None)
         self.health.log_watermark.set(0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000))
@@ -622,7 +673,10 @@ class Exporter:
         tail = self.groups.get(arn)
         if tail is None:
             restored = self.store.watermark(WATERMARK_KEY + arn)
-            tail = self.groups[arn] = GroupTail(arn, None if restored is None else int(restored * 1000))
+            start = None if restored is None else int(restored * 1000)
+            if start is None and not machines:  # read for map run children only: from their start
+                start = min((t.first_ms for t in self.tracked.values() if t.group == arn), default=None)
+            tail = self.groups[arn] = GroupTail(arn, start)
         now_ms = int(self._wall() * 1000)
         window = ReadWindow(
             int(settings.settle_seconds * 1000), int(settings.overlap_seconds * 1000),
@@ -660,6 +714,7 @@ class Exporter:
         """Whether a quiet log-read execution has something for `_release` to do."""
         return (
             tracked.assembler is None
+            or tracked.backfill is not None
             or tracked.pending is not None
             or (tracked.reorder is not None and tracked.reorder.waiting)
             or (tracked.watched.machine.type == "EXPRESS" and tracked.first_ms < deadline_ms)
@@ -673,7 +728,11 @@ class Exporter:
             log.warning("skipping a log message: %s", reason, extra={"log_group_arn": group})
         self.health.log_messages.labels("invalid").inc(len(parsed.invalid))
         for execution_arn, events in parsed.by_execution.items():
-            self._hold(execution_arn, events, machines, group)
+            try:
+                self._hold(execution_arn, events, machines, group)
+            except Exception:  # a bug with one execution's messages must not lose the others'
+                log.exception("cannot take these log messages", extra={"execution_arn": execution_arn})
+                self.health.log_messages.labels("invalid").inc(len(events))
         for execution_arn in parsed.by_execution:
             tracked = self.tracked.get(execution_arn)
             if tracked is not None and tracked.reorder is not None:
@@ -683,35 +742,12 @@ class Exporter:
         """Put an execution's newly read events in its reorder buffer (tracking it if new)."""
         tracked = self.tracked.get(arn)
         if tracked is None:
-            try:
-                identity = ExecutionIdentity.from_arn(arn)
-            except ValueError as exc:
-                log.warning("skipping log messages: %s", exc, extra={"log_group_arn": group})
-                self.health.log_messages.labels("invalid").inc(len(events))
+            tracked = self._track_from_log(arn, events, machines, group)
+            if tracked is None:
                 return
-            watched = self.discovery.machines.get(identity.state_machine_arn)
-            if identity.state_machine_arn not in machines or watched is None:
-                self.health.log_messages.labels("ignored").inc(len(events))
-                return
-            if arn in self._ended or arn in self.quarantined:
-                self.health.log_messages.labels("late").inc(len(events))
-                return
-            cursor = self.store.get(arn)
-            moved = watched.taken_over_at
-            if moved is not None and (cursor is None or cursor.updated_at < moved):
-                cursor = None  # one from before the move is stale: another shard read on since
-            if cursor is not None and cursor.finished:
-                self._ended[arn] = self._clock()
-                self.health.log_messages.labels("late").inc(len(events))
-                return
-            tracked = Tracked(arn, identity, watched, replay_to=cursor.event_id if cursor else 0)
-            if moved is not None and cursor is None:
-                self._take_over_from_log(tracked, events, moved)
-            tracked.reorder, tracked.group = Reorder(), group
-            tracked.first_ms = min(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
-            self.tracked[arn] = tracked
-            self._count(tracked, +1)
-            tracked.log.debug("tracking from its log (cursor %d)", tracked.replay_to)
+        elif tracked.reorder is None:  # read from its history (its group is read for another's sake)
+            self.health.log_messages.labels("ignored").inc(len(events))
+            return
         assert tracked.reorder is not None
         if tracked.silent_before_ns:  # another shard's, from before the move (exporter.shards)
             kept = [e for e in events if timestamp_ns(e["timestamp"]) >= tracked.silent_before_ns]
@@ -725,6 +761,61 @@ class Exporter:
             tracked.first_ms = min(
                 tracked.first_ms, *(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
             )
+
+    def _track_from_log(
+        self, arn: str, events: list[dict[str, Any]], machines: set[str], group: str
+    ) -> Tracked | None:
+        """An execution the log shows for the first time, tracked if it is to be read from this
+        log; if not, its messages are counted as what they are."""
+        try:
+            identity = ExecutionIdentity.from_arn(arn)
+        except ValueError as exc:
+            log.warning("skipping log messages: %s", exc, extra={"log_group_arn": group})
+            self.health.log_messages.labels("invalid").inc(len(events))
+            return None
+        if arn in self._ended or arn in self.quarantined:
+            self.health.log_messages.labels("late").inc(len(events))
+            return None
+        watched = self.discovery.machines.get(identity.state_machine_arn)
+        if identity.state_machine_arn not in machines or watched is None:
+            tracked = self._child_in_log(arn, identity, events)
+            if tracked is None:
+                self.health.log_messages.labels("ignored").inc(len(events))
+            return tracked
+        cursor = self.store.get(arn)
+        moved = watched.taken_over_at
+        if moved is not None and (cursor is None or cursor.updated_at < moved):
+            cursor = None  # one from before the move is stale: another shard read on since
+        if cursor is not None and cursor.finished:
+            self._ended[arn] = self._clock()
+            self.health.log_messages.labels("late").inc(len(events))
+            return None
+        tracked = Tracked(arn, identity, watched, replay_to=cursor.event_id if cursor else 0)
+        if moved is not None and cursor is None:
+            self._take_over_from_log(tracked, events, moved)
+        tracked.reorder, tracked.group = Reorder(), group
+        tracked.first_ms = min(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
+        self.tracked[arn] = tracked
+        self._count(tracked, +1)
+        tracked.log.debug("tracking from its log (cursor %d)", tracked.replay_to)
+        return tracked
+
+    def _child_in_log(
+        self, arn: str, identity: ExecutionIdentity, events: list[dict[str, Any]]
+    ) -> Tracked | None:
+        """Under `map_runs.follow: all`, an EXPRESS child of a map run being watched is followed
+        from its first message in the log (it would be listed a moment later)."""
+        if self.config.map_runs.follow != "all" or ":express:" not in arn:
+            return None
+        watch = self.map_runs.watch_of_child(identity.state_machine_arn)
+        if watch is None:
+            return None
+        first_s = min(timestamp_ns(e["timestamp"]) for e in events) / 1e9
+        self.map_runs.follow(watch, Child(arn, first_s, None))
+        tracked = self.tracked.get(arn)
+        if tracked is not None and any(e["id"] == 1 for e in events):
+            tracked.backfill = None  # its first event is here: the tail read nothing of it before
+        return tracked
 
     def _take_over_from_log(self, tracked: Tracked, events: list[dict[str, Any]], moved: float) -> None:
         """An execution read from the log of a state machine that moved to this shard, with no
@@ -748,6 +839,8 @@ class Exporter:
         if tracked.filling:
             return  # a poll worker reads its history; the log's events wait for it
         try:
+            if tracked.backfill is not None:
+                await self._backfill(tracked)
             if tracked.pending is not None:
                 await self._emit(tracked, tracked.pending)
             if tracked.watched.machine.type == "EXPRESS":
@@ -764,6 +857,31 @@ class Exporter:
         if tracked.pending is None and assembler is not None and assembler.finished:
             self._ended[tracked.arn] = self._clock()
             self._untrack(tracked)
+
+    async def _backfill(self, tracked: Tracked) -> None:
+        """An EXPRESS map run child's events its group's tail read before it was followed: read
+        again from the group by a filter on its ARN, into its reorder buffer."""
+        assert tracked.backfill is not None and tracked.reorder is not None and tracked.group is not None
+        assert self.logs_api is not None
+        start_ms, end_ms = tracked.backfill
+        now_ms = int((self._wall() - self.config.logs.settle_seconds) * 1000)
+        end_ms = now_ms if end_ms is None else min(end_ms, now_ms)  # the rest comes through the tail
+        pattern = f'{{ $.execution_arn = "{tracked.arn}" }}'
+        after = tracked.assembler.last_event_id if tracked.assembler is not None else 0
+        token: str | None = None
+        while True:
+            records, token = await self.logs_api.filter_log_events(
+                tracked.group, start_ms, end_ms, token, pattern=pattern
+            )
+            parsed = parse_records(records)
+            self.health.log_messages.labels("invalid").inc(len(parsed.invalid))
+            events = parsed.by_execution.get(tracked.arn, [])
+            new, late = tracked.reorder.add(events, after)
+            self.health.log_messages.labels("accepted").inc(new)
+            self.health.log_messages.labels("reread").inc(late)
+            if not token:
+                break
+        tracked.backfill = None
 
     def _options_for(self, tracked: Tracked) -> AssemblerOptions:
         logging_ = tracked.watched.machine.logging
@@ -867,8 +985,12 @@ class Exporter:
         if tail.watermark_ms is None:
             return
         position = tail.watermark_ms
-        for tracked in self.tracked.values():
-            if tracked.group == tail.arn and tracked.watched.machine.type == "EXPRESS":
+        for tracked in self.tracked.values():  # (map run children are read on from their map run)
+            if (
+                tracked.group == tail.arn
+                and tracked.watched.machine.type == "EXPRESS"
+                and tracked.identity.map_run is None
+            ):
                 position = min(position, tracked.first_ms)
         try:
             self.store.set_watermark(WATERMARK_KEY + tail.arn, position / 1000)

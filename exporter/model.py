@@ -50,6 +50,7 @@ class MapRunDescription:
     max_concurrency: int
     tolerated_failure_percentage: float
     tolerated_failure_count: int
+    start_date: float = 0.0  # epoch seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import bisect
 import json
 import random
+import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +171,7 @@ class Logs:
             raise SimError("InvalidParameterException", f"limit must be between 1 and {MAX_LIMIT}")
         start = int(params.get("startTime") or 0)
         end = params.get("endTime")
+        wanted = _pattern(params.get("filterPattern"))
         token = params.get("nextToken")
         if token:
             try:
@@ -190,7 +193,7 @@ class Logs:
                 break
             last = item
             index += 1
-            if item.delivered > now:
+            if item.delivered > now or (wanted is not None and not wanted(item.message)):
                 continue
             found.append({
                 "logStreamName": item.stream, "timestamp": item.timestamp_ms, "message": item.message,
@@ -202,6 +205,35 @@ class Logs:
         if more and last is not None:
             result["nextToken"] = json.dumps([last.timestamp_ms, last.sequence])
         return result
+
+
+_EQUALS = re.compile(r'^\{\s*\$\.(?P<field>[A-Za-z_][\w.]*)\s*=\s*"(?P<value>[^"]*)"\s*\}$')
+
+
+def _pattern(text: object) -> Callable[[str], bool] | None:
+    """A filter pattern of the one form the simulator knows, a JSON field's equality
+    (`{ $.field = "value" }`), as a test of a message; None for no pattern."""
+    from simulator.stepfunctions import SimError
+
+    if not text:
+        return None
+    match = _EQUALS.match(str(text).strip())
+    if match is None:
+        raise SimError("InvalidParameterException", f"Invalid filter pattern: {text}")
+    path, value = match["field"].split("."), match["value"]
+
+    def test(message: str) -> bool:
+        try:
+            item: Any = json.loads(message)
+        except ValueError:
+            return False
+        for key in path:
+            if not isinstance(item, dict):
+                return False
+            item = item.get(key)
+        return bool(item == value)
+
+    return test
 
 
 def _group_name(identifier: object) -> str | None:

@@ -276,7 +276,9 @@ class Simulator:
         child_type: str = "STANDARD",
     ) -> SimMapRun:  # fmt: skip
         """A parent execution of `machine` running `spec`'s Distributed Map, and its children
-        (of a state machine named `PARENT/LABEL`, which no listing of state machines shows)."""
+        (of a state machine named `PARENT/LABEL`, which no listing of state machines shows).
+        EXPRESS children (`child_type`) have EXPRESS ARNs, no history, and write their log
+        messages to their parent's log group, under the parent's logging configuration."""
         import uuid
 
         label = spec.label
@@ -294,12 +296,21 @@ class Simulator:
         children = []
         for index, (template, offset) in enumerate(zip(spec.children, spec.child_starts, strict=True)):
             child_name = str(uuid.uuid5(run_id, str(index)))
-            child_arn = (
-                f"arn:aws:states:{self.region}:{self.account}:execution:{machine.name}/{label}:{child_name}"
-            )
+            if child_type == "EXPRESS":
+                child_arn = (
+                    f"arn:aws:states:{self.region}:{self.account}:express:{machine.name}/{label}:{child_name}:"
+                    f"{_uuid(child_machine.name, child_name)}"
+                )
+            else:
+                child_arn = f"arn:aws:states:{self.region}:{self.account}:execution:{machine.name}/{label}:{child_name}"
             child = SimExecution(child_arn, child_machine, child_name, parent.start + offset, template)
             self.executions[child_arn] = child
             children.append(child)
+            if child_type == "EXPRESS" and machine.logging is not None:  # they log where their parent does
+                with self.lock:
+                    self.logs.write(machine.logging, child_arn, [
+                        (event, child.appear_time(i + 1)) for i, event in enumerate(template.events)
+                    ])  # fmt: skip
         children.sort(key=lambda c: (c.start, c.arn), reverse=True)  # newest first, as listed
         run = self.map_runs[arn] = SimMapRun(arn, parent, children, spec)
         return run

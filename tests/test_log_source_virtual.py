@@ -437,6 +437,30 @@ def test_a_standard_state_machine_that_logs_is_read_from_its_history_unless_chos
     assert_settled(exporter, registry)
 
 
+def test_a_group_shared_with_a_state_machine_read_from_its_history_loses_nothing() -> None:
+    """A STANDARD state machine read from its history logs to the group an EXPRESS one is read
+    from: its messages there are skipped (counted as ignored), and every EXPRESS execution's
+    spans still arrive; both are read whole, each once."""
+    virtual = VirtualRun(settings())
+    sim = virtual.sim
+    sim.logs.delivery = Delivery(delay_s=(0.1, 1.0), streams=2)
+    machine = sim.add_machine("std", waiter_definition(2), logging=Logging(GROUP))
+    standard = [
+        sim.start(machine, waiter(random.Random(n), 2, 2, (0.5, 1.0)), f"s-{n}", start=EPOCH + 1 + n)
+        for n in range(5)
+    ]  # fmt: skip
+    executions = express(sim)
+    sink, registry = Collector(), CollectorRegistry()
+    exporter = virtual.run(120, sink=sink, registry=registry)
+    exported = [span.context.span_id for span in sink.spans]
+    assert len(exported) == len(set(exported)) and set(exported) == span_ids(executions + standard)
+    assert workflow_counts(registry) == truth(executions + standard)
+    assert registry.get_sample_value("sfn_exporter_log_messages_total", {"outcome": "ignored"}) == sum(
+        len(e.history()) for e in standard
+    )
+    assert_settled(exporter, registry)
+
+
 def test_the_read_position_lag_grows_while_a_log_group_cannot_be_read() -> None:
     from simulator.stepfunctions import DirectLogsClient
 

@@ -1,6 +1,8 @@
 """Distributed Map runs on a virtual clock against the in-process simulator: a map run of 500
 children, 5% of them failing; which children are followed, the shape of their traces, the
-progress gauges while it runs, the counters once it ended, and a restart in the middle."""
+progress gauges while it runs, the counters once it ended, and a restart in the middle; EXPRESS
+children read from their parent's log group; map runs sharing a label; the checkpoint's map run
+rows pruned."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ from prometheus_client import CollectorRegistry
 from bench.freshness import EPOCH, SyncStore, VirtualRun
 from exporter.history.ids import span_id_for, trace_id_for
 from exporter.shards import Layout, owner
+from simulator.logs import Delivery, Logging
 from simulator.stepfunctions import SimMapRun
 from simulator.workloads import distributed_map, waiter_definition
 from tests.test_daemon_virtual import Collector, no_bug_is_logged  # noqa: F401 (a fixture)
-from tests.truth import TARGET, map_run_children
+from tests.truth import TARGET, map_run_children, span_ids
 
 CHILDREN = 500
 
@@ -27,10 +30,30 @@ def settings(**map_runs: Any) -> dict[str, Any]:
             "map_runs": {"interval_seconds": 2, **map_runs}}  # fmt: skip
 
 
-def start(virtual: VirtualRun, seed: int = 5, children: int = CHILDREN) -> SimMapRun:
-    machine = virtual.sim.add_machine("batch", waiter_definition(1))
-    spec = distributed_map(random.Random(seed), children, fail_rate=0.05, max_concurrency=100)
-    return virtual.sim.start_map_run(machine, spec, "nightly", start=EPOCH + 2)
+GROUP = "/aws/vendedlogs/states/batch"
+
+
+def start(
+    virtual: VirtualRun, seed: int = 5, children: int = CHILDREN, child_type: str = "STANDARD",
+    logging: Logging | None = None, names: tuple[str, ...] = ("nightly",),
+) -> SimMapRun:  # fmt: skip
+    """The parent `batch` and its map run (one per name in `names`, all with the label `Batch`,
+    each starting a second after the one before; the first is returned)."""
+    machine = virtual.sim.add_machine("batch", waiter_definition(1), logging=logging)
+    runs = []
+    for offset, name in enumerate(names):
+        spec = distributed_map(random.Random(seed + offset), children, fail_rate=0.05, max_concurrency=100)
+        runs.append(
+            virtual.sim.start_map_run(machine, spec, name, start=EPOCH + 2 + offset, child_type=child_type)
+        )
+    return runs[0]
+
+
+def express_run(virtual: VirtualRun, children: int = CHILDREN, logs: bool = True) -> SimMapRun:
+    """A map run of EXPRESS children that log, as their parent does, to GROUP (delivered 0.2 to
+    2 s late over 3 streams), unless `logs` is False."""
+    virtual.sim.logs.delivery = Delivery(delay_s=(0.2, 2.0), streams=3)
+    return start(virtual, children=children, child_type="EXPRESS", logging=Logging(GROUP) if logs else None)
 
 
 def child_roots(sink: Collector) -> dict[str, Any]:
@@ -201,3 +224,129 @@ def test_a_map_run_whose_state_machine_moved_shards_is_counted_once() -> None:
     assert second_roots and all(ended[arn] >= moved_at - 1 for arn in second_roots)
     first_ids = {s.context.span_id for s in first_sink.spans}
     assert not first_ids & {s.context.span_id for s in second_sink.spans}
+
+
+def express_settings(**map_runs: Any) -> dict[str, Any]:
+    return {**settings(**map_runs), "logs": {"interval_seconds": 1, "reorder_window_seconds": 5}}
+
+
+@pytest.mark.parametrize("follow", ["sample", "all"])
+def test_express_children_are_read_from_their_parents_log(follow: str) -> None:
+    virtual = VirtualRun(express_settings(follow=follow, sample_size=10))
+    run = express_run(virtual, children=200 if follow == "all" else CHILDREN)
+    assert all(":express:" in c.arn for c in run.children)
+    sink, registry = Collector(), CollectorRegistry()
+    exporter = virtual.run(150, sink=sink, registry=registry)
+    roots = child_roots(sink)
+    failed = {c.arn for c in run.children if c.status(float("inf")) != "SUCCEEDED"}
+    if follow == "all":
+        assert set(roots) == {c.arn for c in run.children}
+        # followed from their first message in the log: not one filtered read per child
+        assert virtual.sim.calls["FilterLogEvents"] < len(run.children) / 4
+    else:
+        assert failed and failed <= set(roots)
+        assert 5 <= len(set(roots) - failed) <= 10
+    # every span of every followed child, once, with the ids its history would give
+    children = {c.arn: c for c in run.children}
+    traces = {trace_id_for(arn) for arn in children}  # linked: each child its own trace
+    exported = [span.context.span_id for span in sink.spans if span.context.trace_id in traces]
+    assert len(exported) == len(set(exported))
+    assert set(exported) == span_ids([children[arn] for arn in roots])
+    for arn, root in roots.items():
+        assert root.status.is_ok == (arn not in failed)
+    assert value(registry, "sfn_exporter_map_run_children_total", handling="followed") == len(roots)
+    assert value(registry, "sfn_exporter_map_run_children_total", handling="counted") == len(children) - len(
+        roots
+    )
+    assert value(registry, "sfn_exporter_map_run_children_total", handling="unlogged") == 0
+    truth = map_run_children(run)
+    for status in ("SUCCEEDED", "FAILED"):
+        assert value(registry, "sfn_map_run_child_executions_finished_total", state_machine="batch",
+                     map_state="Batch", status=status) == truth[status]  # fmt: skip
+    assert not exporter.tracked and not exporter.map_runs.watches
+
+
+def test_express_children_with_no_log_to_read_are_counted_as_unlogged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    virtual = VirtualRun(express_settings(sample_size=10))
+    run = express_run(virtual, logs=False)
+    sink, registry = Collector(), CollectorRegistry()
+    virtual.run(120, sink=sink, registry=registry)
+    failed = sum(1 for c in run.children if c.status(float("inf")) != "SUCCEEDED")
+    assert not child_roots(sink)
+    unlogged = value(registry, "sfn_exporter_map_run_children_total", handling="unlogged")
+    assert failed <= unlogged <= failed + 10  # the ones it chose to follow: every failure and a sample
+    assert value(registry, "sfn_exporter_map_run_children_total", handling="followed") == 0
+    assert value(registry, "sfn_exporter_map_run_children_total", handling="counted") == CHILDREN - unlogged
+    warnings = [r.getMessage() for r in caplog.records if "cannot be followed" in r.getMessage()]
+    assert len(warnings) == 1 and "batch does not log" in warnings[0]
+    truth = map_run_children(run)
+    assert value(registry, "sfn_map_run_child_executions_finished_total", state_machine="batch",
+                 map_state="Batch", status="FAILED") == truth["FAILED"]  # fmt: skip
+
+
+def test_express_children_a_restart_loses_nothing_and_takes_no_second_sample() -> None:
+    virtual = VirtualRun(express_settings(sample_size=10))
+    run = express_run(virtual)
+    store = SyncStore(":memory:")
+    first_sink, second_sink = Collector(), Collector()
+    virtual.run(10, sink=first_sink, store=store, close=False)
+    assert run.status(virtual.wall()) == "RUNNING" and child_roots(first_sink)
+    virtual.run(150, sink=second_sink, store=store)
+    roots = {**child_roots(first_sink), **child_roots(second_sink)}
+    failed = {c.arn for c in run.children if c.status(float("inf")) != "SUCCEEDED"}
+    assert failed <= set(roots) and 5 <= len(set(roots) - failed) <= 10
+    children = {c.arn: c for c in run.children}
+    traces = {trace_id_for(arn) for arn in children}  # linked: each child its own trace
+    exported = {s.context.span_id for sink in (first_sink, second_sink) for s in sink.spans
+                if s.context.trace_id in traces}  # fmt: skip
+    assert exported == span_ids([children[arn] for arn in roots])  # nothing lost across the restart
+    for arn in roots:
+        cursor = store.get(arn)
+        assert cursor is not None and cursor.finished
+
+
+def test_map_runs_sharing_a_label_keep_their_own_children_across_a_restart() -> None:
+    """Two parents whose Distributed Maps have the same label: their children's ARNs share a
+    prefix; after a restart each child read on still links to its own map run."""
+    virtual = VirtualRun(settings(sample_size=30, trace="linked"))
+    first = start(virtual, children=150, names=("a", "b"))
+    second = next(r for r in virtual.sim.map_runs.values() if r is not first)
+    store = SyncStore(":memory:")
+    first_sink, second_sink = Collector(), Collector()
+    virtual.run(7, sink=first_sink, store=store, close=False)
+    resumed = [arn for arn in store.unfinished("arn:aws:states:") if "/Batch:" in arn]
+    assert resumed  # children of both runs were being read when it stopped
+    virtual.run(120, sink=second_sink, store=store)
+    parent_of = {c.arn: run.parent.arn for run in (first, second) for c in run.children}
+    roots = child_roots(second_sink)
+    assert set(resumed) <= set(roots)
+    for arn, root in roots.items():
+        assert [link.context.trace_id for link in root.links] == [trace_id_for(parent_of[arn])]
+
+
+def test_a_map_runs_rows_are_pruned_after_retention_and_never_recounted() -> None:
+    virtual = VirtualRun(settings(sample_size=5))
+    run = start(virtual, children=60)
+    store = SyncStore(":memory:")
+    virtual.run(60, sink=Collector(), store=store, close=False)
+    assert run.status(virtual.wall()) != "RUNNING"
+    rows = store.watermarks(f"maprun:{run.arn}:")
+    assert rows and f"maprun:{run.arn}:done" in rows
+    assert virtual.exporter is not None and virtual.exporter.map_runs.prune(3600) == 0  # not yet
+    assert virtual.exporter.map_runs.prune(0) == 1
+    assert not store.watermarks(f"maprun:{run.arn}:")
+    # the parent is read again from its history (its cursor short of its end): the map run it
+    # shows is known to be over, not watched and counted a second time
+    parent = store.get(run.parent.arn)
+    assert parent is not None and parent.finished
+    store.save_now(run.parent.arn, parent.event_id - 1, False)
+    registry, sink = CollectorRegistry(), Collector()
+    virtual.run(30, sink=sink, store=store, registry=registry)
+    assert store.get(run.parent.arn) == parent
+    assert not child_roots(sink)
+    for status in ("SUCCEEDED", "FAILED"):
+        assert value(registry, "sfn_map_run_child_executions_finished_total", state_machine="batch",
+                     map_state="Batch", status=status) == 0  # fmt: skip
+    assert value(registry, "sfn_exporter_map_run_children_total", handling="followed") == 0

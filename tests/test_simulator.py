@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 
@@ -118,3 +119,26 @@ async def test_quotas_and_faults(setup: tuple[Simulator, Clock, AwsStepFunctions
     machines, _ = await api.list_state_machines()
     assert [m.name for m in machines] == ["loop"]
     await asyncio.sleep(0)
+
+
+def test_filter_log_events_takes_a_json_equality_pattern_and_refuses_others() -> None:
+    from simulator.logs import Logging
+    from simulator.stepfunctions import SimError
+
+    clock = Clock()
+    sim = Simulator(clock=clock)
+    machine = sim.add_machine("m", waiter_definition(1), "EXPRESS", logging=Logging("/g"))
+    runs = [
+        sim.start(machine, waiter(random.Random(n), 1, 1, (0.5, 1.0)), f"e-{n}", start=clock.now)
+        for n in range(3)
+    ]
+    clock.now += 60
+    wanted = runs[1].arn
+    answer = sim.call(
+        "FilterLogEvents", {"logGroupName": "/g", "filterPattern": f'{{ $.execution_arn = "{wanted}" }}'}
+    )
+    assert isinstance(answer, dict) and answer["events"]
+    assert all(json.loads(e["message"])["execution_arn"] == wanted for e in answer["events"])
+    assert len(answer["events"]) == len(runs[1].history())
+    with pytest.raises(SimError, match="Invalid filter pattern"):
+        sim.call("FilterLogEvents", {"logGroupName": "/g", "filterPattern": "ERROR"})

@@ -293,6 +293,17 @@ def test_cursor_store_survives_reopening_and_prunes_finished_ones(tmp_path: Path
     store.close()
 
 
+def test_watermarks_by_prefix_match_the_prefix_literally() -> None:
+    store = CursorStore(":memory:")
+    for key in ("maprun:a_b:done", "maprun:a_b:child:x", "maprun:aXb:done", "maprun:a%:done", "logs:g"):
+        store.set_watermark(key, 1.0)
+    assert set(store.watermarks("maprun:a_b:")) == {"maprun:a_b:done", "maprun:a_b:child:x"}
+    assert set(store.watermarks("maprun:a%")) == {"maprun:a%:done"}
+    assert store.delete_watermarks("maprun:a_b:") == 2
+    assert set(store.watermarks("maprun:")) == {"maprun:aXb:done", "maprun:a%:done"}
+    store.close()
+
+
 def test_idle_back_off_follows_the_budget() -> None:
     clock = FakeClock()
     budget = [10.0]

@@ -36,6 +36,7 @@ class GroupTail:
     late_read: bool | None = (
         None  # whether the last read went back over the overlap (None: no overlap to go back over)
     )
+    reach_ms: int | None = None  # the furthest event time a read (done or under way) covers
 
     async def pages(
         self, api: CloudWatchLogsApi, now_ms: int, window: ReadWindow, spare: Callable[[], bool]
@@ -60,6 +61,7 @@ class GroupTail:
         self.seen = {key: stamp for key, stamp in self.seen.items() if stamp >= previous - window.overlap_ms}
         if end < previous:
             return
+        self.reach_ms = end
         seen = self.seen
         token: str | None = None
         while True:

@@ -11,15 +11,24 @@ it, not under any state machine, as `map_runs.follow` says:
   description shows more of them than were listed;
 - `sample` (the default): the first `map_runs.sample_size` children listed, and every failure.
 
-What the checkpoint keeps per map run (in its watermarks table, under `maprun:ARN:...`): the
-child counts already counted, the children followed and sampled, and whether the run's end was
-counted; so a restart counts nothing twice, and the children it was reading are read on."""
+A child is followed the way its type allows (see the Exporter's `_on_child`): a STANDARD one
+through its history, an EXPRESS one through its parent's log group (it runs under its parent's
+logging configuration); an EXPRESS child whose parent logs nowhere the exporter reads is
+`unlogged`: counted only, and said so.
+
+What the checkpoint keeps per map run (in its watermarks table, under `maprun:ARN:...`): that
+it was seen, the child counts already counted, each child followed (or found unlogged), how many
+were sampled, and when the run's end was counted; so a restart counts nothing twice, and the
+children it was reading are read on. A run's rows go `checkpoint.retention_hours` after its end;
+a parent read again after that (its history replayed up to its cursor) shows a map run with no
+rows, which is then known to be over and is not watched again."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from exporter.aws.discovery import WatchedMachine
 from exporter.aws.source import ExecutionSummary, SourceError, StepFunctionsApi
@@ -34,6 +43,17 @@ log = logging.getLogger(__name__)
 # statusFilter values of the children always followed (bar `all`), and their key in the counts
 FAILURES = {"FAILED": "failed", "TIMED_OUT": "timedOut", "ABORTED": "aborted"}
 FINISHED = {"SUCCEEDED": "succeeded", **FAILURES}
+# the value of a child's row: followed, or an EXPRESS child that left no log to read
+FOLLOWED, UNLOGGED = 1, 2
+
+
+class Child(NamedTuple):
+    """A child to follow: its ARN, and when it started and ended (epoch s; None if not known,
+    or while it runs)."""
+
+    arn: str
+    started_at: float | None
+    ended_at: float | None
 
 
 @dataclass
@@ -49,16 +69,22 @@ class Watch:
     failing: bool = False
     description: MapRunDescription | None = None  # the latest
     baseline: bool = False  # taken over from another shard: what its first description shows was theirs
+    children: dict[str, int] = field(default_factory=dict)  # child ARN -> FOLLOWED or UNLOGGED
+    warned: bool = False  # that its EXPRESS children cannot be read
+
+    @property
+    def unlogged(self) -> int:
+        return sum(1 for value in self.children.values() if value == UNLOGGED)
 
 
 class MapRuns:
-    """The map runs being watched. `on_child(arn, watch, ended_at)` is called for each child to
-    follow (`ended_at`: epoch seconds, None while it runs); it returns whether the child is newly
-    followed."""
+    """The map runs being watched. `on_child(child, watch)` is called for each child to follow;
+    it returns `followed` (newly followed), `unlogged` (an EXPRESS child with no log to read) or
+    "" (followed already, or not to be)."""
 
     def __init__(
         self, config: Config, api: StepFunctionsApi, store: CursorStore, metrics: MapRunMetrics,
-        health: TargetHealth, on_child: Callable[[str, Watch, float | None], bool], wall: Callable[[], float],
+        health: TargetHealth, on_child: Callable[[Child, Watch], str], wall: Callable[[], float],
     ) -> None:  # fmt: skip
         self.config = config
         self.api = api
@@ -68,33 +94,53 @@ class MapRuns:
         self.on_child = on_child
         self.wall = wall
         self.watches: dict[str, Watch] = {}
+        self.over: set[str] = set()  # map runs this process saw end (or found over): not watched again
 
     def _key(self, run: MapRun, what: str) -> str:
         return f"maprun:{run.arn}:{what}"
 
-    def _stored(self, run: MapRun, what: str) -> int:
-        value = self.store.watermark(self._key(run, what))
-        return 0 if value is None else int(value)
-
-    def watch(self, run: MapRun, parent: WatchedMachine, baseline: bool = False) -> None:
-        """A map run its parent's history shows (again, after a restart: its end is then known
-        from the checkpoint, and it is not watched a second time). `baseline`: its parent was
-        taken over from another shard (exporter.shards), which counted and sampled it so far."""
-        if run.arn in self.watches:
+    def watch(
+        self, run: MapRun, parent: WatchedMachine, baseline: bool = False, replayed: bool = False
+    ) -> None:
+        """A map run its parent's history shows. `replayed`: in the part of that history exported
+        before this process (read again after a restart): a run with no rows then is one whose
+        rows were pruned long after its end. `baseline`: its parent was taken over from another
+        shard (exporter.shards), which counted and sampled it so far."""
+        if run.arn in self.watches or run.arn in self.over:
             return
+        rows = self.store.watermarks(self._key(run, ""))
         if baseline:
-            for what in ("done", "followed", "sampled", *FINISHED.values()):  # from before the move: stale
-                self.store.delete_watermark(self._key(run, what))
-        elif self._stored(run, "done"):
+            for key in rows:  # from before the move: stale
+                self.store.delete_watermark(key)
+            rows = {}
+        elif rows.get(self._key(run, "done")) or (replayed and not rows):
+            self.over.add(run.arn)
             return
+        stored = {key.removeprefix(self._key(run, "")): value for key, value in rows.items()}
         watch = Watch(
-            run, parent, followed=self._stored(run, "followed"), sampled=self._stored(run, "sampled"),
+            run, parent, followed=int(stored.get("followed", 0)), sampled=int(stored.get("sampled", 0)),
             baseline=baseline,
         )  # fmt: skip
-        watch.counted = {key: self._stored(run, key) for key in FINISHED.values()}
+        watch.counted = {key: int(stored.get(key, 0)) for key in FINISHED.values()}
+        watch.children = {
+            key.removeprefix("child:"): int(value)
+            for key, value in stored.items()
+            if key.startswith("child:")
+        }
+        if "seen" not in stored:
+            self.store.set_watermark(self._key(run, "seen"), self.wall())
         self.watches[run.arn] = watch
         self.health.map_runs.set(len(self.watches))
         log.info("watching map run %s of %s", run.map_state, run.parent_arn, extra={"map_run_arn": run.arn})
+
+    def prune(self, retention_s: float) -> int:
+        """Forget the rows of map runs that ended `retention_s` ago or more; returns how many runs."""
+        cutoff = self.wall() - retention_s
+        ended = [key.removesuffix(":done") for key, value in self.store.watermarks("maprun:").items()
+                 if key.endswith(":done") and value < cutoff]  # fmt: skip
+        for prefix in ended:
+            self.store.delete_watermarks(prefix + ":")
+        return len(ended)
 
     async def run_once(self) -> None:
         """One pass over the map runs being watched."""
@@ -128,13 +174,22 @@ class MapRuns:
             self.store.set_watermark(self._key(run, "sampled"), watch.sampled)
             watch.baseline, watch.resumed = False, True
         if not watch.resumed:
-            for arn in self.store.unfinished(f"{_child_prefix(run)}:"):
-                self._follow(watch, arn, None)
+            self._resume(watch, description)
             watch.resumed = True
         await self._list_children(watch, description)
         self._count_finished(watch, description)
         if description.status != "RUNNING":
             self._finish(watch, description)
+
+    def _resume(self, watch: Watch, description: MapRunDescription) -> None:
+        """Read on the children a previous process was following and had not read to their end."""
+        followed = [arn for arn, value in watch.children.items() if value == FOLLOWED]
+        if not followed and watch.followed:  # followed by a version that kept no row per child
+            followed = self.store.unfinished(f"{_child_prefix(watch.run)}:")
+        for arn in followed:
+            cursor = self.store.get(arn)
+            if cursor is None or not cursor.finished:
+                self.on_child(Child(arn, description.start_date or None, None), watch)
 
     async def _list_children(self, watch: Watch, description: MapRunDescription) -> None:
         settings = self.config.map_runs
@@ -160,7 +215,7 @@ class MapRuns:
                 if summary.start_date.timestamp() < floor:
                     watch.listed_until = started
                     return
-                self._follow(watch, summary.arn, _ended(summary))
+                self.follow(watch, _child(summary))
             if not token:
                 break
         watch.listed_until = started
@@ -168,7 +223,7 @@ class MapRuns:
     async def _sample(self, watch: Watch, wanted: int) -> None:
         page, _ = await self.api.list_map_run_executions(watch.run.arn, max_results=max(1, min(1000, wanted)))
         for summary in page[:wanted]:
-            if self._follow(watch, summary.arn, _ended(summary)):
+            if self.follow(watch, _child(summary)):
                 watch.sampled += 1
         self.store.set_watermark(self._key(watch.run, "sampled"), watch.sampled)
 
@@ -181,17 +236,34 @@ class MapRuns:
             )
             listed += len(page)
             for summary in page:
-                self._follow(watch, summary.arn, _ended(summary))
+                self.follow(watch, _child(summary))
             if not token:
                 return listed
 
-    def _follow(self, watch: Watch, arn: str, ended_at: float | None) -> bool:
-        if not self.on_child(arn, watch, ended_at):
+    def follow(self, watch: Watch, child: Child) -> bool:
+        """Follow a child, unless it was before; whether it was taken (followed, or found unlogged)."""
+        if child.arn in watch.children:
             return False
+        outcome = self.on_child(child, watch)
+        if outcome == "unlogged":
+            watch.children[child.arn] = UNLOGGED
+            self.store.set_watermark(self._key(watch.run, f"child:{child.arn}"), UNLOGGED)
+            self.health.map_run_children.labels("unlogged").inc()
+            return True
+        if outcome != "followed":
+            return False
+        watch.children[child.arn] = FOLLOWED
         watch.followed += 1
+        self.store.set_watermark(self._key(watch.run, f"child:{child.arn}"), FOLLOWED)
         self.store.set_watermark(self._key(watch.run, "followed"), watch.followed)
         self.health.map_run_children.labels("followed").inc()
         return True
+
+    def watch_of_child(self, state_machine_arn: str) -> Watch | None:
+        """The map run being watched whose children run as `state_machine_arn`
+        (`...:stateMachine:PARENT/LABEL`); the newest, when map runs share a label."""
+        found = [w for w in self.watches.values() if _child_machine(w.run) == state_machine_arn]
+        return max(found, key=lambda w: w.description.start_date if w.description else 0.0, default=None)
 
     def _count_finished(self, watch: Watch, description: MapRunDescription) -> None:
         """The children that finished since the last description, counted by status: the
@@ -209,11 +281,12 @@ class MapRuns:
 
     def _finish(self, watch: Watch, description: MapRunDescription) -> None:
         run = watch.run
-        self.store.set_watermark(self._key(run, "done"), 1)
+        self.store.set_watermark(self._key(run, "done"), self.wall())
         del self.watches[run.arn]
+        self.over.add(run.arn)
         self.metrics.finished(run, description.status)
         self.health.map_run_children.labels("counted").inc(
-            max(0, description.executions["total"] - watch.followed)
+            max(0, description.executions["total"] - watch.followed - watch.unlogged)
         )
         log.info(
             "map run %s of %s ended %s: %d children, %d followed", run.map_state, run.parent_arn,
@@ -221,8 +294,15 @@ class MapRuns:
         )  # fmt: skip
 
 
-def _ended(summary: ExecutionSummary) -> float | None:
-    return None if summary.stop_date is None else summary.stop_date.timestamp()
+def _child(summary: ExecutionSummary) -> Child:
+    ended = None if summary.stop_date is None else summary.stop_date.timestamp()
+    return Child(summary.arn, summary.start_date.timestamp(), ended)
+
+
+def _child_machine(run: MapRun) -> str:
+    """The state machine ARN its children's ARNs name: `arn:...:stateMachine:STATE_MACHINE/LABEL`."""
+    head, _, rest = run.arn.partition(":mapRun:")
+    return f"{head}:stateMachine:{rest.rpartition(':')[0]}"
 
 
 def _child_prefix(run: MapRun) -> str:

@@ -164,8 +164,9 @@ class CloudWatchLogsApi(Protocol):
     """What the exporter needs from CloudWatch Logs."""
 
     async def filter_log_events(
-        self, group_arn: str, start_ms: int, end_ms: int, next_token: str | None = None
-    ) -> tuple[list[LogRecord], str | None]: ...
+        self, group_arn: str, start_ms: int, end_ms: int, next_token: str | None = None,
+        pattern: str | None = None,
+    ) -> tuple[list[LogRecord], str | None]: ...  # fmt: skip
 
 
 _NOT_FOUND = {
@@ -460,6 +461,7 @@ class AwsStepFunctions(_AwsService):
                 items=counts["itemCounts"], max_concurrency=int(response.get("maxConcurrency") or 0),
                 tolerated_failure_percentage=float(response.get("toleratedFailurePercentage") or 0),
                 tolerated_failure_count=int(response.get("toleratedFailureCount") or 0),
+                start_date=_epoch(response.get("startDate")),
             )  # fmt: skip
 
     @staticmethod
@@ -508,9 +510,11 @@ class AwsCloudWatchLogs(_AwsService):
     service = "logs"
 
     async def filter_log_events(
-        self, group_arn: str, start_ms: int, end_ms: int, next_token: str | None = None
-    ) -> tuple[list[LogRecord], str | None]:
-        """The events of a group with timestamps in [start_ms, end_ms], a page of them."""
+        self, group_arn: str, start_ms: int, end_ms: int, next_token: str | None = None,
+        pattern: str | None = None,
+    ) -> tuple[list[LogRecord], str | None]:  # fmt: skip
+        """The events of a group with timestamps in [start_ms, end_ms] (and matching the filter
+        `pattern`, if given), a page of them."""
         # By name: the group is in the account whose credentials read it (an ARN as
         # logGroupIdentifier is for reading across accounts, which the exporter does not do).
         name = group_arn.split(":log-group:", 1)[-1].removesuffix(":*")
@@ -521,6 +525,8 @@ class AwsCloudWatchLogs(_AwsService):
         }
         if next_token:
             params["nextToken"] = next_token
+        if pattern:
+            params["filterPattern"] = pattern
         response = await self._call("FilterLogEvents", "filter_log_events", **params)
         with _items("FilterLogEvents"):
             records = [
@@ -533,6 +539,15 @@ class AwsCloudWatchLogs(_AwsService):
                 for item in response.get("events") or ()
             ]
         return records, response.get("nextToken")
+
+
+def _epoch(value: object) -> float:
+    """A timestamp botocore parsed (a datetime) as epoch seconds; 0 when absent."""
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return 0.0
 
 
 @contextmanager

@@ -135,8 +135,9 @@ class HealthMetrics:
         )  # fmt: skip
         self.map_run_children = Counter(
             "sfn_exporter_map_run_children",
-            "Child executions of map runs: followed (their history read, their spans exported) or only "
-            "counted (in the map run metrics), as map_runs.follow chooses.",
+            "Child executions of map runs: followed (read, their spans exported), only counted (in the "
+            "map run metrics), as map_runs.follow chooses, or unlogged (EXPRESS children chosen to follow "
+            "whose parent logs nowhere the exporter reads: counted only).",
             ["handling"], registry=r,
         )  # fmt: skip
         self.log_groups = Gauge(
@@ -161,7 +162,7 @@ class HealthMetrics:
             self.log_messages.labels(outcome)
         for outcome in ("read", "skipped"):
             self.log_late_reads.labels(outcome)
-        for handling in ("followed", "counted"):
+        for handling in ("followed", "counted", "unlogged"):
             self.map_run_children.labels(handling)
         for outcome in ("ok", "error"):
             self.checkpoint_writes.labels(outcome)
