@@ -907,10 +907,17 @@ class Exporter:
             await self._consume(tracked, assembler, events, self._feed_each(tracked, assembler, events))
         if overdue and not assembler.finished:
             tracked.log.warning(
-                "no end of this EXPRESS execution in its log after %.0fs; closed as incomplete",
-                settings.express_max_seconds,
-            )
+                "no %s of this EXPRESS execution in its log after %.0fs; %s",
+                *(("end", settings.express_max_seconds, "closed as incomplete") if assembler.last_event_id
+                  else ("message", settings.express_max_seconds, "given up")),
+            )  # fmt: skip
             await self._consume(tracked, assembler, [], assembler.abandon())
+            if not assembler.finished:  # nothing to close (no start of it was read): given up
+                tracked.pending = Pending([], [], [], cursor=assembler.last_event_id, finished=True,
+                                          redrives=assembler.redrive_count, exported=True)  # fmt: skip
+                await self._emit(tracked, tracked.pending)
+                self._ended[tracked.arn] = self._clock()
+                self._untrack(tracked)
 
     def _feed_each(
         self, tracked: Tracked, assembler: SpanAssembler, events: list[dict[str, Any]]

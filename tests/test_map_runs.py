@@ -1,6 +1,6 @@
 """Distributed Map runs end to end: the exporter as a process against the simulator over HTTP,
 a real OTLP receiver and the real Prometheus server; a map run of 500 children, 5% of them
-failing, and a SIGKILL in the middle of one."""
+failing, a SIGKILL in the middle of one, and EXPRESS children read from their parent's log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.history.ids import span_id_for, trace_id_for
+from simulator.logs import Delivery, Logging
 from simulator.stepfunctions import SimMapRun, Simulator, SimulatorServer
 from simulator.workloads import distributed_map, waiter_definition
 from tests.harness import ExporterProcess, fast_config, wait_until
@@ -20,7 +21,7 @@ from tests.test_daemon_restart import Scraper
 from tests.truth import TARGET, map_run_children, span_ids
 
 OPS = ("GetExecutionHistory", "ListExecutions", "DescribeMapRun", "DescribeExecution", "ListStateMachines",
-       "DescribeStateMachine")  # fmt: skip
+       "DescribeStateMachine", "FilterLogEvents")  # fmt: skip
 GENEROUS = {op: (1e6, 1e6) for op in OPS}
 CHILDREN = 500
 RUN = {**TARGET, "state_machine": "batch", "map_state": "Batch"}
@@ -34,12 +35,15 @@ def config(tmp_path: Path, **map_runs: Any) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def start_run(sim: Simulator, seed: int) -> SimMapRun:
-    machine = sim.add_machine("batch", waiter_definition(1))
+def start_run(sim: Simulator, seed: int, child_type: str = "STANDARD") -> SimMapRun:
+    """The map run; EXPRESS children log (with their parent) to a group, delivered late."""
+    logging = Logging("/aws/vendedlogs/states/batch") if child_type == "EXPRESS" else None
+    sim.logs.delivery = Delivery(delay_s=(0.1, 1.5), streams=3)
+    machine = sim.add_machine("batch", waiter_definition(1), logging=logging)
     spec = distributed_map(
         random.Random(seed), CHILDREN, fail_rate=0.05, max_concurrency=100, seconds=(0.5, 2.5)
     )
-    return sim.start_map_run(machine, spec, "nightly", start=sim.clock() + 1)
+    return sim.start_map_run(machine, spec, "nightly", start=sim.clock() + 1, child_type=child_type)
 
 
 def failed(run: SimMapRun) -> list[Any]:
@@ -159,3 +163,43 @@ def test_sigkill_mid_run_loses_no_child_and_counts_none_twice(tmp_path: Path) ->
     children = roots(spans)
     assert set(children) == {c.arn for c in failed(run)}  # follow: failed
     assert all(r.trace_id == trace and r.parent_span_id == span for r in children.values())
+
+
+def test_express_children_arrive_from_their_parents_log_nested(tmp_path: Path) -> None:
+    sim = Simulator(quotas=GENEROUS)
+    with SimulatorServer(sim) as server, GrpcOtlpServer() as otlp:
+        settings = config(tmp_path, trace="nested", sample_size=10)
+        settings["logs"] = {"interval_seconds": 0.5, "settle_seconds": 1.5, "reorder_window_seconds": 3}
+        settings["aws"] = {"logs_endpoint_url": server.endpoint}
+        exporter = ExporterProcess(tmp_path, settings, server.endpoint, otlp.endpoint).start()
+        try:
+            run = start_run(sim, seed=11, child_type="EXPRESS")
+            wanted = {f"{i:016x}" for i in span_ids(failed(run))}
+            wait_until(
+                lambda: wanted <= {s.span_id for s in otlp.receiver.snapshot()}, 90, "the failed children"
+            )
+
+            def counted() -> float:
+                return sum(v for (name, labels), v in exporter.samples().items()
+                           if name == "sfn_exporter_map_run_children_total" and ("handling", "counted") in labels)  # fmt: skip
+
+            wait_until(lambda: counted() > 0, 60, "the map run's end")
+            samples = exporter.samples()
+        finally:
+            exporter.signal(signal.SIGTERM)
+            assert exporter.wait(30) == 0
+    assert "InvalidArn" not in exporter.log()  # no child's history was asked for: they have none
+    spans = otlp.receiver.snapshot()
+    assert len({s.span_id for s in spans}) == len(spans)  # each once
+    children = roots(spans)
+    failed_arns = {c.arn for c in failed(run)}
+    assert failed_arns <= set(children) and 1 <= len(set(children) - failed_arns) <= 10
+    by_arn = {c.arn: c for c in run.children}
+    assert {s.span_id for s in spans if s.trace_id == map_run_span(run)[0]} >= {
+        f"{i:016x}" for i in span_ids([by_arn[arn] for arn in children])
+    }  # every span of every followed child, in its parent's trace
+    trace, span = map_run_span(run)
+    assert all(r.trace_id == trace and r.parent_span_id == span for r in children.values())
+    followed = sum(v for (name, labels), v in samples.items()
+                   if name == "sfn_exporter_map_run_children_total" and ("handling", "followed") in labels)  # fmt: skip
+    assert followed == len(children)

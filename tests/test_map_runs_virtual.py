@@ -286,6 +286,25 @@ def test_express_children_with_no_log_to_read_are_counted_as_unlogged(
                  map_state="Batch", status="FAILED") == truth["FAILED"]  # fmt: skip
 
 
+def test_express_children_whose_messages_are_not_in_their_parents_group_are_given_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    virtual = VirtualRun(express_settings(sample_size=3))
+    run = express_run(virtual, children=50)
+    group = virtual.sim.logs.groups[GROUP]
+    group.events = [e for e in group.events if ":express:" not in e.message]  # written elsewhere
+    store, registry = SyncStore(":memory:"), CollectorRegistry()
+    exporter = virtual.run(400, sink=Collector(), store=store, registry=registry)
+    failed = [c for c in run.children if c.status(float("inf")) != "SUCCEEDED"]
+    assert not exporter.tracked  # each followed child given up after logs.express_max_seconds (330)
+    given_up = [r for r in caplog.records if "no message of this EXPRESS execution" in r.getMessage()]
+    followed = value(registry, "sfn_exporter_map_run_children_total", handling="followed")
+    assert len(failed) <= len(given_up) == followed <= len(failed) + 3
+    for child in failed:
+        cursor = store.get(child.arn)
+        assert cursor is not None and cursor.finished and cursor.event_id == 0
+
+
 def test_express_children_a_restart_loses_nothing_and_takes_no_second_sample() -> None:
     virtual = VirtualRun(express_settings(sample_size=10))
     run = express_run(virtual)
