@@ -370,8 +370,21 @@ class Exporter:
         tracked.reorder, tracked.group = Reorder(), logging_.log_group_arns[0]
         started_ms = int((child.started_at or self._wall() - self.config.logs.express_max_seconds) * 1000)
         tracked.first_ms = started_ms
+        # Its messages the group's tail read before it was followed are read again by a filter
+        # on its ARN: none when the tail has not read as far as its start, or under `all` when
+        # it began after its map run was watched (from then on its messages were followed).
         tail = self.groups.get(tracked.group)
-        if tail is not None and tail.reach_ms is not None and tail.reach_ms >= started_ms - 1000:
+        routed = (
+            self.config.map_runs.follow == "all"
+            and started_ms >= watch.since * 1000
+            and self.map_runs.watch_of_child(identity.state_machine_arn) is watch
+        )
+        if (
+            not routed
+            and tail is not None
+            and tail.reach_ms is not None
+            and tail.reach_ms >= started_ms - 1000
+        ):
             ended_ms = None if child.ended_at is None else int(child.ended_at * 1000) + 1
             tracked.backfill = (started_ms - 1000, ended_ms)
         moved = watched.taken_over_at
@@ -803,8 +816,9 @@ class Exporter:
     def _child_in_log(
         self, arn: str, identity: ExecutionIdentity, events: list[dict[str, Any]]
     ) -> Tracked | None:
-        """Under `map_runs.follow: all`, an EXPRESS child of a map run being watched is followed
-        from its first message in the log (it would be listed a moment later)."""
+        """Under `map_runs.follow: all`, an EXPRESS child of a map run being watched (the only one
+        with its label) is followed from its first message in the log (it would be listed a
+        moment later)."""
         if self.config.map_runs.follow != "all" or ":express:" not in arn:
             return None
         watch = self.map_runs.watch_of_child(identity.state_machine_arn)
@@ -814,7 +828,7 @@ class Exporter:
         self.map_runs.follow(watch, Child(arn, first_s, None))
         tracked = self.tracked.get(arn)
         if tracked is not None and any(e["id"] == 1 for e in events):
-            tracked.backfill = None  # its first event is here: the tail read nothing of it before
+            tracked.backfill = None  # its first event is here: nothing of it was read before
         return tracked
 
     def _take_over_from_log(self, tracked: Tracked, events: list[dict[str, Any]], moved: float) -> None:

@@ -232,17 +232,31 @@ def express_settings(**map_runs: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("follow", ["sample", "all"])
 def test_express_children_are_read_from_their_parents_log(follow: str) -> None:
-    virtual = VirtualRun(express_settings(follow=follow, sample_size=10))
+    # listed less often than the log is read under `all`: children first seen in the log are
+    # followed from there
+    virtual = VirtualRun(
+        express_settings(follow=follow, sample_size=10, interval_seconds=6 if follow == "all" else 2)
+    )
     run = express_run(virtual, children=200 if follow == "all" else CHILDREN)
     assert all(":express:" in c.arn for c in run.children)
+    filtered = []  # the filtered reads of single children
+    read = virtual.sim.logs.filter_log_events
+
+    def counting(params: dict[str, Any], now: float) -> dict[str, Any]:
+        if params.get("filterPattern"):
+            filtered.append(params["filterPattern"])
+        return read(params, now)
+
+    virtual.sim.logs.filter_log_events = counting  # type: ignore[method-assign]
     sink, registry = Collector(), CollectorRegistry()
     exporter = virtual.run(150, sink=sink, registry=registry)
     roots = child_roots(sink)
     failed = {c.arn for c in run.children if c.status(float("inf")) != "SUCCEEDED"}
     if follow == "all":
         assert set(roots) == {c.arn for c in run.children}
-        # followed from their first message in the log: not one filtered read per child
-        assert virtual.sim.calls["FilterLogEvents"] < len(run.children) / 4
+        # each began after its map run was watched: followed through the group's tail from its
+        # first message, without a read of its own
+        assert not filtered
     else:
         assert failed and failed <= set(roots)
         assert 5 <= len(set(roots) - failed) <= 10
@@ -341,6 +355,21 @@ def test_map_runs_sharing_a_label_keep_their_own_children_across_a_restart() -> 
     parent_of = {c.arn: run.parent.arn for run in (first, second) for c in run.children}
     roots = child_roots(second_sink)
     assert set(resumed) <= set(roots)
+    for arn, root in roots.items():
+        assert [link.context.trace_id for link in root.links] == [trace_id_for(parent_of[arn])]
+
+
+def test_express_children_of_map_runs_sharing_a_label_link_to_their_own_parent() -> None:
+    """Listed less often than their log is read: many children are first seen in the log."""
+    virtual = VirtualRun(express_settings(follow="all", interval_seconds=6))
+    virtual.sim.logs.delivery = Delivery(delay_s=(0.2, 2.0), streams=3)
+    first = start(virtual, children=80, child_type="EXPRESS", logging=Logging(GROUP), names=("a", "b"))
+    second = next(r for r in virtual.sim.map_runs.values() if r is not first)
+    sink = Collector()
+    virtual.run(120, sink=sink)
+    parent_of = {c.arn: run.parent.arn for run in (first, second) for c in run.children}
+    roots = child_roots(sink)
+    assert set(roots) == set(parent_of)
     for arn, root in roots.items():
         assert [link.context.trace_id for link in root.links] == [trace_id_for(parent_of[arn])]
 

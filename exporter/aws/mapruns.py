@@ -71,6 +71,7 @@ class Watch:
     baseline: bool = False  # taken over from another shard: what its first description shows was theirs
     children: dict[str, int] = field(default_factory=dict)  # child ARN -> FOLLOWED or UNLOGGED
     warned: bool = False  # that its EXPRESS children cannot be read
+    since: float = 0.0  # when this process began to watch it (epoch s)
 
     @property
     def unlogged(self) -> int:
@@ -119,7 +120,7 @@ class MapRuns:
         stored = {key.removeprefix(self._key(run, "")): value for key, value in rows.items()}
         watch = Watch(
             run, parent, followed=int(stored.get("followed", 0)), sampled=int(stored.get("sampled", 0)),
-            baseline=baseline,
+            baseline=baseline, since=self.wall(),
         )  # fmt: skip
         watch.counted = {key: int(stored.get(key, 0)) for key in FINISHED.values()}
         watch.children = {
@@ -261,9 +262,10 @@ class MapRuns:
 
     def watch_of_child(self, state_machine_arn: str) -> Watch | None:
         """The map run being watched whose children run as `state_machine_arn`
-        (`...:stateMachine:PARENT/LABEL`); the newest, when map runs share a label."""
+        (`...:stateMachine:PARENT/LABEL`); None when none is, or when several are (map runs
+        whose Map states share a label: the listing by map run tells their children apart)."""
         found = [w for w in self.watches.values() if _child_machine(w.run) == state_machine_arn]
-        return max(found, key=lambda w: w.description.start_date if w.description else 0.0, default=None)
+        return found[0] if len(found) == 1 else None
 
     def _count_finished(self, watch: Watch, description: MapRunDescription) -> None:
         """The children that finished since the last description, counted by status: the
