@@ -690,6 +690,7 @@ class Exporter:
             if start is None and not machines:  # read for map run children only: from their start
                 start = min((t.first_ms for t in self.tracked.values() if t.group == arn), default=None)
             tail = self.groups[arn] = GroupTail(arn, start)
+        tail.backfills = 0
         now_ms = int(self._wall() * 1000)
         window = ReadWindow(
             int(settings.settle_seconds * 1000), int(settings.overlap_seconds * 1000),
@@ -717,10 +718,20 @@ class Exporter:
         tail.failing = False
         # Reorder windows and EXPRESS deadlines run out in quiet times too; executions with
         # nothing held, pending or due are left alone (most of them, at thousands tracked).
-        deadline_ms = (self._wall() - settings.express_max_seconds) * 1000
+        deadline_ms = self._express_deadline_ms(arn)
         for tracked in [t for t in self.tracked.values() if t.group == arn and self._due(t, deadline_ms)]:
             await self._release(tracked)
         self._save_log_watermark(tail)
+
+    def _express_deadline_ms(self, group: str | None) -> float:
+        """An EXPRESS execution whose first event is older than this (epoch ms) and whose end was
+        not read is over its maximum duration: that long before how far its group has been read
+        (a group read late, its quota spent, does not make its executions overdue)."""
+        tail = self.groups.get(group) if group is not None else None
+        read_ms = tail.watermark_ms if tail is not None and tail.watermark_ms is not None else None
+        return (
+            read_ms if read_ms is not None else self._wall() * 1000
+        ) - self.config.logs.express_max_seconds * 1000
 
     @staticmethod
     def _due(tracked: Tracked, deadline_ms: float) -> bool:
@@ -854,6 +865,11 @@ class Exporter:
             return  # a poll worker reads its history; the log's events wait for it
         try:
             if tracked.backfill is not None:
+                tail = self.groups.get(tracked.group) if tracked.group is not None else None
+                if tail is not None:
+                    if tail.backfills and not self._log_calls_spare():
+                        return  # one a pass while the quota has no call to spare: the tail first
+                    tail.backfills += 1
                 await self._backfill(tracked)
             if tracked.pending is not None:
                 await self._emit(tracked, tracked.pending)
@@ -908,7 +924,7 @@ class Exporter:
         if assembler is None:
             assembler = tracked.assembler = SpanAssembler(tracked.identity, self._options_for(tracked))
         settings = self.config.logs
-        overdue = self._wall() - tracked.first_ms / 1000 > settings.express_max_seconds
+        overdue = tracked.first_ms < self._express_deadline_ms(tracked.group)
         events = tracked.reorder.take(
             assembler.last_event_id, self._clock(), 0.0 if overdue else settings.reorder_window_seconds,
             eager=assembler.options.partial,

@@ -128,6 +128,9 @@ def test_map_run_benchmark_compares_against_its_baseline() -> None:
     assert base.lags and sampled.lags and base.followed == 0
     assert 10 <= sampled.followed <= 40  # the sample and the failures, of 300 children
     assert all(sampled.busiest[op] <= sampled.allowed[op] for op in sampled.busiest)
+    express = run(40, 300, "sample", minutes=12, child_type="express")
+    assert 10 <= express.followed <= 40 and express.busiest["FilterLogEvents"] > 0  # read from the log
+    assert all(express.busiest[op] <= express.allowed[op] for op in express.busiest)
 
 
 def test_fleet_benchmark_counts_each_accounts_calls_and_the_cpu_per_event() -> None:

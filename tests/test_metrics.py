@@ -77,6 +77,22 @@ def test_running_gauge_is_set_not_counted() -> None:
     assert registry.get_sample_value("sfn_running_executions", {**labels, "account": "222222222222"}) == 7
 
 
+def test_a_forgotten_state_machines_series_start_again_from_nothing() -> None:
+    """Updates are bound to their series once; a series forgotten is bound afresh when it comes back."""
+    registry = CollectorRegistry()
+    metrics = WorkflowMetrics(registry).for_target("111111111111", "eu-west-1")
+    started = Observation("sfn_executions_started_total", ("Orders",))
+    duration = Observation("sfn_execution_duration_seconds", ("Orders", "SUCCEEDED"), 2.0)
+    metrics.apply([started, started, duration])
+    labels = {"account": "111111111111", "region": "eu-west-1", "state_machine": "Orders"}
+    assert registry.get_sample_value("sfn_executions_started_total", labels) == 2
+    metrics.forget("Orders")
+    assert registry.get_sample_value("sfn_executions_started_total", labels) is None
+    metrics.apply([started, duration])
+    assert registry.get_sample_value("sfn_executions_started_total", labels) == 1
+    assert registry.get_sample_value("sfn_execution_duration_seconds_count", {**labels, "status": "SUCCEEDED"}) == 1
+
+
 def test_wrong_label_count_is_a_clear_error() -> None:
     metrics = WorkflowMetrics(CollectorRegistry())
     with pytest.raises(

@@ -37,6 +37,7 @@ class GroupTail:
         None  # whether the last read went back over the overlap (None: no overlap to go back over)
     )
     reach_ms: int | None = None  # the furthest event time a read (done or under way) covers
+    backfills: int = 0  # filtered reads of single executions in this pass (see the Exporter)
 
     async def pages(
         self, api: CloudWatchLogsApi, now_ms: int, window: ReadWindow, spare: Callable[[], bool]

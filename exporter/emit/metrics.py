@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -45,11 +45,15 @@ class WorkflowMetrics:
         # them when the state machine is gone
         self._children: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
         self._shared: dict[str, MapRunMetrics] = {}  # the map run metrics, made when first needed
+        # each series' update (its child's inc or observe), by metric and labels: resolving a
+        # child through prometheus-client's labels() on every observation costs more than the update
+        self._updates: dict[tuple[str, tuple[str, ...]], Callable[[float], None]] = {}
 
     def for_target(self, account: str, region: str) -> WorkflowMetrics:
         view = copy.copy(self)  # the same metrics (and _shared), another target's series
         view.target = (account, region)
         view._children = {}
+        view._updates = {}
         return view
 
     def map_runs(self) -> MapRunMetrics:
@@ -59,22 +63,23 @@ class WorkflowMetrics:
         return self._shared["base"].for_target(self.target)
 
     def apply(self, observations: Iterable[Observation]) -> None:
-        for observation in observations:
-            spec, metric = self._metrics[observation.metric]
-            if len(observation.labels) != len(spec.labels):
-                raise ValueError(
-                    f"{observation.metric}: expected labels {spec.labels}, got {observation.labels}"
-                )
-            child = metric.labels(*self.target, *observation.labels)
-            self._children.setdefault(observation.labels[0], set()).add(
-                (observation.metric, observation.labels)
-            )
-            if spec.type == MetricType.COUNTER:
-                child.inc(observation.value)  # type: ignore[attr-defined]
-            elif spec.type == MetricType.HISTOGRAM:
-                child.observe(observation.value)  # type: ignore[attr-defined]
-            else:
-                child.inc(observation.value)  # type: ignore[attr-defined]
+        updates = self._updates
+        for metric, labels, value in observations:
+            update = updates.get((metric, labels))
+            if update is None:
+                update = self._bind(metric, labels)
+            update(value)
+
+    def _bind(self, name: str, labels: tuple[str, ...]) -> Callable[[float], None]:
+        """A series' update, made once: its child's `observe` for a histogram, else its `inc`."""
+        spec, metric = self._metrics[name]
+        if len(labels) != len(spec.labels):
+            raise ValueError(f"{name}: expected labels {spec.labels}, got {labels}")
+        child = metric.labels(*self.target, *labels)
+        self._children.setdefault(labels[0], set()).add((name, labels))
+        update: Callable[[float], None] = child.observe if spec.type == MetricType.HISTOGRAM else child.inc  # type: ignore[attr-defined]
+        self._updates[(name, labels)] = update
+        return update
 
     def set_running(self, state_machine: str, count: int) -> None:
         _, gauge = self._metrics["sfn_running_executions"]
@@ -86,6 +91,7 @@ class WorkflowMetrics:
         until a restart (Prometheus marks them stale)."""
         for name, labels in self._children.pop(state_machine, ()):
             self._metrics[name][1].remove(*self.target, *labels)
+            self._updates.pop((name, labels), None)
 
 
 # DescribeMapRun's count keys, as the status label says them (AWS's execution statuses)
