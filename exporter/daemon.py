@@ -80,7 +80,7 @@ class Pending:
     exported: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Tracked:
     arn: str
     identity: ExecutionIdentity

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -81,16 +82,18 @@ class ExecutionIdentity:
                 "or arn:PARTITION:states:REGION:ACCOUNT:express:STATE_MACHINE:NAME:ID"
             )
         g = match.groupdict()
-        g["machine"] = g["machine"] or g["express_machine"]
-        g["name"] = g["name"] or g["express_name"]
-        machine_arn = f"arn:{g['partition']}:states:{g['region']}:{g['account']}:stateMachine:{g['machine']}"
+        machine = sys.intern(g["machine"] or g["express_machine"])
+        # interned: thousands of executions tracked at once share their state machine's
+        machine_arn = sys.intern(
+            f"arn:{g['partition']}:states:{g['region']}:{g['account']}:stateMachine:{machine}"
+        )
         return cls(
             execution_arn=execution_arn,
             state_machine_arn=machine_arn,
-            state_machine_name=g["machine"],
-            execution_name=g["name"],
-            region=g["region"],
-            account=g["account"],
+            state_machine_name=machine,
+            execution_name=g["name"] or g["express_name"],
+            region=sys.intern(g["region"]),
+            account=sys.intern(g["account"]),
             trace_header=trace_header,
         )
 

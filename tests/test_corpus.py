@@ -67,3 +67,14 @@ def test_the_corpus_gives_what_it_gave_before() -> None:
     assert len(expected) == len(HISTORIES)
     changed = [key(h) for h in HISTORIES if expected.get(key(h)) != digest(h)]
     assert not changed, f"{len(changed)} histories give other spans or metrics, e.g. {changed[:5]}"
+
+
+def test_closed_spans_share_one_empty_attribute_map_that_nothing_writes_to() -> None:
+    """A closed span hands its attributes to its record and keeps a shared empty map (memory:
+    thousands of executions tracked at once); no history makes the assembler write to it."""
+    from exporter.history import assembler
+
+    for history in HISTORIES:
+        run(history, [history.events])
+        run(history, [[event] for event in history.events])
+    assert assembler._NO_ATTRIBUTES == {}

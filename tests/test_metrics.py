@@ -90,7 +90,10 @@ def test_a_forgotten_state_machines_series_start_again_from_nothing() -> None:
     assert registry.get_sample_value("sfn_executions_started_total", labels) is None
     metrics.apply([started, duration])
     assert registry.get_sample_value("sfn_executions_started_total", labels) == 1
-    assert registry.get_sample_value("sfn_execution_duration_seconds_count", {**labels, "status": "SUCCEEDED"}) == 1
+    assert (
+        registry.get_sample_value("sfn_execution_duration_seconds_count", {**labels, "status": "SUCCEEDED"})
+        == 1
+    )
 
 
 def test_wrong_label_count_is_a_clear_error() -> None:

@@ -18,9 +18,10 @@ import dataclasses
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from exporter.history.catalogue import clip_label
 from exporter.history.events import parse_event
@@ -122,6 +123,27 @@ class Assembled:
 
 
 _NO_ITERATIONS: dict[int, _Span] = {}  # shared, never written to
+_NO_ATTRIBUTES: dict[str, AttributeValue] = {}  # a closed span's (its record took them): never written to
+
+
+class _Closed:
+    """What the event map keeps of a closed span in its stead: that it is closed, its kind and
+    state type (an abort names a state already closed), and its parent (a chain of spans is
+    walked up past closed ones). The closed span itself is not kept: thousands of executions
+    are tracked at once."""
+
+    __slots__ = ("closed", "kind", "parent", "state_type")
+
+    def __init__(self, span: _Span) -> None:
+        self.parent = span.parent
+        self.kind = span.kind
+        self.state_type = span.state_type
+        self.closed = True
+
+    def ancestors(self) -> Iterator[_Span]:
+        yield cast(_Span, self)
+        if self.parent is not None:
+            yield from self.parent.ancestors()
 
 
 class _Span:
@@ -253,6 +275,12 @@ def _attempt_attributes(
 
 class SpanAssembler:
     """Consumes one execution's history events in id order; yields finished spans and observations."""
+
+    __slots__ = (
+        "_last_active", "_open", "_out", "_owner", "_owner_limit", "_remote_parent", "_root", "_run",
+        "_span_ids", "_start_known", "_trace_id", "identity", "last_event_id", "map_runs", "options",
+        "redrive_count",
+    )  # fmt: skip
 
     def __init__(self, identity: ExecutionIdentity, options: AssemblerOptions | None = None) -> None:
         self.identity = identity
@@ -466,6 +494,7 @@ class SpanAssembler:
     ) -> _Span:  # fmt: skip
         opening = event.id if opening_event_id is None else opening_event_id
         span_id = self._span_ids.span_id(opening, role)
+        name = sys.intern(name)  # state names repeat across the executions tracked at once
         span = _Span(kind, name, parent, self._trace_id, span_id, event.timestamp_ns, opening, state_type)
         if parent is not None:
             parent.children[span.span_id] = span
@@ -503,6 +532,15 @@ class SpanAssembler:
         self._open.pop(span.span_id, None)
         self._observe_close(span)
         self._out.spans.append(span.record(self.options.legacy_status))
+        # Its record took its attributes; a closed span stays known (events may point back at
+        # it) but needs neither those nor the room its children took.
+        span.attributes, span.children = _NO_ATTRIBUTES, {}
+        owner = self._owner
+        stub: _Span | None = None
+        for event_id in span.tips:  # the events filed under it (see _register)
+            if owner.get(event_id) is span:
+                stub = stub or cast(_Span, _Closed(span))
+                owner[event_id] = stub
 
     def _close_scope_naturally(self, scope: _Span) -> None:
         """A branch or iteration whose states are all done ends with its last event."""
