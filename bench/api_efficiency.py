@@ -6,7 +6,7 @@ One execution's history grows by `--new` events between polls (a burst of 1 to 2
 random); each poll is an aiobotocore call over HTTP to the simulator (AWS JSON protocol), which
 counts calls and response bytes. Pollers:
 - `exporter`: this project's tail (newest page first, stops at its cursor, first page sized from
-  the previous poll);
+  the previous polls: `exporter.aws.tail.first_page_size`);
 - `naive`: reads the whole history forward (pages of 1,000) every poll and keeps what is new;
 - `lower bound`: one call per poll, and the bytes of the new events alone.
 Before the measured polls each poller has read the history once (not counted)."""
@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.aws.ratelimit import RateLimiter
 from exporter.aws.source import aws_step_functions
-from exporter.aws.tail import first_page_size, read_new_events, read_whole_history
+from exporter.aws.tail import MIN_PAGE, first_page_size, next_peak, read_new_events, read_whole_history
 from exporter.emit.health import HealthMetrics
 from simulator.stepfunctions import ACCOUNT, REGION, Simulator, SimulatorServer
 from simulator.workloads import bulk_template
@@ -62,15 +62,16 @@ async def measure(length: int, polls: int, new: int, seed: int) -> list[dict[str
                 )
                 clock.now += length - 1  # `length` events visible
                 cursor = len(await read_whole_history(api, execution.arn, True))
-                last_new = new
+                last_new, peak = new, float(MIN_PAGE)
                 calls0, bytes0 = sim.calls["GetExecutionHistory"], sim.bytes["GetExecutionHistory"]
                 new_bytes = found = 0
                 for _ in range(polls):
                     clock.now += rng.randint(1, 2 * new)
                     if poller == "exporter":
                         events = await read_new_events(
-                            api, execution.arn, cursor, first_page_size(last_new, 100), True
+                            api, execution.arn, cursor, first_page_size(last_new, peak, 100), True
                         )
+                        peak = next_peak(peak, len(events))
                     elif poller == "naive":
                         events = [
                             e for e in await read_whole_history(api, execution.arn, True) if e["id"] > cursor

@@ -1,7 +1,7 @@
 """Freshness under quota: lag from an event's appearance to its export, for three schedulers
 spending the same API budget, with 100, 1,000 and 10,000 running executions.
 
-    python -m bench.freshness [--sizes 100,1000,10000] [--hours 3]
+    python -m bench.freshness [--sizes 100,1000,10000] [--hours 3] [--workloads steady,fanout,slowdown]
 
 The real exporter (discovery, scheduler, rate limiter, tail, assembler, checkpoint) runs against
 the in-process simulator at the default quotas (the exporter's share: half of each), on a
@@ -14,7 +14,13 @@ states (the workload is below). Schedulers:
 A fourth row, `bound`, is computed, not run: the lowest p99 any scheduler that does not know the
 future could reach with the same budget on this workload (`p99_lower_bound`). It is what "better
 than round-robin" can be at most, and what the exporter is measured against.
-Lag is measured for the events that appear after a warm-up (the first reading of every history)."""
+Lag is measured for the events that appear after a warm-up (the first reading of every history).
+
+Workloads (`--workloads`): `steady` (below); `fanout`, the same with an inline Map of 20 to 80
+parallel Lambda iterations after half the waiters' tasks (bursts of 80 to 320 events twice
+within seconds); `slowdown`, the same as `steady` until half way, then every task takes three
+times as long (a downstream slowdown: what the exporter learned of durations is wrong). The
+`bound` holds for `steady` only."""
 
 from __future__ import annotations
 
@@ -165,26 +171,41 @@ def shapes(seed: int) -> list[Shape]:
     return out
 
 
-def _template(rng: random.Random, shape: Shape, horizon: float) -> Template:
+WORKLOADS = ("steady", "fanout", "slowdown")
+
+
+def _template(
+    rng: random.Random, shape: Shape, horizon: float, workload: str = "steady", slow_after: float = math.inf
+) -> Template:
     """Waiters: Fetch (a Lambda task), Sleep (a fixed Wait), Check, over and over. Chains: long
-    tasks back to back. Task durations are lognormal around a per-state-machine median."""
+    tasks back to back. Task durations are lognormal around a per-state-machine median. With
+    `fanout`, half of the waiters' loops fan out through a Map after Fetch; with `slowdown`, tasks
+    take three times as long from `slow_after` seconds into the execution."""
     h = History()
     offsets = [0.0]
     now = 0.0
     h.add("ExecutionStarted", prev=0, input="{}")
 
-    def add(event_type: str, gap: float = 0.05, **details: Any) -> None:
+    def add(event_type: str, gap: float = 0.05, prev: int | None = None, **details: Any) -> int:
         nonlocal now
         now += gap
         offsets.append(now)
-        h.add(event_type, **details)
+        return h.add(event_type, prev=prev, **details)
 
     while now < horizon:
         add("TaskStateEntered", name="Fetch")
         add("TaskScheduled", **LAMBDA)
         add("TaskStarted", **LAMBDA)
-        add("TaskSucceeded", gap=shape.task_median * math.exp(rng.gauss(0, SIGMA)), output="{}", **LAMBDA)
+        slower = 3.0 if now >= slow_after else 1.0
+        add(
+            "TaskSucceeded",
+            gap=slower * shape.task_median * math.exp(rng.gauss(0, SIGMA)),
+            output="{}",
+            **LAMBDA,
+        )
         add("TaskStateExited", name="Fetch")
+        if workload == "fanout" and not shape.chain and rng.random() < 0.5:
+            _fan_out(add, rng)
         if not shape.chain:
             add("WaitStateEntered", name="Sleep")
             add("WaitStateExited", gap=shape.wait_s, name="Sleep")
@@ -194,7 +215,30 @@ def _template(rng: random.Random, shape: Shape, horizon: float) -> Template:
     return Template("bench", offsets, [{k: v for k, v in e.items() if k != "timestamp"} for e in h.events])
 
 
-def build(sim: Simulator, size: int, seed: int, horizon: float, logging: bool = False) -> None:
+def _fan_out(add: Callable[..., int], rng: random.Random) -> None:
+    """An inline Map of 20 to 80 Lambda iterations in parallel: their starts in one burst, their
+    ends in another one to five seconds later."""
+    add("MapStateEntered", name="Fan")
+    started = add("MapStateStarted", length=0)
+    running = []
+    for index in range(rng.randint(20, 80)):
+        iteration = add("MapIterationStarted", gap=0.002, prev=started, name="Fan", index=index)
+        add("TaskStateEntered", gap=0.002, prev=iteration, name="Item")
+        add("TaskScheduled", gap=0.002, **LAMBDA)
+        running.append((index, add("TaskStarted", gap=0.002, **LAMBDA)))
+    last, gap = started, rng.uniform(1.0, 5.0)
+    for index, task in running:
+        add("TaskSucceeded", gap=gap, prev=task, output="{}", **LAMBDA)
+        exited = add("TaskStateExited", gap=0.002, name="Item")
+        last = add("MapIterationSucceeded", gap=0.002, prev=exited, name="Fan", index=index)
+        gap = 0.002
+    add("MapStateSucceeded", prev=last)
+    add("MapStateExited", name="Fan")
+
+
+def build(
+    sim: Simulator, size: int, seed: int, horizon: float, logging: bool = False, workload: str = "steady"
+) -> None:
     """The workload; with `logging`, every state machine logs every event to one log group."""
     rng = random.Random(seed + 1)
     group = Logging("/aws/vendedlogs/states/bench") if logging else None
@@ -202,7 +246,9 @@ def build(sim: Simulator, size: int, seed: int, horizon: float, logging: bool = 
         machine = sim.add_machine(f"machine-{m:02d}", waiter_definition(shape.wait_s), logging=group)
         for n in range(size // MACHINES):
             start = EPOCH - rng.uniform(0, shape.wait_s)  # started earlier, each at its own phase
-            sim.start(machine, _template(rng, shape, horizon + shape.wait_s), f"e-{n:05d}", start=start)
+            slow_after = EPOCH + horizon / 2 - start if workload == "slowdown" else math.inf
+            template = _template(rng, shape, horizon + shape.wait_s, workload, slow_after)
+            sim.start(machine, template, f"e-{n:05d}", start=start)
 
 
 def p99_lower_bound(size: int, seed: int, budget: float, grid: int = 1000) -> float:
@@ -315,14 +361,21 @@ class VirtualRun:
         return exporter
 
 
-def run(size: int, scheduler: str, hours: float, seed: int = 1, warmup: float | None = None) -> Result:
+def run(
+    size: int,
+    scheduler: str,
+    hours: float,
+    seed: int = 1,
+    warmup: float | None = None,
+    workload: str = "steady",
+) -> Result:
     """One row. `logs`: the same state machines log every event to CloudWatch Logs and are read
     from there (`logs.source: logs`), with CloudWatch's delivery delays (0.2 to 2 s)."""
     logs = scheduler == "logs"
     virtual = VirtualRun({"logs": {"source": "logs"}} if logs else None)
     horizon = hours * 3600
     sim = virtual.sim
-    build(sim, size, seed, horizon, logging=logs)
+    build(sim, size, seed, horizon, logging=logs, workload=workload)
     budget = virtual.budget
     chosen: PollScheduler | None = None
     if scheduler == "round-robin":
@@ -402,42 +455,21 @@ def main() -> None:
         "--express-rate", type=float, default=500.0, help="EXPRESS executions a second (0: none)"
     )
     parser.add_argument("--express-seconds", type=float, default=180.0)
+    parser.add_argument("--workloads", default="steady", help=", ".join(WORKLOADS))
     args = parser.parse_args()
+    workloads = args.workloads.split(",")
+    for workload in workloads:
+        if workload not in WORKLOADS:
+            parser.error(f"--workloads: {workload!r} is not one of {', '.join(WORKLOADS)}")
     print(
         f"{'executions':>10} {'scheduler':<12} {'events':>8} {'p50 lag s':>10} {'p99 lag s':>10} "
         f"{'history calls':>14} {'log calls':>10} {'calls/1k ev':>11} {'unexported':>10} {'wall s':>7}"
     )
-    for size in (int(s) for s in args.sizes.split(",") if s):
-        results = {}
-        for scheduler in args.rows.split(","):
-            started = time.perf_counter()
-            result = run(size, scheduler, args.hours, args.seed)
-            results[scheduler] = result
-            print(
-                f"{size:>10,} {scheduler:<12} {len(result.lags):>8,} {result.quantile(0.5):>10.1f} "
-                f"{result.quantile(0.99):>10.1f} {result.history_calls:>14,} {result.log_calls:>10,} "
-                f"{result.calls_per_1000_events:>11.1f} "
-                f"{result.unexported:>10,} {time.perf_counter() - started:>7.1f}",
-                flush=True,
-            )
-        p99 = {name: result.quantile(0.99) for name, result in results.items()}
-        if "exporter" in results:
-            bound = p99_lower_bound(size, args.seed, results["exporter"].budget)
-            print(f"{size:>10,} {'bound':<12} {'':>8} {'':>10} {bound:>10.1f}", flush=True)
-        if {"exporter", "round-robin", "oracle"} <= set(results):
-            print(
-                f"{'':>10} p99: round-robin/exporter = {p99['round-robin'] / p99['exporter']:.2f}x "
-                f"(at most {p99['round-robin'] / bound:.2f}x for any scheduler without foresight), "
-                f"exporter/bound = {p99['exporter'] / bound:.2f}x, "
-                f"exporter/oracle = {p99['exporter'] / max(p99['oracle'], 1e-3):.0f}x",
-                flush=True,
-            )
-        if {"exporter", "logs"} <= set(results):
-            print(
-                f"{'':>10} p99: logs {p99['logs']:.1f} s against history {p99['exporter']:.1f} s "
-                f"(the history-only bound: {bound:.1f} s)",
-                flush=True,
-            )
+    for workload in workloads:
+        if workload != "steady":
+            print(f"workload: {workload}", flush=True)
+        for size in (int(s) for s in args.sizes.split(",") if s):
+            _rows(size, workload, args)
     if args.express_rate:
         started = time.perf_counter()
         result = run_express(args.express_rate, args.express_seconds, args.seed)
@@ -446,6 +478,48 @@ def main() -> None:
             f"{result.quantile(0.5):>10.1f} {result.quantile(0.99):>10.1f} {result.history_calls:>14,} "
             f"{result.log_calls:>10,} {result.calls_per_1000_events:>11.1f} {result.unexported:>10,} "
             f"{time.perf_counter() - started:>7.1f}",
+            flush=True,
+        )
+
+
+def _rows(size: int, workload: str, args: argparse.Namespace) -> None:
+    """The rows of one size and workload, and how they compare."""
+    results = {}
+    for scheduler in args.rows.split(","):
+        started = time.perf_counter()
+        result = run(size, scheduler, args.hours, args.seed, workload=workload)
+        results[scheduler] = result
+        print(
+            f"{size:>10,} {scheduler:<12} {len(result.lags):>8,} {result.quantile(0.5):>10.1f} "
+            f"{result.quantile(0.99):>10.1f} {result.history_calls:>14,} {result.log_calls:>10,} "
+            f"{result.calls_per_1000_events:>11.1f} "
+            f"{result.unexported:>10,} {time.perf_counter() - started:>7.1f}",
+            flush=True,
+        )
+    p99 = {name: result.quantile(0.99) for name, result in results.items()}
+    if workload != "steady":  # the bound is worked out for the steady workload only
+        if {"exporter", "round-robin"} <= set(results):
+            print(
+                f"{'':>10} p99: round-robin/exporter = {p99['round-robin'] / p99['exporter']:.2f}x",
+                flush=True,
+            )
+        return
+    bound = math.nan
+    if "exporter" in results:
+        bound = p99_lower_bound(size, args.seed, results["exporter"].budget)
+        print(f"{size:>10,} {'bound':<12} {'':>8} {'':>10} {bound:>10.1f}", flush=True)
+    if {"exporter", "round-robin", "oracle"} <= set(results):
+        print(
+            f"{'':>10} p99: round-robin/exporter = {p99['round-robin'] / p99['exporter']:.2f}x "
+            f"(at most {p99['round-robin'] / bound:.2f}x for any scheduler without foresight), "
+            f"exporter/bound = {p99['exporter'] / bound:.2f}x, "
+            f"exporter/oracle = {p99['exporter'] / max(p99['oracle'], 1e-3):.0f}x",
+            flush=True,
+        )
+    if {"exporter", "logs"} <= set(results):
+        print(
+            f"{'':>10} p99: logs {p99['logs']:.1f} s against history {p99['exporter']:.1f} s "
+            f"(the history-only bound: {bound:.1f} s)",
             flush=True,
         )
 

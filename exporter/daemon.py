@@ -27,7 +27,7 @@ from exporter.aws.source import (
     StepFunctionsApi,
     Throttled,
 )
-from exporter.aws.tail import first_page_size, read_new_events, read_whole_history
+from exporter.aws.tail import MIN_PAGE, first_page_size, next_peak, read_new_events, read_whole_history
 from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config
 from exporter.emit.health import TargetHealth
@@ -86,7 +86,8 @@ class Tracked:
     identity: ExecutionIdentity
     watched: WatchedMachine
     replay_to: int = 0  # events up to here were exported before: rebuild state, emit nothing
-    last_new: int = 0  # events the last poll found: sizes the next poll's first page
+    last_new: int = 0  # events the last poll found: with peak_new, sizes the next poll's first page
+    peak_new: float = float(MIN_PAGE)  # the most a recent poll found (exporter.aws.tail.next_peak)
     newest_s: float = 0.0  # epoch seconds of the newest event read
     assembler: SpanAssembler | None = None
     pending: Pending | None = None
@@ -536,8 +537,9 @@ class Exporter:
             events = events[len(old) :]
             tracked.log.info("resumed after event %d", tracked.replay_to)
         else:
-            page = first_page_size(tracked.last_new, self.config.polling.page_size)
+            page = first_page_size(tracked.last_new, tracked.peak_new, self.config.polling.page_size)
             events = await read_new_events(self.api, tracked.arn, assembler.last_event_id, page, include)
+            tracked.peak_new = next_peak(tracked.peak_new, len(events))
         tracked.last_new = len(events)
         if not events:
             return False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.corpus import REPO
 
 
@@ -36,6 +38,43 @@ def test_freshness_benchmark_runs_all_three_schedulers() -> None:
     bound = p99_lower_bound(40, 1, results["exporter"].budget)
     assert results["oracle"].quantile(0.99) < bound <= results["exporter"].quantile(0.99)
     assert p99_lower_bound(1000, 1, 20.0) < p99_lower_bound(1000, 1, 10.0)  # more calls, less lag
+
+
+@pytest.mark.parametrize("workload", ["fanout", "slowdown"])
+def test_freshness_workloads_with_bursts_and_slowdowns_run_beside_round_robin(workload: str) -> None:
+    from bench.freshness import run
+
+    exporter = run(40, "exporter", hours=1.0, warmup=900, workload=workload)
+    round_robin = run(40, "round-robin", hours=1.0, warmup=900, workload=workload)
+    assert len(exporter.lags) + exporter.unexported == len(round_robin.lags) + round_robin.unexported > 0
+    assert exporter.unexported == 0
+    if workload == "fanout":  # the Map bursts: many more events than the steady workload
+        assert exporter.exported > 5 * run(40, "exporter", hours=1.0, warmup=900).exported
+
+
+def test_the_slowdown_workload_triples_the_tasks_that_start_after_its_moment() -> None:
+    import random
+
+    from bench.freshness import Shape, _template
+
+    shape = Shape(chain=True, wait_s=600, task_median=100.0)
+    steady = _template(random.Random(5), shape, horizon=3000)
+    slow = _template(random.Random(5), shape, horizon=3000, workload="slowdown", slow_after=1000)
+
+    def task_gaps(template: object) -> list[tuple[float, float]]:
+        offsets, events = template.offsets, template.events  # type: ignore[attr-defined]
+        return [(offsets[i - 1], offsets[i] - offsets[i - 1])
+                for i, e in enumerate(events) if e["type"] == "TaskSucceeded"]  # fmt: skip
+
+    pairs = list(zip(task_gaps(steady), task_gaps(slow), strict=False))
+    assert any(start >= 1000 for (start, _), _ in pairs) and any(start < 1000 for (start, _), _ in pairs)
+    for (start, gap), (_, slow_gap) in pairs:
+        if start < 1000:
+            assert slow_gap == gap
+        else:
+            break
+    later = [(gap, slow_gap) for (_, gap), (slow_start, slow_gap) in pairs if slow_start >= 1000]
+    assert later and all(abs(slow_gap - 3 * gap) < 1e-6 for gap, slow_gap in later)
 
 
 def test_freshness_benchmark_reads_the_same_workload_from_logs() -> None:

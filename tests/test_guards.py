@@ -287,15 +287,33 @@ async def test_a_read_that_stops_short_of_its_cursor_or_has_a_hole_is_an_error()
 
 
 @pytest.mark.parametrize(
-    ("last_new", "page_size", "first"),
-    [(0, 100, 10), (5, 100, 20), (100, 100, 100), (0, 5, 5), (3, 1000, 16)],
+    ("last_new", "peak", "page_size", "first"),
+    [
+        (0, 10.0, 100, 10),  # nothing known: a few
+        (5, 10.0, 100, 11),  # the most a recent poll found, and one
+        (5, 7.2, 100, 9),
+        (3, 200.0, 1000, 16),  # a burst long past: twice the last, and a few
+        (100, 150.0, 100, 100),  # within the page size
+        (0, 0.0, 100, 1),
+    ],
 )
-def test_the_first_page_has_room_for_twice_what_the_last_poll_found(
-    last_new: int, page_size: int, first: int
+def test_the_first_page_has_room_for_the_most_a_recent_poll_found(
+    last_new: int, peak: float, page_size: int, first: int
 ) -> None:
     from exporter.aws.tail import first_page_size
 
-    assert first_page_size(last_new, page_size) == first
+    assert first_page_size(last_new, peak, page_size) == first
+
+
+def test_the_most_a_poll_found_fades_slowly() -> None:
+    from exporter.aws.tail import next_peak
+
+    peak = next_peak(0.0, 40)
+    assert peak == 40
+    assert next_peak(peak, 50) == 50  # a bigger burst at once
+    for _ in range(139):
+        peak = next_peak(peak, 3)
+    assert 19.9 < peak < 20.1  # half forgotten after about 140 polls
 
 
 async def test_a_read_asks_for_what_it_needs() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from exporter.aws.source import InvalidToken, Malformed, StepFunctionsApi
@@ -11,14 +12,24 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
 MIN_PAGE = 10
+# How fast the most a poll found fades, a poll: a burst's size is half forgotten after about
+# 140 polls, so that one slightly smaller than the last is still read in one call.
+PEAK_DECAY = 0.005
 _TOKEN_RETRIES = 3
 
 
-def first_page_size(last_new: int, page_size: int) -> int:
-    """maxResults of a poll's first page: room for twice what the last poll found, plus a few,
-    within [MIN_PAGE, page_size]. A quiet execution then costs small answers; a poll that
-    finds the page full reads on with pages of 1,000."""
-    return max(min(MIN_PAGE, page_size), min(page_size, 2 * last_new + MIN_PAGE))
+def first_page_size(last_new: int, peak: float, page_size: int) -> int:
+    """maxResults of a poll's first page: room for the most a recent poll found (`peak`, see
+    `next_peak`) plus one, but not more than twice what the last poll found plus a few (a burst
+    long past must not make every poll read a large page), within [1, page_size]. Each event
+    read that is not new is bytes parsed for nothing; a poll that finds the page full reads on
+    with pages of 1,000 (one more call)."""
+    return max(1, min(page_size, 2 * last_new + MIN_PAGE, math.ceil(peak) + 1))
+
+
+def next_peak(peak: float, found: int) -> float:
+    """The most a recent poll found, after a poll that found `found` new events."""
+    return max(float(found), peak * (1 - PEAK_DECAY))
 
 
 def _event_id(event: Any, arn: str, position: int, guess: int | None) -> int:
