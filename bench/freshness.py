@@ -62,8 +62,10 @@ MACHINES = 20
 class SyncStore(CursorStore):
     """The checkpoint without a thread (virtual time cannot wait for one)."""
 
-    async def save(self, arn: str, event_id: int, finished: bool, redrives: int = 0) -> None:
-        self.save_now(arn, event_id, finished, redrives)
+    async def save(
+        self, arn: str, event_id: int, finished: bool, redrives: int = 0, state: bytes | None = None
+    ) -> None:
+        self.save_now(arn, event_id, finished, redrives, state)
 
 
 class NullSink:

@@ -1,7 +1,9 @@
 """CursorStore: per execution, the last event id whose spans and metrics reached the sinks.
 
 SQLite (the standard library's) in WAL mode: a cursor written is on disk when `save` returns,
-so a SIGKILL loses at most the events after it, and those are read again on restart.
+so a SIGKILL loses at most the events after it, and those are read again on restart. Beside a
+running execution's cursor, in the same row (written at once), the assembler's state at that
+cursor (`SpanAssembler.snapshot`): a restart goes on from there without reading the history.
 
 The file is checked when it is opened (it opens, its schema is ours, an integrity check passes,
 a write goes through): a checkpoint that cannot be used stops the exporter at start with one
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from exporter.shards import Layout
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; 0 with our tables is version 1 (before it was recorded)
+SCHEMA_VERSION = 3  # PRAGMA user_version; 0 with our tables is version 1 (before it was recorded)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -28,7 +30,8 @@ CREATE TABLE IF NOT EXISTS executions (
     finished INTEGER NOT NULL,
     redrives INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
-    gone INTEGER NOT NULL DEFAULT 0
+    gone INTEGER NOT NULL DEFAULT 0,
+    state BLOB
 );
 CREATE TABLE IF NOT EXISTS watermarks (
     state_machine_arn TEXT PRIMARY KEY,
@@ -49,10 +52,16 @@ _COLUMNS = {
         "watermarks": ["state_machine_arn", "listed_until"],
         "meta": ["key", "value"],
     },
+    3: {
+        "executions": ["arn", "cursor", "finished", "redrives", "updated_at", "gone", "state"],
+        "watermarks": ["state_machine_arn", "listed_until"],
+        "meta": ["key", "value"],
+    },
 }
 _MIGRATIONS = {
     1: "ALTER TABLE executions ADD COLUMN gone INTEGER NOT NULL DEFAULT 0;"
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    2: "ALTER TABLE executions ADD COLUMN state BLOB;",
 }
 
 
@@ -66,6 +75,7 @@ class Cursor:
     finished: bool
     redrives: int = 0  # ExecutionRedriven events among those handled
     updated_at: float = field(default=0.0, compare=False)  # epoch seconds of its last write
+    state: bytes | None = field(default=None, compare=False, repr=False)  # the assembler's, at the cursor
 
 
 def _tables(db: sqlite3.Connection) -> dict[str, list[str]]:
@@ -163,9 +173,9 @@ class CursorStore:
 
     def get(self, arn: str) -> Cursor | None:
         row = self._execute(
-            "SELECT cursor, finished, redrives, updated_at FROM executions WHERE arn = ?", (arn,)
+            "SELECT cursor, finished, redrives, updated_at, state FROM executions WHERE arn = ?", (arn,)
         ).fetchone()
-        return Cursor(row[0], bool(row[1]), row[2], row[3]) if row else None
+        return Cursor(row[0], bool(row[1]), row[2], row[3], row[4]) if row else None
 
     def unfinished(self, prefix: str) -> list[str]:
         """The executions whose ARN begins with `prefix` and that were not read to their end."""
@@ -175,16 +185,22 @@ class CursorStore:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def save_now(self, arn: str, event_id: int, finished: bool, redrives: int = 0) -> None:
+    def save_now(
+        self, arn: str, event_id: int, finished: bool, redrives: int = 0, state: bytes | None = None
+    ) -> None:
+        """The cursor, and the assembler's state there (none once finished), in one write."""
         self._execute(
-            "INSERT INTO executions (arn, cursor, finished, redrives, updated_at, gone) VALUES (?, ?, ?, ?, ?, 0) "
+            "INSERT INTO executions (arn, cursor, finished, redrives, updated_at, gone, state) "
+            "VALUES (?, ?, ?, ?, ?, 0, ?) "
             "ON CONFLICT(arn) DO UPDATE SET cursor = excluded.cursor, finished = excluded.finished, "
-            "redrives = excluded.redrives, updated_at = excluded.updated_at, gone = 0",
-            (arn, event_id, int(finished), redrives, self._clock()),
+            "redrives = excluded.redrives, updated_at = excluded.updated_at, gone = 0, state = excluded.state",
+            (arn, event_id, int(finished), redrives, self._clock(), None if finished else state),
         )
 
-    async def save(self, arn: str, event_id: int, finished: bool, redrives: int = 0) -> None:
-        await asyncio.to_thread(self.save_now, arn, event_id, finished, redrives)
+    async def save(
+        self, arn: str, event_id: int, finished: bool, redrives: int = 0, state: bytes | None = None
+    ) -> None:
+        await asyncio.to_thread(self.save_now, arn, event_id, finished, redrives, state)
 
     def bury(self, arn: str) -> None:
         """AWS says the execution does not exist (now): keep its cursor as a tombstone, so that

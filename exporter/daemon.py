@@ -64,6 +64,9 @@ LOG_GROUP_CONCURRENCY = 4
 TAKEN_OVER_UNCOUNTED = frozenset(
     {"sfn_executions_started_total", "sfn_execution_duration_seconds", "sfn_history_anomalies_total"}
 )
+# The most an execution's assembler state may take in the checkpoint (compressed): one larger
+# (a Map with thousands of iterations open) is not kept, and a restart reads its history again.
+MAX_STATE_BYTES = 256 * 1024
 WATERMARK_KEY = "logs:"  # checkpoint watermarks of log groups: this prefix and the group's ARN
 
 
@@ -78,6 +81,7 @@ class Pending:
     finished: bool
     redrives: int
     exported: bool = False
+    state: bytes | None = None  # the assembler's at the cursor, kept with it (see poll)
 
 
 @dataclass(eq=False, slots=True)
@@ -98,6 +102,7 @@ class Tracked:
     filling: bool = False  # read from its log; a history read (by a poll worker) is due or under way
     takeover: bool = False  # moved from another shard: its first read rebuilds state, emits nothing
     silent_before_ns: int = 0  # moved from another shard, read from its log: earlier events were theirs
+    restore: bytes | None = None  # the assembler's state at the checkpoint's cursor, to go on from
     # an EXPRESS map run child: its log's events from..to (epoch ms; to None: now) are to be read
     # by a filter on its ARN (the group's tail read past them before it was followed)
     backfill: tuple[int, int | None] | None = None
@@ -302,7 +307,12 @@ class Exporter:
             log.error("%s", exc)
             return
         tracked = Tracked(
-            summary.arn, identity, watched, replay_to=cursor.event_id if cursor else 0, takeover=takeover
+            summary.arn,
+            identity,
+            watched,
+            replay_to=cursor.event_id if cursor else 0,
+            takeover=takeover,
+            restore=cursor.state if cursor else None,
         )
         self.tracked[summary.arn] = tracked
         self.scheduler.add(summary.arn)
@@ -341,7 +351,8 @@ class Exporter:
             return ""
         if ":express:" in arn:
             return self._follow_express_child(child, watch, identity, cursor.event_id if cursor else 0)
-        tracked = Tracked(arn, identity, watch.parent, replay_to=cursor.event_id if cursor else 0)
+        tracked = Tracked(arn, identity, watch.parent, replay_to=cursor.event_id if cursor else 0,
+                          restore=cursor.state if cursor else None)  # fmt: skip
         self.tracked[arn] = tracked
         self.scheduler.add(arn)
         self._wake.set()
@@ -523,6 +534,8 @@ class Exporter:
         if tracked.pending is not None:
             await self._emit(tracked, tracked.pending)
         assembler = tracked.assembler
+        if assembler is None and tracked.restore is not None and not tracked.takeover:
+            assembler = self._restored(tracked)
         if assembler is None:
             assembler = tracked.assembler = await self._new_assembler(tracked)
         include = self.config.data.include_execution_data
@@ -545,6 +558,25 @@ class Exporter:
             return False
         await self._consume(tracked, assembler, events, assembler.feed(events))
         return True
+
+    def _restored(self, tracked: Tracked) -> SpanAssembler | None:
+        """The assembler as the checkpoint kept it at the cursor: the history is read on from
+        there, not from its start (nor is the trace header asked for: the state holds the trace).
+        None when it cannot be restored: it is then rebuilt from the history."""
+        data, tracked.restore = tracked.restore, None
+        assert data is not None
+        try:
+            restored = SpanAssembler.restore(tracked.identity, data, self._options)
+        except ValueError as exc:
+            tracked.log.warning("%s; reading its history again", exc)
+            return None
+        if restored.last_event_id != tracked.replay_to:
+            tracked.log.warning("the state kept is not at the cursor; reading its history again")
+            return None
+        tracked.assembler = restored
+        self._watch_map_runs(tracked, restored, replayed=True)
+        tracked.log.info("resumed after event %d from the checkpoint", tracked.replay_to)
+        return restored
 
     async def _take_over(self, tracked: Tracked, assembler: SpanAssembler) -> None:
         """An execution that began before its state machine moved to this shard: its history
@@ -573,11 +605,21 @@ class Exporter:
         tracked.pending = Pending(
             out.spans, out.observations, [timestamp_ns(e.get("timestamp")) for e in events],
             cursor=assembler.last_event_id, finished=assembler.finished, redrives=assembler.redrive_count,
+            state=self._state(tracked, assembler),
         )  # fmt: skip
         if tracked.pending.event_times_ns:
             tracked.newest_s = max(tracked.pending.event_times_ns) / 1e9
         self._watch_map_runs(tracked, assembler)
         await self._emit(tracked, tracked.pending)
+
+    def _state(self, tracked: Tracked, assembler: SpanAssembler) -> bytes | None:
+        """The assembler's state to keep with the cursor, for an execution read from its history
+        (one read from a log is rebuilt from the log, read again from the group's position);
+        none when finished, or larger than MAX_STATE_BYTES (a restart then reads the history)."""
+        if assembler.finished or tracked.reorder is not None:
+            return None
+        state = assembler.snapshot()
+        return state if len(state) <= MAX_STATE_BYTES else None
 
     async def _new_assembler(self, tracked: Tracked) -> SpanAssembler:
         identity = tracked.identity
@@ -603,7 +645,9 @@ class Exporter:
             if self._on_spans is not None:
                 self._on_spans(tracked, pending.spans)
         try:
-            await self.store.save(tracked.arn, pending.cursor, pending.finished, pending.redrives)
+            await self.store.save(
+                tracked.arn, pending.cursor, pending.finished, pending.redrives, pending.state
+            )
         except CheckpointError:
             self.health.checkpoint_writes.labels("error").inc()
             self.checkpoint_failing = True

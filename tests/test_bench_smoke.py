@@ -187,3 +187,17 @@ def test_fleet_benchmark_counts_each_accounts_calls_and_the_cpu_per_event() -> N
     for row in rows:
         assert 0 < float(row[4]) <= 1.0  # the busiest account's calls within its share
     assert "under budget pressure (2 accounts, 800 events" in result.stdout
+
+
+def test_restart_benchmark_compares_kept_state_with_replay() -> None:
+    import tempfile
+    from pathlib import Path
+
+    from bench.restart import measure
+
+    with tempfile.TemporaryDirectory() as workdir:
+        rows = measure(30, 1000, Path(workdir) / "checkpoint.sqlite")
+    kept, replayed = rows["kept"], rows["replayed"]
+    assert kept["caught_up"] == replayed["caught_up"] == 30
+    assert kept["calls"] == 30  # one call an execution: what is new
+    assert replayed["calls"] == 60  # each history read again from its start: two pages of 1,000

@@ -13,9 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, SyncStore, VirtualRun
+from exporter.checkpoint import Cursor
 from exporter.daemon import MALFORMED_POLLS
 from exporter.emit.sinks import ExportFailed
-from simulator.stepfunctions import SimExecution, Simulator
+from simulator.stepfunctions import DirectClient, SimExecution, Simulator
 from tests.truth import TARGET, Samples, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
 
@@ -169,3 +170,60 @@ def test_a_restart_resumes_from_the_checkpoint_without_counting_twice() -> None:
     assert_settled(second, second_registry)
     resumed = {span.context.span_id for span in sink.spans}
     assert resumed and resumed <= span_ids(executions)
+
+
+class ReadCounter(DirectClient):
+    """The in-process client, counting the history reads from the start (a replay)."""
+
+    def __init__(self, sim: Simulator) -> None:
+        super().__init__(sim)
+        self.from_start = 0
+
+    async def get_execution_history(self, **params: Any) -> dict[str, Any]:
+        if not params.get("reverseOrder"):
+            self.from_start += 1
+        return await super().get_execution_history(**params)
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_restart_goes_on_from_the_state_kept_with_the_cursor(
+    kept: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The checkpoint keeps each running execution's assembler state with its cursor: a
+    restart reads only what is new (one call an execution), and exports what a process that
+    never stopped would have. Without it (a checkpoint of an earlier version) each history is
+    read again from its start."""
+    virtual = VirtualRun(settings())
+    rng = random.Random(2)
+    machine = virtual.sim.add_machine("loops", waiter_definition(2))
+    executions = [
+        virtual.sim.start(machine, waiter(rng, loops=30, wait_s=2, task_s=(0.5, 1.0)), f"l-{n}", start=EPOCH + 1 + n)
+        for n in range(6)
+    ]  # fmt: skip
+    store = SyncStore(":memory:")
+    first_registry, second_registry = CollectorRegistry(), CollectorRegistry()
+    first_sink, second_sink = Collector(), Collector()
+    virtual.run(40, sink=first_sink, store=store, registry=first_registry, close=False)
+    running = [e for e in executions if not (store.get(e.arn) or Cursor(0, False)).finished]
+    assert len(running) == len(executions)  # all stopped mid-way
+    assert all((store.get(e.arn) or Cursor(0, False)).state for e in running)
+    if not kept:
+        for e in running:
+            cursor = store.get(e.arn)
+            assert cursor is not None
+            store.save_now(e.arn, cursor.event_id, False, cursor.redrives, state=None)
+    client = ReadCounter(virtual.sim)
+    caplog.clear()
+    virtual.run(120, sink=second_sink, store=store, registry=second_registry, client=client)
+    resumed = [r for r in caplog.records if "from the checkpoint" in r.getMessage()]
+    if kept:
+        assert client.from_start == 0 and len(resumed) == len(executions)
+    else:
+        assert client.from_start >= len(executions) and not resumed
+    exported = [s.context.span_id for sink in (first_sink, second_sink) for s in sink.spans]
+    assert set(exported) == span_ids(executions)
+    combined: Samples = {}
+    for registry in (first_registry, second_registry):
+        for key, value in workflow_counts(registry).items():
+            combined[key] = combined.get(key, 0) + value
+    assert combined == truth(executions)  # each event counted by one of the two processes

@@ -504,7 +504,7 @@ def test_tombstones_are_kept_for_the_retention_period_then_forgotten(tmp_path: A
         (lambda p: sqlite3.connect(p).executescript("CREATE TABLE orders (id INTEGER, total REAL);").close(),
          "not a checkpoint of this exporter (tables: orders(id, total))"),
         (lambda p: sqlite3.connect(p).executescript("CREATE TABLE t (a); PRAGMA user_version = 7;").close(),
-         "written by a newer version of this exporter (schema 7, this one reads 2)"),
+         "written by a newer version of this exporter (schema 7, this one reads 3)"),
         (lambda p: sqlite3.connect(p).executescript(
             "CREATE TABLE executions (arn TEXT PRIMARY KEY, cursor INTEGER NOT NULL, finished INTEGER NOT NULL,"
             " redrives INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL);").close(), None),
@@ -525,13 +525,13 @@ def test_a_checkpoint_is_refused_with_exactly_what_is_wrong(
     assert str(caught.value) == f"checkpoint.path '{path}': cannot be used: {reason}"
 
 
-def test_a_new_checkpoint_is_version_2_in_wal_mode_and_records_when_it_was_opened(tmp_path: Any) -> None:
+def test_a_new_checkpoint_is_version_3_in_wal_mode_and_records_when_it_was_opened(tmp_path: Any) -> None:
     from exporter.checkpoint import CursorStore
 
     path = tmp_path / "checkpoint.sqlite"
     CursorStore(str(path), clock=lambda: 1234.5).close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT value FROM meta WHERE key = 'opened_at'").fetchone()[0] == "1234.5"
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

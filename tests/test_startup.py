@@ -166,7 +166,7 @@ def test_an_older_schema_is_migrated_and_keeps_its_cursors(tmp_path: Path) -> No
         (lambda p: sqlite3.connect(p).executescript("CREATE TABLE orders (id INTEGER);").close(),
          "not a checkpoint of this exporter (tables: orders(id))"),
         (lambda p: sqlite3.connect(p).executescript("CREATE TABLE t (a); PRAGMA user_version = 99;").close(),
-         "written by a newer version of this exporter (schema 99, this one reads 2)"),
+         "written by a newer version of this exporter (schema 99, this one reads 3)"),
         (damaged, "damaged"),
     ],
     ids=["directory", "garbage", "foreign-schema", "newer-schema", "damaged-pages"],
@@ -179,6 +179,25 @@ def test_unusable_checkpoints_are_refused_at_start(tmp_path: Path, make: object,
     assert expected in str(caught.value)
     line = refused_alike(["--checkpoint.path", str(path)])
     assert line.startswith(f"checkpoint.path '{path}': cannot be used: ") and expected in line
+
+
+def test_a_version_2_checkpoint_is_migrated_and_its_cursors_go_on_without_state(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    old_schema(path)
+    db = sqlite3.connect(path)  # as version 2 left it: tombstones and meta, no assembler state
+    db.executescript(
+        "ALTER TABLE executions ADD COLUMN gone INTEGER NOT NULL DEFAULT 0;"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); PRAGMA user_version = 2;"
+    )
+    db.close()
+    store = CursorStore(str(path))
+    cursor = store.get("arn:a")
+    assert cursor == Cursor(7, False, 1) and cursor is not None and cursor.state is None
+    store.save_now("arn:a", 9, False, 1, state=b"kept")
+    assert (store.get("arn:a") or Cursor(0, False)).state == b"kept"
+    store.save_now("arn:a", 12, True, 1, state=b"not kept once finished")
+    assert (store.get("arn:a") or Cursor(0, False)).state is None
+    store.close()
 
 
 def test_a_checkpoint_under_proc_is_refused() -> None:

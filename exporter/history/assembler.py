@@ -19,9 +19,10 @@ import hashlib
 import json
 import re
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from exporter.history.catalogue import clip_label
 from exporter.history.events import parse_event
@@ -273,6 +274,55 @@ def _attempt_attributes(
     return attributes
 
 
+_SNAPSHOT_VERSION = 1
+
+
+def _encode_span(span: _Span, ref: Callable[[object | None], str | None]) -> dict[str, object]:
+    return {
+        "k": span.kind.value, "n": span.name, "p": ref(span.parent), "id": span.span_id,
+        "t": span.trace_id, "ps": span.parent_span_id, "s": span.start_ns, "e": span.end_ns,
+        "l": span.last_ns, "o": span.opening_event_id, "st": span.state_type,
+        "a": None if span.attributes is _NO_ATTRIBUTES else span.attributes,
+        "ev": [[e.name, e.time_ns, dict(e.attributes)] for e in span.events],
+        "li": [[link.trace_id, link.span_id, dict(link.attributes)] for link in span.links],
+        "ch": [[key, ref(child)] for key, child in span.children.items()], "c": span.closed,
+        "out": span.outcome, "err": span.error, "cau": span.cause, "tips": span.tips,
+        "pe": list(span.pending_error) if span.pending_error is not None else None,
+        "sd": span.started, "at": span.attempts, "laf": span.last_attempt_failed,
+        "bc": span.branch_count,
+        "it": None if span.iterations is _NO_ITERATIONS
+        else [[index, ref(child)] for index, child in span.iterations.items()],
+    }  # fmt: skip
+
+
+def _decode_span(span: _Span, encoded: dict[str, Any], obj: Callable[[str | None], Any]) -> None:
+    span.kind, span.name, span.parent = SpanKind(encoded["k"]), sys.intern(encoded["n"]), obj(encoded["p"])
+    span.span_id, span.trace_id, span.parent_span_id = encoded["id"], encoded["t"], encoded["ps"]
+    span.start_ns, span.end_ns, span.last_ns = encoded["s"], encoded["e"], encoded["l"]
+    span.opening_event_id, span.state_type = encoded["o"], encoded["st"]
+    span.attributes = _NO_ATTRIBUTES if encoded["a"] is None else dict(encoded["a"])
+    span.events = tuple(SpanEvent(name, time_ns, attributes) for name, time_ns, attributes in encoded["ev"])
+    span.links = tuple(
+        SpanLink(trace_id, span_id, attributes) for trace_id, span_id, attributes in encoded["li"]
+    )
+    span.children = {int(key): obj(child) for key, child in encoded["ch"]}
+    span.closed, span.outcome, span.error, span.cause = (
+        encoded["c"],
+        encoded["out"],
+        encoded["err"],
+        encoded["cau"],
+    )
+    span.tips = list(encoded["tips"])
+    span.pending_error = (encoded["pe"][0], encoded["pe"][1]) if encoded["pe"] is not None else None
+    span.started, span.attempts = encoded["sd"], encoded["at"]
+    span.last_attempt_failed, span.branch_count = encoded["laf"], encoded["bc"]
+    span.iterations = (
+        _NO_ITERATIONS
+        if encoded["it"] is None
+        else {int(index): obj(child) for index, child in encoded["it"]}
+    )
+
+
 class SpanAssembler:
     """Consumes one execution's history events in id order; yields finished spans and observations."""
 
@@ -336,6 +386,96 @@ class SpanAssembler:
             self._apply(event)
         out, self._out = self._out, Assembled()
         return out
+
+    # ------------------------------------------------------------------ snapshots
+    # What the assembler holds between two polls, as bytes the checkpoint keeps beside the
+    # cursor: a restarted exporter goes on from there instead of reading the history again.
+
+    def snapshot(self) -> bytes:
+        """The state between two feeds (open spans, the closed ones events may point back at,
+        the event map, the map runs), JSON compressed with zlib."""
+        if self._out.spans or self._out.observations:
+            raise ValueError("a snapshot is taken between feeds, not during one")
+        refs: dict[int, str] = {}  # id(object) -> its reference: "s<index>" or "c<index>"
+        spans: list[_Span] = []
+        stubs: list[_Closed] = []
+
+        def ref(obj: object | None) -> str | None:
+            if obj is None:
+                return None
+            key = id(obj)
+            if key not in refs:
+                if isinstance(obj, _Span):
+                    refs[key] = f"s{len(spans)}"
+                    spans.append(obj)
+                else:
+                    assert isinstance(obj, _Closed)
+                    refs[key] = f"c{len(stubs)}"
+                    stubs.append(obj)
+            return refs[key]
+
+        body: dict[str, object] = {
+            "v": _SNAPSHOT_VERSION, "last": self.last_event_id, "redrives": self.redrive_count,
+            "trace": self._trace_id, "remote": self._remote_parent, "start_known": self._start_known,
+            "owner_limit": self._owner_limit, "root": ref(self._root), "run": ref(self._run),
+            "last_active": ref(self._last_active), "open": [ref(span) for span in self._open.values()],
+            "owner": [[event_id, ref(span)] for event_id, span in self._owner.items()],
+            "map_runs": [dataclasses.astuple(run) for run in self.map_runs.values()],
+        }  # fmt: skip
+        encoded_spans: list[dict[str, object]] = []
+        encoded_stubs: list[list[object]] = []
+        while len(encoded_spans) < len(spans) or len(encoded_stubs) < len(stubs):
+            while len(encoded_spans) < len(spans):  # each span's references add the spans they name
+                encoded_spans.append(_encode_span(spans[len(encoded_spans)], ref))
+            while len(encoded_stubs) < len(stubs):
+                stub = stubs[len(encoded_stubs)]
+                encoded_stubs.append([stub.kind.value, stub.state_type, ref(stub.parent)])
+        body["spans"], body["stubs"] = encoded_spans, encoded_stubs
+        return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+
+    @classmethod
+    def restore(
+        cls, identity: ExecutionIdentity, data: bytes, options: AssemblerOptions | None = None
+    ) -> SpanAssembler:
+        """An assembler in the state a `snapshot` holds, for the same execution. Raises ValueError
+        when the bytes are not such a snapshot."""
+        try:
+            body = json.loads(zlib.decompress(data))
+            if not isinstance(body, dict) or body.get("v") != _SNAPSHOT_VERSION:
+                raise ValueError(f"not a snapshot of version {_SNAPSHOT_VERSION}")
+            return cls._restored(identity, body, options)
+        except (zlib.error, KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+            raise ValueError(f"{identity.execution_arn}: cannot restore the assembler state: {exc}") from None
+
+    @classmethod
+    def _restored(
+        cls, identity: ExecutionIdentity, body: dict[str, Any], options: AssemblerOptions | None
+    ) -> SpanAssembler:
+        assembler = cls(identity, options)
+        spans = [_Span.__new__(_Span) for _ in body["spans"]]
+        stubs = [_Closed.__new__(_Closed) for _ in body["stubs"]]
+
+        def obj(reference: str | None) -> Any:
+            if reference is None:
+                return None
+            return (spans if reference[0] == "s" else stubs)[int(reference[1:])]
+
+        for span, encoded in zip(spans, body["spans"], strict=True):
+            _decode_span(span, encoded, obj)
+        for stub, (kind, state_type, parent) in zip(stubs, body["stubs"], strict=True):
+            stub.kind = SpanKind(kind)
+            stub.state_type, stub.parent, stub.closed = state_type, obj(parent), True
+        assembler.last_event_id = int(body["last"])
+        assembler.redrive_count = int(body["redrives"])
+        assembler._trace_id, assembler._remote_parent = int(body["trace"]), body["remote"]
+        assembler._start_known = bool(body["start_known"])
+        assembler._owner_limit = int(body["owner_limit"])
+        assembler._root, assembler._run = obj(body["root"]), obj(body["run"])
+        assembler._last_active = obj(body["last_active"])
+        assembler._open = {span.span_id: span for span in map(obj, body["open"])}
+        assembler._owner = {int(event_id): obj(reference) for event_id, reference in body["owner"]}
+        assembler.map_runs = {fields[0]: MapRun(*fields) for fields in body["map_runs"]}
+        return assembler
 
     def abandon(self, anomaly: str = "incomplete_log") -> Assembled:
         """The record stops here for good (an EXPRESS execution whose end never reached its log):
