@@ -142,6 +142,7 @@ class Exporter:
         )
         self.discovery = Discovery(config, api, store, health, self._on_execution, wall, layout or Layout())
         self.discovery.on_removed = self._on_machine_removed
+        self.discovery.on_unfinished = self._on_unfinished
         data = config.data
         self._options = AssemblerOptions(
             include_data=data.include_execution_data, include_causes=data.include_causes,
@@ -320,6 +321,30 @@ class Exporter:
         tracked.log.debug(
             "tracking (%s, cursor %d%s)", summary.status, tracked.replay_to, ", taken over" * takeover
         )
+        self._count(tracked, +1)
+
+    def _on_unfinished(self, arn: str, watched: WatchedMachine) -> None:
+        """An execution the checkpoint holds unfinished that discovery did not list (it ended,
+        or began, while no exporter ran): read on from its cursor; one AWS no longer has is
+        buried (exporter.checkpoint)."""
+        if arn in self.tracked or arn in self.quarantined or watched.via_logs:
+            return
+        cursor = self.store.get(arn)
+        if cursor is None or cursor.finished:
+            return
+        moved = watched.taken_over_at
+        if moved is not None and cursor.updated_at < moved:
+            return  # from before its state machine moved here: another shard read on since
+        try:
+            identity = ExecutionIdentity.from_arn(arn)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return
+        tracked = Tracked(arn, identity, watched, replay_to=cursor.event_id, restore=cursor.state)
+        self.tracked[arn] = tracked
+        self.scheduler.add(arn)
+        self._wake.set()
+        tracked.log.info("reading on from the checkpoint (cursor %d); no listing showed it", cursor.event_id)
         self._count(tracked, +1)
 
     def _watch_map_runs(

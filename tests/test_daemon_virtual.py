@@ -227,3 +227,36 @@ def test_a_restart_goes_on_from_the_state_kept_with_the_cursor(
         for key, value in workflow_counts(registry).items():
             combined[key] = combined.get(key, 0) + value
     assert combined == truth(executions)  # each event counted by one of the two processes
+
+
+def test_an_execution_that_ended_while_no_exporter_ran_is_read_to_its_end() -> None:
+    """It began long before the restart and ended during the downtime: no listing shows it
+    (not recent, not running); the checkpoint's unfinished cursor does."""
+    import asyncio
+
+    virtual = VirtualRun(settings())
+    rng = random.Random(4)
+    machine = virtual.sim.add_machine("loops", waiter_definition(300))
+    executions = [
+        virtual.sim.start(machine, waiter(rng, loops=2, wait_s=300, task_s=(0.5, 1.0)), f"l-{n}", start=EPOCH + 1)
+        for n in range(3)
+    ]  # fmt: skip
+    store = SyncStore(":memory:")
+    first_sink, second_sink = Collector(), Collector()
+    first_registry, second_registry = CollectorRegistry(), CollectorRegistry()
+    # long enough that their start is behind the last listing less its overlap (60 s)
+    virtual.run(150, sink=first_sink, store=store, registry=first_registry, close=False)
+    assert all(not (store.get(e.arn) or Cursor(1, True)).finished for e in executions)
+    virtual.loop.run_until_complete(asyncio.sleep(900))  # down while they end
+    assert all(e.status(virtual.wall()) == "SUCCEEDED" for e in executions)
+    virtual.run(60, sink=second_sink, store=store, registry=second_registry)
+    exported = {s.context.span_id for sink in (first_sink, second_sink) for s in sink.spans}
+    assert exported == span_ids(executions)
+    for execution in executions:
+        cursor = store.get(execution.arn)
+        assert cursor is not None and cursor.finished
+    combined: Samples = {}
+    for registry in (first_registry, second_registry):
+        for key, value in workflow_counts(registry).items():
+            combined[key] = combined.get(key, 0) + value
+    assert combined == truth(executions)

@@ -2,7 +2,9 @@
 
 Each pass lists a state machine's executions newest first, down to a little before the previous
 pass began, so an execution that started and finished between two passes is still found; every
-few passes (and on the first) it also lists the RUNNING ones, for those that began long ago.
+few passes (and on the first) it also lists the RUNNING ones, for those that began long ago. On
+the first pass it also hands over the executions the checkpoint holds unfinished: one that began
+long ago and ended while no exporter ran is in no listing.
 One state machine whose calls fail is logged, counted and skipped; the others go on."""
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class Discovery:
     filtered_out: int = 0  # by name or ARN, at the last refresh
     other_shards: int = 0  # owned by other shards, at the last refresh
     on_removed: Callable[[StateMachine], None] | None = None  # a watched one is listed no more
+    # an execution the checkpoint holds unfinished, found on a state machine's first pass (its
+    # ARN): it may have ended while no exporter ran, and then no listing shows it again
+    on_unfinished: Callable[[str, WatchedMachine], None] | None = None
 
     async def refresh_state_machines(self) -> bool:
         """List (or, with an ARN list, describe) the state machines and keep those that pass.
@@ -229,6 +234,8 @@ class Discovery:
             await self._list_recent(watched, floor)
             if watched.passes % self.config.discovery.running_scan_every == 0:
                 await self._list_running(watched)
+            if watched.passes == 0:
+                self._hand_over_unfinished(watched)
         except SourceError as exc:
             self.health.discovery_errors.labels(exc.operation).inc()
             if not watched.failing:
@@ -242,6 +249,13 @@ class Discovery:
         watched.failing = False
         watched.passes += 1
         self.store.set_watermark(arn, started)
+
+    def _hand_over_unfinished(self, watched: WatchedMachine) -> None:
+        if self.on_unfinished is None:
+            return
+        prefix = watched.machine.arn.replace(":stateMachine:", ":execution:", 1) + ":"
+        for execution_arn in self.store.unfinished(prefix):
+            self.on_unfinished(execution_arn, watched)
 
     async def _list_recent(self, watched: WatchedMachine, floor: float) -> None:
         token: str | None = None
