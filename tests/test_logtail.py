@@ -95,6 +95,25 @@ def test_going_back_over_the_overlap_finds_what_came_late_and_nothing_twice() ->
     assert read(tail, group, 110_000) == []  # read again by the next read: known by id
 
 
+def test_a_busy_group_reads_its_new_events_first_and_goes_back_afterwards() -> None:
+    """A group whose last read took more than a page reads on from its position first (its
+    calls go to new events), then goes back over the overlap page by page while a call is spare."""
+    events = [(100_000 + i * 100, 100_000 + i * 100 + 50) for i in range(40)]  # 100 s .. 103.9 s
+    events.append((101_050, 107_000))  # delivered 6 s late
+    events += [(106_000 + i * 100, 106_000 + i * 100 + 50) for i in range(6)]
+    group = Group(events)
+    tail = GroupTail("arn:group")
+    read(tail, group, 105_000)  # many pages: busy
+    assert tail.last_pages > 1
+    found = read(tail, group, 109_000)
+    assert group.calls[1] == (103_001, 107_000) and group.calls[2] == (93_001, 103_000)
+    assert [stamp for stamp, behind in found if not behind] == sorted(
+        stamp for stamp, _ in events if 103_000 < stamp <= 107_000
+    )
+    assert [stamp for stamp, behind in found if behind] == [101_050]  # found going back, afterwards
+    assert found.index((101_050, True)) > found.index((106_500, False))
+
+
 def test_without_calls_to_spare_the_overlap_is_not_read_and_the_late_event_missed() -> None:
     group = Group([(100_000, 100_100), (101_000, 107_000), (102_000, 102_100)])
     tail = GroupTail("arn:group")

@@ -38,6 +38,7 @@ class GroupTail:
     )
     reach_ms: int | None = None  # the furthest event time a read (done or under way) covers
     backfills: int = 0  # filtered reads of single executions in this pass (see the Exporter)
+    last_pages: int = 0  # pages the last read of new events took (one: a quiet group)
 
     async def pages(
         self, api: CloudWatchLogsApi, now_ms: int, window: ReadWindow, spare: Callable[[], bool]
@@ -47,22 +48,42 @@ class GroupTail:
 
         A read takes the events from the watermark up to `window.settle_ms` before now, each
         event once: CloudWatch has had that long to deliver them. When the quota has a call to
-        spare (`spare()`), the read begins `window.overlap_ms` earlier, for what CloudWatch
-        delivered later still; that part re-reads events already handed over (known by their ids),
-        so a busy group, with no call to spare, spends its calls on new events only.
+        spare (`spare()`), it also goes back over the `window.overlap_ms` before, for what
+        CloudWatch delivered later still; that part re-reads events already handed over (known by
+        their ids). A quiet group (its last read took one page) does both in one call, beginning
+        the read that much earlier; a busy one reads on first and goes back afterwards, page by
+        page while a call is spare, so its calls go to new events first.
 
-        The watermark moves once the last page is read: a read that fails half-way starts from
+        The watermark moves once the new events are read: a read that fails half-way starts from
         the same place next time, and what it handed over already is known by its ids."""
         first = self.watermark_ms is None
         end = now_ms - window.settle_ms
         previous = min(now_ms - window.lookback_ms, end) if self.watermark_ms is None else self.watermark_ms
         self.late_read = None if first or not window.overlap_ms else spare()
-        start = previous - window.overlap_ms if self.late_read else previous
+        quiet = self.last_pages <= 1
         # older ids are read again by no read, now or later
         self.seen = {key: stamp for key, stamp in self.seen.items() if stamp >= previous - window.overlap_ms}
         if end < previous:
             return
         self.reach_ms = end
+        start = previous - window.overlap_ms if self.late_read and quiet else previous
+        self.last_pages = 0
+        async for page in self._read(api, start, end, previous):
+            self.last_pages += 1
+            yield page
+        self.watermark_ms = end + 1  # endTime is inclusive
+        if self.late_read and not quiet:
+            async for page in self._read(api, previous - window.overlap_ms, previous - 1, previous, spare):
+                yield page
+
+    async def _read(
+        self,
+        api: CloudWatchLogsApi,
+        start: int,
+        end: int,
+        previous: int,
+        go_on: Callable[[], bool] = lambda: True,
+    ) -> AsyncIterator[tuple[list[LogRecord], int, int]]:
         seen = self.seen
         token: str | None = None
         while True:
@@ -74,9 +95,8 @@ class GroupTail:
                 seen[record.event_id] = record.timestamp_ms
                 fresh.append(record)
             yield fresh, len(records) - len(fresh), sum(1 for r in fresh if r.timestamp_ms < previous)
-            if not token:
+            if not token or not go_on():
                 break
-        self.watermark_ms = end + 1  # endTime is inclusive
 
 
 @dataclass(frozen=True)
