@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, NullSink, SyncStore
-from bench.virtual_time import VirtualTimeLoop
+from bench.virtual_time import VirtualTimeLoop, run_until
 from exporter.aws.ratelimit import RateLimiter
 from exporter.aws.source import AwsStepFunctions
 from exporter.config import DEFAULT_QUOTAS, Config
@@ -85,22 +85,12 @@ def measure(executions: int, python: bool) -> dict[str, float]:
         WorkflowMetrics(registry).for_target(ACCOUNT, REGION), health, clock=loop.time, wall=wall,
     )  # fmt: skip
 
-    async def main() -> None:
-        stop = asyncio.Event()
+    def read() -> bool:
+        return len(exporter.tracked) == executions and all(
+            t.assembler is not None and t.assembler.last_event_id == 9 for t in exporter.tracked.values()
+        )
 
-        async def watch() -> None:
-            while not (
-                len(exporter.tracked) == executions
-                and all(t.assembler and t.assembler.last_event_id == 9 for t in exporter.tracked.values())
-            ):
-                await asyncio.sleep(1)
-            stop.set()
-
-        watcher = asyncio.create_task(watch())
-        await exporter.run(stop)
-        await watcher
-
-    loop.run_until_complete(main())
+    run_until(loop, exporter, read)
     gc.collect()
     after_rss, (after_py, _) = rss_bytes(), tracemalloc.get_traced_memory()
     tracked = len(exporter.tracked)

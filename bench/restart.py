@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prometheus_client import CollectorRegistry
 
 from bench.freshness import EPOCH, NullSink, SyncStore
-from bench.virtual_time import VirtualTimeLoop
+from bench.virtual_time import VirtualTimeLoop, run_until
 from exporter.aws.ratelimit import RateLimiter
 from exporter.aws.source import AwsStepFunctions
 from exporter.config import DEFAULT_QUOTAS, Config
@@ -72,22 +72,6 @@ def _process(sim: Simulator, store: SyncStore, loop: VirtualTimeLoop, on_events:
     )  # fmt: skip
 
 
-def _run_until(loop: VirtualTimeLoop, exporter: Exporter, done: Any, limit: float) -> None:
-    async def main() -> None:
-        stop = asyncio.Event()
-
-        async def watch() -> None:
-            while not done() and loop.time() < limit:
-                await asyncio.sleep(1)
-            stop.set()
-
-        watcher = asyncio.create_task(watch())
-        await exporter.run(stop)
-        await watcher
-
-    loop.run_until_complete(main())
-
-
 def measure(executions: int, events: int, checkpoint: Path) -> dict[str, dict[str, float]]:
     """Both rows: the first process once, then each restart from a copy of its checkpoint."""
     loop = VirtualTimeLoop()
@@ -106,7 +90,7 @@ def measure(executions: int, events: int, checkpoint: Path) -> dict[str, dict[st
             for t in first.tracked.values()
         )
 
-    _run_until(loop, first, read, WAIT_END - 60)
+    run_until(loop, first, read, WAIT_END - 60)
     assert read(), "the first process did not read every history before the restart"
     first.store.close()
     restart_at = WAIT_END + 1  # every Wait has just ended: each execution has new events
@@ -146,7 +130,7 @@ def _restart(sim: Simulator, store: SyncStore, loop: VirtualTimeLoop, executions
 
     second = _process(sim, store, loop, on_events)
     cpu = time.process_time()
-    _run_until(loop, second, lambda: len(caught_up) == executions, started + 50_000)
+    run_until(loop, second, lambda: len(caught_up) == executions, started + 50_000)
     store.close()
     return {
         "first_export_s": (first_export[0] if first_export else float("nan")) - started,

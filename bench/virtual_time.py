@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+from collections.abc import Callable
 from typing import Any
 
 
@@ -36,3 +37,24 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def advance(self, seconds: float) -> None:
         self._now += max(0.0, seconds)
+
+
+def run_until(
+    loop: VirtualTimeLoop, exporter: Any, done: Callable[[], bool], limit: float = float("inf")
+) -> None:
+    """Run `exporter` on `loop` until `done()` holds (checked each virtual second) or the loop's
+    clock reaches `limit`; then stop it as a shutdown does."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not done() and loop.time() < limit:
+                await asyncio.sleep(1)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        await exporter.run(stop)
+        await watcher
+
+    loop.run_until_complete(main())

@@ -17,7 +17,7 @@ from exporter.checkpoint import Cursor
 from exporter.daemon import MALFORMED_POLLS
 from exporter.emit.sinks import ExportFailed
 from simulator.stepfunctions import DirectClient, SimExecution, Simulator
-from tests.truth import TARGET, Samples, span_ids, truth, workflow_counts
+from tests.truth import TARGET, counted_by_all, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, redriven, waiter, waiter_definition
 
 
@@ -162,10 +162,7 @@ def test_a_restart_resumes_from_the_checkpoint_without_counting_twice() -> None:
     assert first.tracked  # stopped mid-run
     sink = Collector()
     second = virtual.run(120, sink=sink, store=store, registry=second_registry)
-    combined: Samples = {}
-    for registry in (first_registry, second_registry):
-        for key, value in workflow_counts(registry).items():
-            combined[key] = combined.get(key, 0) + value
+    combined = counted_by_all(first_registry, second_registry)
     assert combined == truth(executions)  # each event counted by one of the two processes
     assert_settled(second, second_registry)
     resumed = {span.context.span_id for span in sink.spans}
@@ -222,10 +219,7 @@ def test_a_restart_goes_on_from_the_state_kept_with_the_cursor(
         assert client.from_start >= len(executions) and not resumed
     exported = [s.context.span_id for sink in (first_sink, second_sink) for s in sink.spans]
     assert set(exported) == span_ids(executions)
-    combined: Samples = {}
-    for registry in (first_registry, second_registry):
-        for key, value in workflow_counts(registry).items():
-            combined[key] = combined.get(key, 0) + value
+    combined = counted_by_all(first_registry, second_registry)
     assert combined == truth(executions)  # each event counted by one of the two processes
 
 
@@ -255,8 +249,5 @@ def test_an_execution_that_ended_while_no_exporter_ran_is_read_to_its_end() -> N
     for execution in executions:
         cursor = store.get(execution.arn)
         assert cursor is not None and cursor.finished
-    combined: Samples = {}
-    for registry in (first_registry, second_registry):
-        for key, value in workflow_counts(registry).items():
-            combined[key] = combined.get(key, 0) + value
+    combined = counted_by_all(first_registry, second_registry)
     assert combined == truth(executions)

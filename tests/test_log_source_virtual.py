@@ -17,7 +17,7 @@ from exporter.shards import Layout, owner
 from simulator.logs import Delivery, Logging, logged
 from simulator.stepfunctions import SimExecution, Simulator
 from tests.test_daemon_virtual import Collector, assert_settled, no_bug_is_logged  # noqa: F401 (a fixture)
-from tests.truth import TARGET, Samples, span_ids, truth, workflow_counts
+from tests.truth import TARGET, counted_by_all, span_ids, truth, workflow_counts
 from tests.workloads import moto_templates, waiter, waiter_definition
 
 GROUP = "/aws/vendedlogs/states/orders"
@@ -198,10 +198,7 @@ def test_a_restart_mid_execution_resumes_from_the_checkpoint_and_counts_each_eve
     )
     # the second process reads on from the checkpointed position, less the overlap (calls to spare)
     assert Recording.ranges[0][0] == round(saved * 1000) - 500
-    combined: Samples = {}
-    for registry in (first_registry, second_registry):
-        for key, value in workflow_counts(registry).items():
-            combined[key] = combined.get(key, 0) + value
+    combined = counted_by_all(first_registry, second_registry)
     assert combined == truth(executions)  # each event counted by one of the two processes
     assert not second.tracked
     resumed = {span.context.span_id for span in sink.spans}
@@ -538,10 +535,7 @@ def test_state_machines_read_from_logs_that_move_shards_are_counted_once(kind: s
     assert len(set(first_ids) | set(second_ids)) == len(first_ids) + len(second_ids)  # none twice
     assert span_ids(late) <= set(second_ids)  # started after the move: whole
     every = truth(early + late)
-    combined: Samples = {}
-    for registry in (first_registry, second_registry):
-        for key, value in workflow_counts(registry).items():
-            combined[key] = combined.get(key, 0) + value
+    combined = counted_by_all(first_registry, second_registry)
     over = {k: (v, every.get(k, 0)) for k, v in combined.items() if v > every.get(k, 0)}
     assert not over  # nothing counted twice
     finished = (

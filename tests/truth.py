@@ -27,6 +27,15 @@ def workflow_counts(registry: CollectorRegistry) -> Samples:
     }
 
 
+def counted_by_all(*registries: CollectorRegistry) -> Samples:
+    """What several processes counted together (each event should be counted by one of them)."""
+    combined: Samples = {}
+    for registry in registries:
+        for key, value in workflow_counts(registry).items():
+            combined[key] = combined.get(key, 0) + value
+    return combined
+
+
 def truth(executions: list[SimExecution], upto: dict[str, int] | None = None) -> Samples:
     """The counters once every execution's events (or its first `upto[arn]`) were counted once."""
     registry = CollectorRegistry()
