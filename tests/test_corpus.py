@@ -83,23 +83,20 @@ def test_closed_spans_share_one_empty_attribute_map_that_nothing_writes_to() -> 
 
 @pytest.mark.parametrize("history", HISTORIES, ids=lambda h: f"{h.source}/{h.case}"[:120])
 def test_an_assembler_restored_from_a_snapshot_goes_on_as_the_original(history: RecordedHistory) -> None:
-    """Cut anywhere, snapshot, restore: the rest of the history gives the same spans and
+    """Cut after any event, snapshot, restore: the rest of the history gives the same spans and
     observations as the assembler that never stopped (a restart without reading the history
     again), and a snapshot of the restored assembler is the same bytes."""
     events = history.events
     whole, whole_observations = run(history, [events])
-    for cut in sorted({1, len(events) // 3, len(events) // 2, len(events) - 1} - {0}):
-        if cut >= len(events):
-            continue
+    for cut in range(1, len(events)):
         first = SpanAssembler(history.identity)
         head = first.feed(events[:cut])
         data = first.snapshot()
         second = SpanAssembler.restore(history.identity, data)
-        assert second.snapshot() == data
+        assert second.snapshot() == data, f"cut after event {cut}"
         assert second.last_event_id == first.last_event_id and second.map_runs == first.map_runs
         tail = second.feed(events[cut:])
-        spans = head.spans + tail.spans + second.open_spans()
-        assert spans == whole, f"cut after event {cut}"
+        assert head.spans + tail.spans + second.open_spans() == whole, f"cut after event {cut}"
         assert head.observations + tail.observations == whole_observations, f"cut after event {cut}"
 
 
