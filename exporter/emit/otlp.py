@@ -1,10 +1,13 @@
-"""Span records to OpenTelemetry `ReadableSpan`s, and the OTLP exporter that sends them."""
+"""Span records to OpenTelemetry `ReadableSpan`s, and the OTLP exporter that sends them; over
+gRPC, its requests are encoded by `encode_request` straight to protobuf bytes."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import struct
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
@@ -12,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanKind as _OtelKind
 
 from exporter import __version__
 from exporter.model import AttributeValue, ExecutionIdentity, SpanKind, SpanRecord, Status
@@ -167,7 +171,33 @@ def make_span_exporter(
         insecure = None
         if endpoint is not None and endpoint.startswith("http://"):
             insecure = True
-        return GrpcExporter(endpoint=endpoint, insecure=insecure, timeout=timeout_s)
+
+        class _Stub:
+            """TraceService's Export, taking the request already serialized."""
+
+            def __init__(self, channel: Any) -> None:
+                from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+                    ExportTraceServiceResponse,
+                )
+
+                self.Export = channel.unary_unary(
+                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                    response_deserializer=ExportTraceServiceResponse.FromString,
+                )
+
+        class Exporter(GrpcExporter):
+            """The SDK's gRPC exporter (its channel, TLS, headers, compression, retries and
+            reconnection), sending `encode_request`'s bytes."""
+
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self._stub = _Stub  # the reconnection after UNAVAILABLE makes another
+                self._client = _Stub(self._channel)  # type: ignore[assignment]
+
+            def _translate_data(self, data: Sequence[ReadableSpan]) -> Any:
+                return encode_request(data)
+
+        return Exporter(endpoint=endpoint, insecure=insecure, timeout=timeout_s)
     if protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
@@ -175,3 +205,174 @@ def make_span_exporter(
             endpoint = endpoint.rstrip("/") + "/v1/traces"
         return HttpExporter(endpoint=endpoint, timeout=timeout_s)
     raise ValueError(f"OTLP protocol {protocol!r}: expected 'grpc' or 'http/protobuf'")
+
+
+# ---------------------------------------------------------------- the wire encoding
+
+_WIRE_KIND = {
+    _OtelKind.INTERNAL: 1,
+    _OtelKind.SERVER: 2,
+    _OtelKind.CLIENT: 3,
+    _OtelKind.PRODUCER: 4,
+    _OtelKind.CONSUMER: 5,
+}
+_pack_double = struct.Struct("<d").pack
+_pack_fixed64 = struct.Struct("<Q").pack
+_pack_fixed32 = struct.Struct("<I").pack
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        value += 1 << 64
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    return tag + _varint(len(payload)) + payload
+
+
+def _value(value: Any) -> bytes:
+    # a oneof member is written even when it holds its type's default
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode())
+    if isinstance(value, int):
+        return b"\x18" + _varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _pack_double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join(_field(b"\x0a", _value(v)) for v in value))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", b"".join(_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()))
+    raise ValueError(f"invalid type {type(value)} of value {value!r}")
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    return (_field(b"\x0a", key.encode()) if key else b"") + _field(b"\x12", _value(value))
+
+
+_CACHE: dict[tuple[bytes, str, Any, type], bytes] = {}
+_CACHE_SIZE = 50_000
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """Each attribute as a field of `tag`: most (state names, types, outcomes, resources) repeat
+    from span to span, and their encoding is remembered."""
+    if not attributes:
+        return b""
+    cache = _CACHE
+    out = []
+    for key, value in attributes.items():
+        if isinstance(value, str | bool | int | float):  # hashable: remembered
+            entry = (tag, key, value, type(value))
+            encoded = cache.get(entry)
+            if encoded is None:
+                encoded = _field(tag, _key_value(key, value))
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                cache[entry] = encoded
+        else:
+            encoded = _field(tag, _key_value(key, value))
+        out.append(encoded)
+    return b"".join(out)
+
+
+def _span(span: ReadableSpan) -> bytes:
+    context = span.context
+    parent = span.parent
+    out = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08", context.span_id.to_bytes(8, "big")]
+    state = context.trace_state
+    if state:
+        out.append(_field(b"\x1a", ",".join(f"{k}={v}" for k, v in state.items()).encode()))
+    if parent is not None:
+        out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+    if span.name:
+        out.append(_field(b"\x2a", span.name.encode()))
+    out += (b"\x30", _varint(_WIRE_KIND[span.kind]))
+    if span.start_time:
+        out += (b"\x39", _pack_fixed64(span.start_time))
+    if span.end_time:
+        out += (b"\x41", _pack_fixed64(span.end_time))
+    out.append(_attributes(b"\x4a", span.attributes))
+    if span.dropped_attributes:
+        out += (b"\x50", _varint(span.dropped_attributes))
+    out += [_field(b"\x5a", _event(event)) for event in span.events]
+    if span.dropped_events:
+        out += (b"\x60", _varint(span.dropped_events))
+    out += [_field(b"\x6a", _link(link)) for link in span.links]
+    if span.dropped_links:
+        out += (b"\x70", _varint(span.dropped_links))
+    out.append(_field(b"\x7a", _status(span)))
+    out += (b"\x85\x01", _pack_fixed32(0x100 | (0x200 if parent is not None and parent.is_remote else 0)))
+    return b"".join(out)
+
+
+def _event(event: Event) -> bytes:
+    body = b"\x09" + _pack_fixed64(event.timestamp) if event.timestamp else b""
+    if event.name:
+        body += _field(b"\x12", event.name.encode())
+    body += _attributes(b"\x1a", event.attributes)
+    if event.dropped_attributes:
+        body += b"\x20" + _varint(event.dropped_attributes)
+    return body
+
+
+def _link(link: trace.Link) -> bytes:
+    linked = link.context
+    body: bytes = (
+        b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")
+    )
+    body += _attributes(b"\x22", link.attributes)
+    if link.dropped_attributes:
+        body += b"\x28" + _varint(link.dropped_attributes)
+    return body + b"\x35" + _pack_fixed32(0x100 | (0x200 if linked.is_remote else 0))
+
+
+def _status(span: ReadableSpan) -> bytes:
+    status = span.status
+    body = _field(b"\x12", status.description.encode()) if status.description else b""
+    if status.status_code.value:
+        body += b"\x18" + _varint(status.status_code.value)
+    return body
+
+
+def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
+    """`ExportTraceServiceRequest` bytes, the same bytes as the SDK's
+    `encode_spans(spans).SerializeToString()` (`tests/test_otlp_wire.py` checks it on the recorded
+    corpus and on every kind of field), in about half its time: no protobuf objects are built."""
+    by_resource: dict[Any, dict[Any, list[bytes]]] = {}
+    for span in spans:
+        by_resource.setdefault(span.resource, {}).setdefault(span.instrumentation_scope or None, []).append(
+            _span(span)
+        )
+    out = []
+    for resource, scopes in by_resource.items():
+        body = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
+        for scope, encoded in scopes.items():
+            scope_body = b""
+            if scope is not None:
+                if scope.name:
+                    scope_body += _field(b"\x0a", scope.name.encode())
+                if scope.version:
+                    scope_body += _field(b"\x12", scope.version.encode())
+                scope_body += _attributes(b"\x1a", scope.attributes)
+            inner = _field(b"\x0a", scope_body) + b"".join(_field(b"\x12", s) for s in encoded)
+            if scope is not None and scope.schema_url:
+                inner += _field(b"\x1a", scope.schema_url.encode())
+            body += _field(b"\x12", inner)
+        if resource.schema_url:
+            body += _field(b"\x1a", resource.schema_url.encode())
+        out.append(_field(b"\x0a", body))
+    return b"".join(out)
