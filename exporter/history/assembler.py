@@ -645,7 +645,10 @@ class SpanAssembler:
         self, span: _Span, end_ns: int, outcome: str,
         error: str | None = None, cause: str | None = None,
     ) -> None:  # fmt: skip
-        """Close `span` and, first, whatever is still open under it."""
+        """Close `span` and, first, whatever is still open under it. A closed span stays closed
+        (its record went out; its attributes map is the shared empty one)."""
+        if span.closed:
+            return
         child_outcome = "aborted" if outcome == "succeeded" else outcome
         for child in list(span.children.values()) if span.children else ():
             if child.kind in SCOPE_KINDS and not child.children and child.kind != SpanKind.EXECUTION:
