@@ -251,11 +251,12 @@ class CursorStore:
     def delete_watermark(self, key: str) -> None:
         self._execute("DELETE FROM watermarks WHERE state_machine_arn = ?", (key,))
 
-    def watermarks(self, prefix: str) -> dict[str, float]:
-        """The watermarks whose key begins with `prefix`."""
+    def watermarks(self, prefix: str, suffix: str = "") -> dict[str, float]:
+        """The watermarks whose key begins with `prefix` (and ends with `suffix`)."""
+        pattern = _like_prefix(prefix) + suffix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
         rows = self._execute(
             "SELECT state_machine_arn, listed_until FROM watermarks WHERE state_machine_arn LIKE ? ESCAPE '!'",
-            (_like_prefix(prefix),),
+            (pattern,),
         ).fetchall()
         return {key: float(value) for key, value in rows}
 

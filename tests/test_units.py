@@ -299,6 +299,11 @@ def test_watermarks_by_prefix_match_the_prefix_literally() -> None:
         store.set_watermark(key, 1.0)
     assert set(store.watermarks("maprun:a_b:")) == {"maprun:a_b:done", "maprun:a_b:child:x"}
     assert set(store.watermarks("maprun:a%")) == {"maprun:a%:done"}
+    assert set(store.watermarks("maprun:", ":done")) == {
+        "maprun:a_b:done",
+        "maprun:aXb:done",
+        "maprun:a%:done",
+    }
     assert store.delete_watermarks("maprun:a_b:") == 2
     assert set(store.watermarks("maprun:")) == {"maprun:aXb:done", "maprun:a%:done"}
     store.close()

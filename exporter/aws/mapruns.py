@@ -137,8 +137,8 @@ class MapRuns:
     def prune(self, retention_s: float) -> int:
         """Forget the rows of map runs that ended `retention_s` ago or more; returns how many runs."""
         cutoff = self.wall() - retention_s
-        ended = [key.removesuffix(":done") for key, value in self.store.watermarks("maprun:").items()
-                 if key.endswith(":done") and value < cutoff]  # fmt: skip
+        ended = [key.removesuffix(":done") for key, value in self.store.watermarks("maprun:", ":done").items()
+                 if value < cutoff]  # fmt: skip
         for prefix in ended:
             self.store.delete_watermarks(prefix + ":")
         return len(ended)
