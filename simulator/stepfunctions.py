@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.config import DEFAULT_QUOTAS
 from simulator.logs import Delivery, Logging, Logs
+from simulator.serving import ThreadedServer
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -604,13 +605,15 @@ class DirectLogsClient(DirectClient):
         return self._call("FilterLogEvents", params)
 
 
-class SimulatorServer:
+class SimulatorServer(ThreadedServer):
     """The simulator over HTTP (AWS JSON 1.0) on 127.0.0.1, served from its own thread.
 
     With `others`, it serves several accounts and regions: a call goes to the simulator of the
     region its signature names and of the account its access key belongs to (keys from its
     `AssumeRole` name the role's account; any other key is `simulator`'s account). It answers
     STS's `GetCallerIdentity` and `AssumeRole` (for the roles in `roles`) as well."""
+
+    thread_name = "sfn-simulator"
 
     def __init__(
         self, simulator: Simulator, port: int = 0, others: list[Simulator] | None = None,
@@ -620,15 +623,7 @@ class SimulatorServer:
         self.sims = {(sim.account, sim.region): sim for sim in [simulator, *(others or [])]}
         self.roles = roles or set()
         self.sts_calls: Counter[str] = Counter()  # by account
-        self.port = port
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(port)
 
     def app(self) -> Any:
         from aiohttp import web
@@ -723,39 +718,12 @@ class SimulatorServer:
                 f"<ResponseMetadata><RequestId>sim</RequestId></ResponseMetadata></{action}Response>")  # fmt: skip
         return web.Response(text=text, content_type="text/xml")
 
+    async def make_app(self) -> Any:
+        return self.app()
+
     def start(self) -> SimulatorServer:
-        self._thread = threading.Thread(target=self._serve, name="sfn-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the simulator did not start")
+        super().start()
         return self
-
-    def _serve(self) -> None:
-        from aiohttp import web
-
-        async def main() -> None:
-            runner = web.AppRunner(self.app(), access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", self.port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
-
-        self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(main())
-        self._loop.close()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

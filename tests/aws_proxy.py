@@ -5,14 +5,13 @@ exist or does not trust the caller."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import urllib.parse
 from collections import Counter
-from typing import Any
 
 from aiohttp import ClientSession, web
+
+from simulator.serving import ThreadedServer
 
 DENIED = (
     '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
@@ -21,21 +20,15 @@ DENIED = (
 )
 
 
-class AwsProxy:
+class AwsProxy(ThreadedServer):
+    thread_name = "aws-proxy"
+
     def __init__(self, upstream: str, missing_roles: set[str] | None = None) -> None:
+        super().__init__()
         self.upstream = upstream
         self.missing_roles = missing_roles or set()
         self.history_calls: Counter[tuple[str, str]] = Counter()  # (access key, execution ARN)
         self.assume_role_calls: Counter[str] = Counter()  # by role ARN
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def readers(self) -> dict[str, set[str]]:
         """Execution ARN -> the access keys that read its history."""
@@ -66,38 +59,20 @@ class AwsProxy:
                     if k.lower() not in ("content-length", "transfer-encoding", "content-encoding", "connection")}  # fmt: skip
             return web.Response(status=answer.status, body=payload, headers=kept)
 
-    def _serve(self) -> None:
-        async def main() -> None:
-            async with ClientSession(auto_decompress=False) as client:
+    async def make_app(self) -> web.Application:
+        client = ClientSession(auto_decompress=False)
 
-                async def handle(request: web.Request) -> web.Response:
-                    return await self._handle(request, client)
+        async def handle(request: web.Request) -> web.Response:
+            return await self._handle(request, client)
 
-                app = web.Application(client_max_size=16 * 1024 * 1024)
-                app.router.add_route("*", "/{tail:.*}", handle)
-                runner = web.AppRunner(app, access_log=None)
-                await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                self._stop = asyncio.Event()
-                self._ready.set()
-                await self._stop.wait()
-                await runner.cleanup()
+        async def close(_: web.Application) -> None:
+            await client.close()
 
-        self._loop = asyncio.new_event_loop()
-        self._loop.run_until_complete(main())
-        self._loop.close()
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", handle)
+        app.on_cleanup.append(close)
+        return app
 
     def __enter__(self) -> AwsProxy:
-        self._thread = threading.Thread(target=self._serve, name="aws-proxy", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("the proxy did not start")
+        self.start()
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
