@@ -109,9 +109,14 @@ def main() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     print(f"{'history':>8} {'poller':<12} {'calls/poll':>10} {'bytes/poll':>11} {'new events/poll':>16}")
     for length in (int(v) for v in args.lengths.split(",")):
-        for row in asyncio.run(measure(length, args.polls, args.new, args.seed)):
+        rows = asyncio.run(measure(length, args.polls, args.new, args.seed))
+        for row in rows:
             print(f"{row['length']:>8,} {row['poller']:<12} {row['calls_per_poll']:>10.2f} "
                   f"{row['bytes_per_poll']:>11,.0f} {row['events_per_poll']:>16.1f}", flush=True)  # fmt: skip
+        by = {row["poller"]: row for row in rows}
+        if "exporter" in by and "lower bound" in by:
+            ratio = by["exporter"]["bytes_per_poll"] / by["lower bound"]["bytes_per_poll"]
+            print(f"{'':>8} bytes/poll: exporter/lower bound = {ratio:.2f}x")
 
 
 if __name__ == "__main__":

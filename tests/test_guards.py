@@ -290,8 +290,8 @@ async def test_a_read_that_stops_short_of_its_cursor_or_has_a_hole_is_an_error()
     ("last_new", "peak", "page_size", "first"),
     [
         (0, 10.0, 100, 10),  # nothing known: a few
-        (5, 10.0, 100, 11),  # the most a recent poll found, and one
-        (5, 7.2, 100, 9),
+        (5, 10.0, 100, 10),  # the most a recent poll found
+        (5, 7.2, 100, 8),
         (3, 200.0, 1000, 16),  # a burst long past: twice the last, and a few
         (100, 150.0, 100, 100),  # within the page size
         (0, 0.0, 100, 1),
@@ -330,6 +330,17 @@ async def test_a_read_asks_for_what_it_needs() -> None:
         (False, 1000, "1000", True),
         (False, 1000, "2000", True),
     ]
+
+
+async def test_a_page_that_ends_at_the_cursors_next_event_is_enough() -> None:
+    # ids are consecutive: a page of exactly the new events needs no second call to see the cursor
+    exact = Pages(35)
+    events = await read_new_events(exact, ARN, after=25, page_size=10, include_data=False)  # type: ignore[arg-type]
+    assert [e["id"] for e in events] == list(range(26, 36))
+    assert exact.requests == [(True, 10, None, False)]
+    over = Pages(36)
+    assert len(await read_new_events(over, ARN, after=25, page_size=10, include_data=False)) == 11  # type: ignore[arg-type]
+    assert len(over.requests) == 2  # one more than the page: read on
 
 
 async def test_expired_tokens_are_retried_three_times_then_raise() -> None:

@@ -20,11 +20,13 @@ _TOKEN_RETRIES = 3
 
 def first_page_size(last_new: int, peak: float, page_size: int) -> int:
     """maxResults of a poll's first page: room for the most a recent poll found (`peak`, see
-    `next_peak`) plus one, but not more than twice what the last poll found plus a few (a burst
+    `next_peak`), but not more than twice what the last poll found plus a few (a burst
     long past must not make every poll read a large page), within [1, page_size]. Each event
-    read that is not new is bytes parsed for nothing; a poll that finds the page full reads on
-    with pages of 1,000 (one more call)."""
-    return max(1, min(page_size, 2 * last_new + MIN_PAGE, math.ceil(peak) + 1))
+    read that is not new is bytes parsed for nothing. A page need not reach the cursor's own
+    event: ids are consecutive, so a page whose oldest event is the cursor's next is complete.
+    A poll that finds the page full of new events and short of that reads on with pages of 1,000
+    (one more call)."""
+    return max(1, min(page_size, 2 * last_new + MIN_PAGE, math.ceil(peak)))
 
 
 def next_peak(peak: float, found: int) -> float:
@@ -52,8 +54,8 @@ async def read_new_events(
     api: StepFunctionsApi, arn: str, after: int, page_size: int, include_data: bool
 ) -> list[dict[str, Any]]:
     """Events with id > `after`, in id order. Pages newest first (`reverseOrder`) and stops at the
-    first event already handled, so a poll costs one call while fewer than `page_size` events
-    are new. An expired token (InvalidToken) starts the read again.
+    first event already handled or at event `after + 1` (ids are consecutive), so a poll costs
+    one call while at most `page_size` events are new. An expired token (InvalidToken) starts the read again.
 
     What comes back has no hole: ids fall by one from page to page, and a read whose last page
     ends before reaching event `after` (or event 1) raises Malformed instead of returning less."""
@@ -76,6 +78,9 @@ async def read_new_events(
                         reached = True
                         break
                     collected.append(event)
+                    if event_id == after + 1:
+                        reached = True
+                        break
                 if reached:
                     break
                 if not page.next_token:
