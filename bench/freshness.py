@@ -322,6 +322,9 @@ class VirtualRun:
             {op: (q.bucket, q.refill_per_second) for op, q in quotas.items()}, clock=self.loop.time
         )
         self.budget = quotas["GetExecutionHistory"].refill_per_second  # history calls a second
+        # polls chosen when a call is free (as the exporter runs); False: every due poll handed
+        # out at once, to wait at the rate limiter (to compare)
+        self.choose_at_free_call = True
         self.exporter: Exporter | None = None
 
     def wall(self) -> float:
@@ -344,6 +347,7 @@ class VirtualRun:
             self.config, api, store or SyncStore(":memory:"), sink or NullSink(), WorkflowMetrics(registry).for_target(ACCOUNT, REGION), health,  # type: ignore[arg-type]
             clock=self.loop.time, wall=self.wall, on_events=on_events, on_spans=on_spans, scheduler=scheduler,
             budget=lambda: self.limiter.rate("GetExecutionHistory"),
+            limiter=self.limiter if self.choose_at_free_call else None,
             logs_api=AwsCloudWatchLogs(logs_client or DirectLogsClient(self.sim), self.limiter, health),
             log_calls_spare=lambda: self.limiter.spare("FilterLogEvents"), layout=layout,
         )  # fmt: skip

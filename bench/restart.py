@@ -69,6 +69,7 @@ def _process(sim: Simulator, store: SyncStore, loop: VirtualTimeLoop, on_events:
         WorkflowMetrics(CollectorRegistry()).for_target(ACCOUNT, REGION), health,
         clock=loop.time, wall=lambda: EPOCH + loop.time(), on_events=on_events,
         budget=lambda: limiter.rate("GetExecutionHistory"),
+            limiter=limiter,
     )  # fmt: skip
 
 

@@ -220,6 +220,7 @@ async def _run_unit(unit: Unit, parts: _Parts) -> None:
         exporter = Exporter(
             unit_config, api, parts.store, parts.sink, parts.workflow.for_target(unit.account, unit.region),
             health, on_spans=hooks.on_spans, budget=lambda: limiter.rate("GetExecutionHistory"),
+            limiter=limiter,
             logs_api=logs, log_calls_spare=lambda: limiter.spare("FilterLogEvents"), layout=parts.layout,
         )  # fmt: skip
         unit.exporter = exporter

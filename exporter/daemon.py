@@ -4,6 +4,7 @@ spans and observations, hands them to the sinks, and only then advances the chec
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 import time
@@ -15,6 +16,7 @@ from typing import Any
 from exporter.aws.discovery import Discovery, WatchedMachine
 from exporter.aws.logtail import GroupTail, ReadWindow, Reorder, parse_records
 from exporter.aws.mapruns import Child, MapRuns, Watch
+from exporter.aws.ratelimit import RateLimiter
 from exporter.aws.source import (
     CloudWatchLogsApi,
     Denied,
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 # the execution is polled again soon; and the poll after a Wait comes SETTLE_SECONDS after its
 # end, to read what follows it in the same call. (Ages compare AWS's timestamps with this host's
 # clock: a host clock behind AWS's costs a follow-up poll now and then, nothing more.)
+HISTORY = "GetExecutionHistory"
 BURST_SECONDS = 0.5
 SETTLE_SECONDS = 1.0
 # An execution whose history answers stay malformed (an event botocore or we cannot read) this
@@ -122,7 +125,7 @@ class Exporter:
         on_events: Callable[[Tracked, list[int]], None] | None = None,
         scheduler: PollScheduler | None = None, budget: Callable[[], float] | None = None,
         logs_api: CloudWatchLogsApi | None = None, log_calls_spare: Callable[[], bool] | None = None,
-        layout: Layout | None = None,
+        layout: Layout | None = None, limiter: RateLimiter | None = None,
     ) -> None:  # fmt: skip
         self.config = config
         self.api = api
@@ -149,7 +152,9 @@ class Exporter:
             max_data_bytes=data.max_bytes, redact=make_redactor(data.redact_paths),
             execution_name=data.execution_name, legacy_status=config.otlp.legacy_status,
         )  # fmt: skip
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, contextvars.Context | None]] = asyncio.Queue()
+        self._busy = 0  # workers with a poll under way
+        self._limiter = limiter  # the api's: polls are chosen when a call is free (see _dispatch_loop)
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self.durations = DurationModel()
@@ -241,9 +246,26 @@ class Exporter:
             await asyncio.sleep(max(0.0, settings.executions_interval_seconds - (self._clock() - started)))
 
     async def _dispatch_loop(self) -> None:
+        """Hands due polls to the workers. With the api's rate limiter, it first waits for a
+        free GetExecutionHistory call and only then asks the scheduler which poll to spend it on
+        (the poll's first call is that one): a poll that falls due urgently meanwhile goes next,
+        not behind paced polls queued at the limiter before it."""
         while True:
-            for key in self.scheduler.pop_due():
-                self._queue.put_nowait(key)
+            room = self.config.polling.concurrency - self._busy - self._queue.qsize()
+            next_due = self.scheduler.next_due()
+            if room > 0 and next_due is not None and next_due <= self._clock():
+                if self._limiter is None:
+                    for key in self.scheduler.pop_due(room):
+                        self._queue.put_nowait((key, None))
+                else:
+                    await self._limiter.acquire(HISTORY)
+                    paid = self._limiter.prepay(HISTORY)
+                    chosen = self.scheduler.pop_due(1)
+                    if chosen:
+                        self._queue.put_nowait((chosen[0], paid))
+                    else:
+                        self._limiter.refund(paid)
+                    continue
             if self._clock() - self._staleness_at >= 1.0:  # it walks every slot: once a second
                 self._staleness_at = self._clock()
                 self.health.staleness.set(self.scheduler.staleness())
@@ -251,8 +273,9 @@ class Exporter:
             self._wake.clear()
             # A timer sets the same event as new work does. (asyncio.wait_for can swallow a
             # cancellation that lands as its timeout expires, and a shutdown would then hang.)
+            # With every worker busy, the end of a poll sets it.
             alarm = None
-            if next_due is not None:
+            if next_due is not None and room > 0:
                 delay = max(0.0, next_due - self._clock())
                 alarm = asyncio.get_running_loop().call_later(delay, self._wake.set)
             try:
@@ -263,13 +286,16 @@ class Exporter:
 
     async def _worker(self) -> None:
         while True:
-            key = await self._queue.get()
+            key, paid = await self._queue.get()
             tracked = self.tracked.get(key)
             if tracked is None:
+                if paid is not None and self._limiter is not None:
+                    self._limiter.refund(paid)
                 continue
-            task = asyncio.create_task(self._poll_and_reschedule(tracked))
+            task = asyncio.create_task(self._poll_and_reschedule(tracked), context=paid)
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+            self._busy += 1
             try:
                 await asyncio.shield(task)  # on shutdown the worker stops; the poll finishes (see run)
             except Exception:  # a bug past the poll's own handling: the worker must live on
@@ -278,7 +304,11 @@ class Exporter:
                     self.scheduler.done(key, found_events=False, failed=True)
                 except Exception:
                     log.exception("the scheduler refused %s; it is no longer polled", key)
-                self._wake.set()
+            finally:
+                self._busy -= 1
+                if paid is not None and self._limiter is not None:
+                    self._limiter.refund(paid)  # a poll that made no call
+                self._wake.set()  # room for the next poll
 
     # ------------------------------------------------------------------ tracking
 
@@ -547,10 +577,11 @@ class Exporter:
         if quiet is None:
             return None
         until = quiet.until + SETTLE_SECONDS  # a Wait's end and what follows it, in one poll
-        if quiet.guessed and self.scheduler.idle_cap() <= self.config.polling.max_interval_seconds:
-            # calls to spare: a state that ends sooner than it ever did is still seen within the
-            # maximum interval. When the budget is short, early polls would be taken from the
-            # executions whose states are likely to end now.
+        if quiet.guessed and self.scheduler.idle_cap() <= self.config.polling.min_interval_seconds:
+            # calls to spare (the budget could poll every active execution at the minimum
+            # interval): a state that ends sooner than it ever did is still seen within the
+            # maximum interval. Otherwise early polls would be taken from the executions whose
+            # states are likely to end now.
             until = min(until, now + self.config.polling.max_interval_seconds)
         return self._clock() + (until - now), quiet.guessed
 

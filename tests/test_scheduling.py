@@ -137,3 +137,41 @@ def test_a_bug_while_rescheduling_costs_one_delay_not_the_worker_nor_the_executi
     assert scheduler.failed == {e.arn for e in executions}
     assert exported == sum(len(e.template.events) for e in executions)  # all of it, once
     assert sum("rescheduling" in r.getMessage() for r in caplog.records) == len(executions)
+
+
+@pytest.mark.parametrize("choose_when_a_call_is_free", [True, False])
+def test_a_waits_end_is_read_at_the_next_free_call_however_many_paced_polls_wait(
+    choose_when_a_call_is_free: bool,
+) -> None:
+    # 60 executions in a task nothing is known of, backing off at the budget's pace (one call a
+    # second here), keep paced polls always due; three waiters' Waits end among them
+    virtual = VirtualRun(
+        {
+            "api": {"quotas": {"GetExecutionHistory": {"bucket": 2, "refill_per_second": 2}}},
+            "polling": {"concurrency": 8},
+        }
+    )
+    assert virtual.budget == 1.0
+    waiters = start_waiters(virtual, 3, loops=6, wait_s=120, task_s=(20.0, 30.0))
+    rng = random.Random(3)
+    machine = virtual.sim.add_machine("busy", waiter_definition(60))
+    for n in range(60):
+        virtual.sim.start(
+            machine, waiter(rng, loops=1, wait_s=60, task_s=(5000.0, 6000.0)), f"b-{n}", start=EPOCH
+        )
+    if not choose_when_a_call_is_free:
+        virtual.choose_at_free_call = False  # every due poll handed out at once, FIFO at the limiter
+    client = RecordingClient(virtual.sim)
+    virtual.run(1200, client=client)
+    lags = []
+    for execution in waiters:
+        calls = [at for at, arn, _ in client.calls if arn == execution.arn]
+        for ended in appearances(execution, "WaitStateExited"):
+            if EPOCH + 300 < ended < EPOCH + 1100:
+                lags.append(next(at for at in calls if at >= ended) - ended)
+    assert len(lags) >= 9
+    # a second after the end (SETTLE_SECONDS), then the next free call: one a second here
+    if choose_when_a_call_is_free:
+        assert max(lags) <= 2.05, lags
+    else:  # behind up to eight paced polls queued at the rate limiter
+        assert max(lags) > 3, lags

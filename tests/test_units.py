@@ -117,6 +117,31 @@ def test_a_call_is_spare_only_while_one_could_go_without_waiting() -> None:
     assert limiter.spare("Op")
 
 
+def test_a_prepaid_call_goes_at_once_and_an_unmade_one_is_given_back() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter({"Op": (1, 1), "Other": (5, 5)}, clock=clock, sleep=clock.sleep)
+    asyncio.run(limiter.acquire("Op"))  # the dispatcher takes the bucket's one call...
+    paid = limiter.prepay("Op")
+
+    async def poll() -> None:
+        await limiter.acquire("Other")  # not prepaid: from its own bucket
+        await limiter.acquire("Op")  # ...and the poll's first call is that one
+        await limiter.acquire("Op")  # the second waits for the refill
+
+    async def in_a_task() -> None:
+        await asyncio.create_task(poll(), context=paid)  # as the daemon's workers run polls
+
+    asyncio.run(in_a_task())
+    assert clock.slept == pytest.approx([1.0])
+    limiter.refund(paid)  # used: nothing to give back
+    assert limiter.available("Op") == pytest.approx(0.0)
+    unused = limiter.prepay("Op")
+    limiter.refund(unused)  # a poll that made no call
+    assert limiter.available("Op") == pytest.approx(1.0)
+    limiter.refund(limiter.prepay("Op"))
+    assert limiter.available("Op") == pytest.approx(1.0)  # never above the bucket
+
+
 def test_throttling_halves_the_rate_once_a_second_and_calm_brings_it_back() -> None:
     clock = FakeClock()
     limiter = RateLimiter({"Op": (10, 20)}, clock=clock, sleep=clock.sleep)
@@ -158,6 +183,26 @@ def test_busy_executions_come_back_soon_idle_ones_back_off() -> None:
     assert intervals == [2, 4, 8, 16, 16, 16]
     scheduler.done("a", found_events=True)
     assert scheduler.next_due() == clock.now + 1
+
+
+def test_urgent_polls_go_before_paced_ones_that_fell_due_earlier() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 30, clock, jitter=lambda: 1.0, budget=lambda: 1.0)
+    for key in ("idle", "other", "waiter", "busy"):
+        scheduler.add(key)
+    assert scheduler.pop_due(2) == ["idle", "other"]  # new ones (urgent) oldest first, two at most
+    assert scheduler.pop_due() == ["waiter", "busy"]
+    scheduler.done("idle", found_events=False)  # backs off: paced
+    scheduler.done("other", found_events=False)
+    scheduler.done("waiter", found_events=False, not_before=clock.now + 3)  # a Wait ends at +3: urgent
+    scheduler.done("busy", found_events=True)  # the rest of a burst, at +1: urgent
+    clock.now += 10  # every one is due; the paced ones fell due first (at +2)
+    assert scheduler.pop_due(1) == ["busy"]
+    assert scheduler.pop_due() == ["waiter", "idle", "other"]
+    scheduler.done("idle", found_events=False)
+    scheduler.wake("idle")  # discovery saw it change: urgent now, not at its paced due
+    assert scheduler.next_due() == clock.now
+    assert scheduler.pop_due() == ["idle"]
 
 
 def test_a_wait_keeps_the_execution_away_until_it_ends_unless_woken() -> None:
@@ -320,11 +365,11 @@ def test_idle_back_off_follows_the_budget() -> None:
         scheduler.done(key, found_events=False, not_before=clock.now + 3600)
     for key in due[60:]:
         scheduler.done(key, found_events=False)
-    assert scheduler.idle_cap() == 40 / (10 * 0.8)  # 5 s: spare budget, polled more often than 30 s
+    assert scheduler.idle_cap() == 40 / 10  # 4 s: spare budget, polled more often than 30 s
     budget[0] = 0.5  # throttled hard: the interval stretches to what the budget sustains
-    assert scheduler.idle_cap() == 40 / (0.5 * 0.8)
+    assert scheduler.idle_cap() == 40 / 0.5
     scheduler.wake("e0")  # unparked
-    assert scheduler.idle_cap() == 41 / (0.5 * 0.8)
+    assert scheduler.idle_cap() == 41 / 0.5
 
 
 def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
@@ -352,22 +397,22 @@ def test_a_guessed_state_is_parked_until_it_is_likely_to_end_then_polled_at_the_
         scheduler.add(f"e{n}")
     for key in scheduler.pop_due():
         scheduler.done(key, found_events=False)
-    assert scheduler.idle_cap() == 40 / 8
+    assert scheduler.idle_cap() == 40 / 10
     assert scheduler.pop_due() == []
     clock.now += 5
     assert "e0" in scheduler.pop_due()
     # e0 entered a state whose visits all took 300 s or more: parked until then, not counted
     scheduler.done("e0", found_events=True, not_before=clock.now + 300, steady=True)
-    assert scheduler.idle_cap() == 39 / 8
+    assert scheduler.idle_cap() == 39 / 10
     assert scheduler.next_due() is not None
     due = {key: slot.due for key, slot in scheduler._slots.items()}
-    assert due["e0"] == clock.now + 300 + 40 / 8  # one pace (as it was) after the likely end
+    assert due["e0"] == clock.now + 300 + 40 / 10  # one pace (as it was) after the likely end
     clock.now += 300
-    assert scheduler.idle_cap() == 40 / 8  # from then on it shares the pace
+    assert scheduler.idle_cap() == 40 / 10  # from then on it shares the pace
     clock.now = due["e0"]
     assert "e0" in scheduler.pop_due()
     scheduler.done("e0", found_events=False, not_before=clock.now - 5, steady=True)
-    assert scheduler._slots["e0"].due == clock.now + 40 / 8  # the pace, not a back-off from 1 s
+    assert scheduler._slots["e0"].due == clock.now + 40 / 10  # the pace, not a back-off from 1 s
 
 
 # ---------------------------------------------------------------- logging

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +45,12 @@ class TokenBucket:
         return 0.0 if missing <= 1e-9 else missing / (self.refill_per_second * self.factor)
 
 
+# Calls taken before the code that makes them was chosen: `RateLimiter.prepay`.
+_PREPAID: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "sfn_exporter_prepaid", default=None
+)
+
+
 class RateLimiter:
     """`await acquire(op)` before each call of `op`. Clock and sleep are injected for tests."""
 
@@ -61,6 +68,10 @@ class RateLimiter:
         self.waited_seconds = dict.fromkeys(quotas, 0.0)
 
     async def acquire(self, operation: str) -> None:
+        held = _PREPAID.get()
+        if held is not None and operation in held:
+            held.remove(operation)  # taken already (see `prepay`)
+            return
         bucket = self._buckets[operation]
         async with self._locks[operation]:  # first come, first served
             while True:
@@ -72,6 +83,20 @@ class RateLimiter:
                 delay = max(delay, 0.001)
                 self.waited_seconds[operation] += delay
                 await self._sleep(delay)
+
+    def prepay(self, operation: str) -> contextvars.Context:
+        """A context whose first `acquire(operation)` goes at once: the caller has acquired that
+        call already. So a dispatcher can wait for a free call first and only then choose what to
+        spend it on. Run the work in the context, then `refund` it."""
+        context = contextvars.copy_context()
+        context.run(_PREPAID.set, [operation])
+        return context
+
+    def refund(self, context: contextvars.Context) -> None:
+        """Gives back the calls `context` was prepaid and did not make."""
+        for operation in context.get(_PREPAID) or ():
+            bucket = self._buckets[operation]
+            bucket.tokens = min(bucket.capacity, bucket.tokens + 1)
 
     def throttled(self, operation: str) -> None:
         """AWS answered ThrottlingException: the account's bucket is shared, so slow down."""

@@ -6,9 +6,15 @@ off follows the API budget: with calls to spare they are polled more often than 
 maximum interval would have it (down to what the budget sustains), and when the budget cannot
 cover every execution the interval stretches to what it can. An execution in a state whose past
 visits tell when it is likely to end (see `exporter.schedule.waits.DurationModel`) is parked until then
-and polled at the budget's pace after it, rather than backing off from the minimum interval. Due
-executions come out oldest-due first, so every execution is still polled, each a little late
-(reported as staleness)."""
+and polled at the budget's pace after it, rather than backing off from the minimum interval.
+
+Polls come out in two classes. Urgent ones are for what is known to be there or about to be: a
+new or woken execution, a Wait's end, the rest of a burst just read. Paced ones are guesses: an
+idle execution's back-off, a state that may end any moment. Due urgent polls go first (oldest
+due first), then due paced ones (oldest due first); the caller takes only as many as it can
+start now, so when the budget is short an urgent poll waits for the next free call, not behind
+every paced poll that fell due before it, and every execution is still polled, each a little
+late (reported as staleness)."""
 
 from __future__ import annotations
 
@@ -30,13 +36,14 @@ class Slot:
     failures: int = 0
     parked: bool = False  # waiting for a Wait state to end, or for its state to be likely to
     opens: float = 0.0  # parked on a guess until then
+    urgent: bool = True  # its next poll is for something known to be there (see the module's doc)
 
 
 class PollScheduler:
     def __init__(
         self, min_interval: float, max_interval: float, clock: Callable[[], float],
         jitter: Callable[[], float] = random.random, budget: Callable[[], float] | None = None,
-        utilisation: float = 0.8,
+        utilisation: float = 1.0,
     ) -> None:  # fmt: skip
         self.min_interval = min_interval
         self.max_interval = max_interval
@@ -46,7 +53,8 @@ class PollScheduler:
         self._utilisation = utilisation
         self._waiting = 0  # slots parked until a Wait ends or their state is likely to: no polls meanwhile
         self._slots: dict[str, Slot] = {}
-        self._heap: list[tuple[float, int, str]] = []
+        self._heap: list[tuple[float, int, str]] = []  # paced slots by due
+        self._urgent: list[tuple[float, int, str]] = []  # urgent slots by due
         self._opening: list[tuple[float, int, str]] = []  # (opens, _, key) of slots parked on a guess
         self._seq = itertools.count()
 
@@ -57,7 +65,15 @@ class PollScheduler:
         return key in self._slots
 
     def _push(self, slot: Slot) -> None:
-        heapq.heappush(self._heap, (slot.due, next(self._seq), slot.key))
+        heapq.heappush(self._urgent if slot.urgent else self._heap, (slot.due, next(self._seq), slot.key))
+
+    def _current(self, heap: list[tuple[float, int, str]], when: float, key: str) -> Slot | None:
+        """The slot a heap entry stands for, or None if the entry is stale: the slot was removed,
+        is out being polled, or was rescheduled (to another time or class) since."""
+        slot = self._slots.get(key)
+        if slot is None or slot.in_flight or slot.due != when or slot.urgent != (heap is self._urgent):
+            return None
+        return slot
 
     def add(self, key: str, delay: float = 0.0) -> None:
         if key in self._slots:
@@ -98,32 +114,33 @@ class PollScheduler:
         slot.interval = self.min_interval
         self._park(slot, False)
         now = self._clock()
-        if not slot.in_flight and slot.due > now:
-            slot.due = now
+        if not slot.in_flight and (slot.due > now or not slot.urgent):
+            slot.due, slot.urgent = min(slot.due, now), True
             self._push(slot)
 
-    def pop_due(self) -> list[str]:
-        """Keys due now (oldest due first), marked in flight until `done`."""
+    def pop_due(self, limit: int | None = None) -> list[str]:
+        """Keys due now, at most `limit`: urgent ones first, then paced ones, each oldest due
+        first. They are in flight until `done`."""
         now = self._clock()
         due: list[str] = []
-        while self._heap and self._heap[0][0] <= now:
-            when, _, key = heapq.heappop(self._heap)
-            slot = self._slots.get(key)
-            if slot is None or slot.in_flight or slot.due != when:
-                continue  # removed, already out, or rescheduled since
-            slot.in_flight = True
-            due.append(key)
+        for heap in (self._urgent, self._heap):
+            while heap and heap[0][0] <= now and (limit is None or len(due) < limit):
+                when, _, key = heapq.heappop(heap)
+                slot = self._current(heap, when, key)
+                if slot is not None:
+                    slot.in_flight = True
+                    due.append(key)
         return due
 
     def next_due(self) -> float | None:
-        while self._heap:
-            when, _, key = self._heap[0]
-            slot = self._slots.get(key)
-            if slot is None or slot.in_flight or slot.due != when:
-                heapq.heappop(self._heap)
-                continue
-            return when
-        return None
+        """When the next poll falls due (None: nothing waits to be polled)."""
+        earliest = None
+        for heap in (self._urgent, self._heap):
+            while heap and self._current(heap, heap[0][0], heap[0][2]) is None:
+                heapq.heappop(heap)
+            if heap and (earliest is None or heap[0][0] < earliest):
+                earliest = heap[0][0]
+        return earliest
 
     def done(
         self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False,
@@ -145,6 +162,7 @@ class PollScheduler:
             slot.failures = 0
             slot.interval = self.idle_cap()
             slot.due = max(now, not_before) + slot.interval
+            slot.urgent = False
             self._park(slot, not_before > now)
             if slot.parked:
                 slot.opens = not_before
@@ -159,9 +177,11 @@ class PollScheduler:
             slot.failures = 0
             slot.interval = self.min_interval if found_events else min(self.idle_cap(), slot.interval * 2)
         slot.due = now + slot.interval
+        slot.urgent = found_events and not failed  # the rest of what was just read
         parked = not_before is not None and not_before > slot.due
         if parked:
             slot.due = not_before  # type: ignore[assignment]
+            slot.urgent = not failed  # a Wait's end
         self._park(slot, parked)
         self._push(slot)
 
