@@ -249,7 +249,8 @@ class Exporter:
         """Hands due polls to the workers. With the api's rate limiter, it first waits for a
         free GetExecutionHistory call and only then asks the scheduler which poll to spend it on
         (the poll's first call is that one): a poll that falls due urgently meanwhile goes next,
-        not behind paced polls queued at the limiter before it."""
+        not behind paced polls queued at the limiter before it; and one that falls due before
+        the next call would come gets this one."""
         while True:
             room = self.config.polling.concurrency - self._busy - self._queue.qsize()
             next_due = self.scheduler.next_due()
@@ -260,6 +261,14 @@ class Exporter:
                 else:
                     await self._limiter.acquire(HISTORY)
                     paid = self._limiter.prepay(HISTORY)
+                    urgent = self.scheduler.next_due(urgent_only=True)
+                    now = self._clock()
+                    if urgent is not None and now < urgent <= now + 1 / max(
+                        self._limiter.rate(HISTORY), 1e-9
+                    ):
+                        # kept for an urgent poll due before the next call comes (a Wait's end:
+                        # news almost surely), not spent on a paced guess
+                        await asyncio.sleep(urgent - now)
                     chosen = self.scheduler.pop_due(1)
                     if chosen:
                         self._queue.put_nowait((chosen[0], paid))
@@ -530,8 +539,8 @@ class Exporter:
         if tracked.reorder is not None and not failed:
             self._filled(tracked)
             return
-        not_before, guessed = quiet if quiet is not None else (None, False)
-        self.scheduler.done(tracked.arn, found, not_before, failed, steady=guessed)
+        not_before, guessed, by = quiet if quiet is not None else (None, False, None)
+        self.scheduler.done(tracked.arn, found, not_before, failed, steady=guessed, by=by)
         self._wake.set()
 
     def _bury(self, tracked: Tracked) -> None:
@@ -560,10 +569,10 @@ class Exporter:
         self._untrack(tracked)
         return True
 
-    def _quiet(self, tracked: Tracked, found: bool) -> tuple[float, bool] | None:
-        """When to poll next at the earliest (monotonic time), and whether that is a guess from
-        the durations of past visits (see `exporter.schedule.waits.quiet_until`); None when it may change
-        any time."""
+    def _quiet(self, tracked: Tracked, found: bool) -> tuple[float, bool, float | None] | None:
+        """When to poll next at the earliest (monotonic time), whether that is a guess from the
+        durations of past visits, and by when it has almost surely changed (see
+        `exporter.schedule.waits.quiet_until`); None when it may change any time."""
         assembler = tracked.assembler
         if assembler is None or assembler.finished:
             return None
@@ -583,7 +592,8 @@ class Exporter:
             # maximum interval. Otherwise early polls would be taken from the executions whose
             # states are likely to end now.
             until = min(until, now + self.config.polling.max_interval_seconds)
-        return self._clock() + (until - now), quiet.guessed
+        by = None if quiet.over is None else self._clock() + (quiet.over + SETTLE_SECONDS - now)
+        return self._clock() + (until - now), quiet.guessed, by
 
     async def poll(self, tracked: Tracked) -> bool:
         """Read what is new, assemble it, emit it, checkpoint it. True if there was anything."""

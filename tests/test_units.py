@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import random
 from pathlib import Path
 
 import pytest
@@ -205,6 +207,24 @@ def test_urgent_polls_go_before_paced_ones_that_fell_due_earlier() -> None:
     assert scheduler.pop_due() == ["idle"]
 
 
+def test_a_guessed_state_shorter_than_the_pace_is_polled_when_it_has_almost_surely_ended() -> None:
+    clock = FakeClock()
+    scheduler = PollScheduler(1, 30, clock, jitter=lambda: 1.0, budget=lambda: 0.1)
+    for n in range(10):
+        scheduler.add(f"e{n}")
+    scheduler.pop_due()
+    assert scheduler.idle_cap() == 100  # ten active executions, a call every ten seconds
+    start = clock.now
+    scheduler.done("e0", found_events=True, not_before=start + 10, steady=True, by=start + 30)
+    scheduler.done("e1", found_events=True, not_before=start + 10, steady=True)
+    scheduler.done("e2", found_events=True, not_before=start + 10, steady=True, by=start + 500)
+    scheduler.done("e3", found_events=True, not_before=start + 10, steady=True, by=start + 5)
+    due = {key: slot.due - start for key, slot in scheduler._slots.items() if key in ("e0", "e1", "e2", "e3")}
+    # a pace after it is likely to end (each parked one leaves the pace to fewer: 90 s, then
+    # 80 s), unless it has almost surely ended before that; never before it is worth polling
+    assert due == {"e0": 30, "e1": 10 + 90, "e2": 10 + 80, "e3": 10}
+
+
 def test_a_wait_keeps_the_execution_away_until_it_ends_unless_woken() -> None:
     clock = FakeClock()
     scheduler = PollScheduler(1, 16, clock)
@@ -308,7 +328,7 @@ def test_quiet_only_when_every_running_leaf_is_a_known_wait() -> None:
     )
     sleep = span("Sleep", SpanKind.STATE, 5, 3, "Wait", start_s=100)
     task = span("Work", SpanKind.STATE, 6, 4, "Task")
-    assert quiet_until([root, fan, b1, b2, sleep], DEFINITION) == Quiet(700.0, guessed=False)
+    assert quiet_until([root, fan, b1, b2, sleep], DEFINITION) == Quiet(700.0, guessed=False, over=700.0)
     assert quiet_until([root, fan, b1, b2, sleep, task], DEFINITION) is None
     assert quiet_until([root], DEFINITION) is None
     by_path = span("ByPath", SpanKind.STATE, 7, 1, "Wait")
@@ -373,21 +393,59 @@ def test_idle_back_off_follows_the_budget() -> None:
 
 
 def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
-    model = DurationModel(min_samples=8, quantile=0.0, margin=1.0)
+    model = DurationModel(min_samples=8)
     assert model.earliest_end("M", "Fetch", 100.0) is None  # nothing learned yet
     for seconds in (300, 310, 290, 305, 320, 295, 315, 300):
         model.observe("M", "Fetch", seconds)
-    assert model.earliest_end("M", "Fetch", 100.0) == 100.0 + 290
+    watched = model.earliest_end("M", "Fetch", 100.0)
+    assert watched is not None and 100.0 + 250 < watched <= 100.0 + 290  # never after its shortest visit
     assert model.earliest_end("M", "Other", 100.0) is None
     root = span("M", SpanKind.EXECUTION, 1, None)
     fetch = span("Fetch", SpanKind.STATE, 2, 1, "Task", start_s=100)
-    assert quiet_until([root, fetch], DEFINITION, model, "M") == Quiet(390.0, guessed=True)
+    over = model.over_by("M", "Fetch", 100.0)
+    assert over is not None and 100.0 + 320 < over < 100.0 + 400  # past the longest visit seen
+    assert quiet_until([root, fetch], DEFINITION, model, "M") == Quiet(watched, guessed=True, over=over)
     assert quiet_until([root, fetch], DEFINITION, None, "M") is None
     attempt = span("lambda:invoke", SpanKind.LAMBDA, 3, 2, start_s=101)
-    assert quiet_until([root, fetch, attempt], DEFINITION, model, "M") == Quiet(390.0, guessed=True)
+    assert quiet_until([root, fetch, attempt], DEFINITION, model, "M") == Quiet(watched, True, over)
     for _ in range(100):
         model.observe("M", "Fetch", 1.0)  # it got fast: the old samples age out
-    assert model.earliest_end("M", "Fetch", 100.0) == 101.0
+    fast = model.earliest_end("M", "Fetch", 100.0)
+    assert fast is not None and fast <= 101.0
+
+
+def _lognormal_visits(model: DurationModel, rng: random.Random, states: dict[str, float], visits: int) -> None:
+    for _ in range(visits):
+        for state, median in states.items():
+            model.observe("M", state, median * math.exp(rng.gauss(0, 0.3)))
+
+
+def test_states_are_watched_where_their_ends_are_likeliest_leaving_the_share_asked_for_early() -> None:
+    # one state of minutes and one of an hour, the same spread, ending as often as each other
+    rng = random.Random(5)
+    states = {"Minutes": 120.0, "Hour": 3600.0}
+    model = DurationModel(early=0.01, cap_quantile=0.25)  # a cap that does not bind here
+    _lognormal_visits(model, rng, states, 64)
+    starts = {state: model.earliest_end("M", state, 0.0) for state in states}
+    assert all(start is not None for start in starts.values())
+    fresh = {state: [median * math.exp(rng.gauss(0, 0.3)) for _ in range(20000)] for state, median in states.items()}
+    early = {state: sum(1 for d in fresh[state] if d < starts[state]) / 20000 for state in states}  # type: ignore[operator]
+    # the same hazard for both: the hour-long state (whose every second is less likely to be
+    # its end) is left alone for more of its typical run, so more of its visits end unwatched
+    assert early["Hour"] > 2 * early["Minutes"]
+    # about the 1% asked for (as the fits, from 64 visits each, see the durations)
+    assert 0.002 < (early["Hour"] + early["Minutes"]) / 2 < 0.02
+    equal_share = DurationModel(early=0.01, cap_quantile=0.0)  # capped at the shortest: earlier
+    _lognormal_visits(equal_share, rng, states, 64)
+    assert equal_share.earliest_end("M", "Hour", 0.0) <= min(equal_share._samples[("M", "Hour")])  # type: ignore[operator]
+
+
+def test_a_state_the_lognormal_fits_badly_is_watched_no_later_than_a_low_quantile_of_its_visits() -> None:
+    model = DurationModel(early=0.002, cap_quantile=0.02)
+    for n in range(64):  # mostly five minutes, one visit in eight a few seconds
+        model.observe("M", "Fetch", 4.0 if n % 8 == 0 else 300.0)
+    start = model.earliest_end("M", "Fetch", 0.0)
+    assert start is not None and start <= 4.0
 
 
 def test_a_guessed_state_is_parked_until_it_is_likely_to_end_then_polled_at_the_pace() -> None:

@@ -132,10 +132,10 @@ class PollScheduler:
                     due.append(key)
         return due
 
-    def next_due(self) -> float | None:
-        """When the next poll falls due (None: nothing waits to be polled)."""
+    def next_due(self, urgent_only: bool = False) -> float | None:
+        """When the next poll (or the next urgent one) falls due; None: nothing waits."""
         earliest = None
-        for heap in (self._urgent, self._heap):
+        for heap in (self._urgent,) if urgent_only else (self._urgent, self._heap):
             while heap and self._current(heap, heap[0][0], heap[0][2]) is None:
                 heapq.heappop(heap)
             if heap and (earliest is None or heap[0][0] < earliest):
@@ -144,13 +144,15 @@ class PollScheduler:
 
     def done(
         self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False,
-        steady: bool = False,
+        steady: bool = False, by: float | None = None,
     ) -> None:  # fmt: skip
         """A poll ended: schedule the next one. `not_before` (monotonic time) keeps it away
         until, say, a Wait state can end. `steady`: the execution is in a state whose past visits
         say when it is likely to end; from `not_before` on, it is polled at the pace the budget
         sustains rather than backing off from the minimum interval (that back-off is for
-        executions nothing is known of)."""
+        executions nothing is known of), and polled at `by` if that comes before a pace is up:
+        when the budget's pace is longer than the state's visits, the first poll goes when the
+        visit has almost surely ended rather than a whole pace after it was likely to."""
         slot = self._slots.get(key)
         if slot is None:
             return
@@ -162,6 +164,8 @@ class PollScheduler:
             slot.failures = 0
             slot.interval = self.idle_cap()
             slot.due = max(now, not_before) + slot.interval
+            if by is not None:
+                slot.due = max(min(slot.due, by), now, not_before)
             slot.urgent = False
             self._park(slot, not_before > now)
             if slot.parked:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import math
+import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 from exporter.model import SpanKind, SpanRecord
@@ -57,6 +61,8 @@ class Quiet:
 
     until: float  # epoch seconds
     guessed: bool  # from past durations of a state, not only from Waits' known ends
+    # by when it has almost surely changed (epoch seconds; None: no such time is known)
+    over: float | None = None
 
 
 def quiet_until(
@@ -65,11 +71,13 @@ def quiet_until(
 ) -> Quiet | None:  # fmt: skip
     """When the execution can next produce an event: if every innermost open span is a Wait
     state whose end the definition gives, or a state whose past visits `durations` knows, the
-    earliest of those ends (for a state known from past visits, the earliest it is likely to end)."""
+    earliest of those ends (for a state known from past visits, the earliest it is worth
+    polling for), and the earliest by which one of them has almost surely ended."""
     parents = {span.parent_span_id for span in open_spans}
     by_id = {span.span_id: span for span in open_spans}
     leaves = [span for span in open_spans if span.span_id not in parents]
     ends = []
+    overs: list[float] = []
     guessed = False
     for leaf in leaves:
         if leaf.kind in (SpanKind.TASK, SpanKind.LAMBDA, SpanKind.ACTIVITY):
@@ -77,48 +85,141 @@ def quiet_until(
         if leaf.kind == SpanKind.PARALLEL_BRANCH:
             continue  # a branch opens with its first state: with none open, it is done
         if leaf.kind == SpanKind.STATE and leaf.state_type == "Wait":
-            end = wait_end(definition, leaf.name, leaf.start_ns / 1e9)
+            end = over = wait_end(definition, leaf.name, leaf.start_ns / 1e9)
         elif leaf.kind == SpanKind.STATE and durations is not None:
             end = durations.earliest_end(state_machine, leaf.name, leaf.start_ns / 1e9)
+            over = durations.over_by(state_machine, leaf.name, leaf.start_ns / 1e9)
             guessed = True
         else:
             return None
         if end is None:
             return None
         ends.append(end)
-    return Quiet(min(ends), guessed) if ends else None
+        if over is not None:
+            overs.append(over)
+    return Quiet(min(ends), guessed, min(overs, default=None)) if ends else None
+
+
+# The standard normal's z from -6 to 3 in steps of 0.05: where a state's fitted durations are
+# looked up (see DurationModel._Fit).
+_Z = [-6.0 + 0.05 * n for n in range(181)]
+_NORMAL = NormalDist()
+_LOG_DENSITY = [math.log(_NORMAL.pdf(z)) for z in _Z]
+_LOG_SURVIVAL = [math.log(max(1e-300, 1.0 - _NORMAL.cdf(z))) for z in _Z]
+_CDF = [_NORMAL.cdf(z) for z in _Z]
+_OVER_Z = _NORMAL.inv_cdf(0.995)
+
+
+class _Fit:
+    """A state's visits as a lognormal (the log durations' mean and spread), tabled on `_Z`: the
+    hazard (the chance a second of ending, having run so long) made non-decreasing from the
+    left, so a threshold gives the first duration at which it is reached."""
+
+    __slots__ = ("cap", "log_hazard", "mu", "over", "sigma")
+
+    def __init__(self, sample: list[float], cap_quantile: float) -> None:
+        logs = [math.log(max(seconds, 1e-3)) for seconds in sample]
+        self.mu = statistics.fmean(logs)
+        self.sigma = max(0.02, statistics.pstdev(logs))
+        ordered = sorted(sample)
+        position = cap_quantile * (len(ordered) - 1)
+        low = int(position)
+        high = min(low + 1, len(ordered) - 1)
+        self.cap = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+        self.over = math.exp(self.mu + self.sigma * _OVER_Z)  # all but 0.5% have ended by then
+        log_hazard = []
+        highest = -math.inf
+        for z, density, survival in zip(_Z, _LOG_DENSITY, _LOG_SURVIVAL, strict=True):
+            # f(x) / S(x) for x = exp(mu + sigma z): density of z / (sigma x) over survival
+            value = density - survival - math.log(self.sigma) - (self.mu + self.sigma * z)
+            highest = max(highest, value)
+            log_hazard.append(highest)
+        self.log_hazard = log_hazard
+
+    def watch_from(self, log_threshold: float) -> tuple[float, float]:
+        """(seconds after entry at which the hazard reaches the threshold, capped at `cap`; the
+        fitted share of visits that end before then)."""
+        index = bisect.bisect_left(self.log_hazard, log_threshold)
+        if index >= len(_Z):
+            index = len(_Z) - 1
+        seconds = math.exp(self.mu + self.sigma * _Z[index])
+        if seconds <= self.cap:
+            return seconds, _CDF[index]
+        return self.cap, _NORMAL.cdf((math.log(max(self.cap, 1e-3)) - self.mu) / self.sigma)
 
 
 class DurationModel:
-    """What recent visits of each state took, per state machine: a bounded sample per state.
+    """What recent visits of each state took, per state machine: a bounded sample per state,
+    and from it when a visit is worth polling for its end.
 
-    A state that has always taken at least a minute is not worth polling in its first seconds:
-    `earliest_end` gives a fraction (`margin`) of a low quantile of the durations seen
-    (interpolated; by default 80% of the shortest), once there are enough of them. A visit that
-    ends before it is the price: it is seen late, by at most that much."""
+    A state that has always taken at least a minute is not worth polling in its first seconds.
+    Each state's visits are fitted with a lognormal, and a visit is watched from the moment its
+    hazard (the chance of ending in the next second, having run so long) reaches one threshold
+    shared by every state: polls go where ends are most likely, so a state of hours is watched
+    from later in its typical run than one of minutes. The threshold is set so that `early` of
+    all visits (each state weighted by how often its visits end) end before they are watched;
+    those are read late, the price of the calls saved. A state's watch never begins later than
+    the `cap_quantile` of its own durations (a state the lognormal fits badly is not missed
+    more often than that)."""
 
     def __init__(
-        self, keep: int = 64, min_samples: int = 8, quantile: float = 0.0, margin: float = 0.8
+        self, keep: int = 64, min_samples: int = 8, early: float = 0.002, cap_quantile: float = 0.02
     ) -> None:
         self._keep = keep
         self._min_samples = min_samples
-        self._quantile = quantile
-        self._margin = margin  # a fraction of that quantile: below 1, a little early
+        self._early = early
+        self._cap_quantile = cap_quantile
         self._samples: dict[tuple[str, str], list[float]] = {}
+        self._fits: dict[tuple[str, str], _Fit] = {}
+        self._ends: dict[tuple[str, str], float] = {}  # visits that ended lately (decaying counts)
+        self._log_threshold: float | None = None  # None: to be worked out again
+        self._since_solved = 0
 
     def observe(self, state_machine: str, state: str, seconds: float) -> None:
-        sample = self._samples.setdefault((state_machine, state), [])
+        key = (state_machine, state)
+        sample = self._samples.setdefault(key, [])
         sample.append(seconds)
         if len(sample) > self._keep:
             del sample[0]
+        self._ends[key] = self._ends.get(key, 0.0) + 1.0
+        if len(sample) >= self._min_samples:
+            if key not in self._fits:
+                self._log_threshold = None  # a state to share the threshold with
+            self._fits[key] = _Fit(sample, self._cap_quantile)
+        self._since_solved += 1
+        if self._since_solved >= self._keep:  # now and then, not on every visit
+            for other in self._ends:
+                self._ends[other] *= 0.5  # recent visits count most
+            self._log_threshold = None
+            self._since_solved = 0
+
+    def _threshold(self) -> float:
+        """log of the hazard at which visits are watched: the highest that leaves no more than
+        `early` of the visits (by state, as often as they end) ending before their watch."""
+        if self._log_threshold is None:
+            total = sum(self._ends[key] for key in self._fits) or 1.0
+            weights = [(fit, self._ends[key] / total) for key, fit in self._fits.items()]
+
+            def early(log_threshold: float) -> float:
+                return sum(weight * fit.watch_from(log_threshold)[1] for fit, weight in weights)
+
+            low, high = -40.0, 5.0  # hazards of e^-40 to e^5 a second
+            for _ in range(40):
+                middle = (low + high) / 2
+                low, high = (middle, high) if early(middle) <= self._early else (low, middle)
+            self._log_threshold = low
+        return self._log_threshold
 
     def earliest_end(self, state_machine: str, state: str, entered_s: float) -> float | None:
-        sample = self._samples.get((state_machine, state))
-        if sample is None or len(sample) < self._min_samples:
+        """When a visit of the state entered at `entered_s` is worth polling for its end; None
+        while too few visits are known."""
+        fit = self._fits.get((state_machine, state))
+        if fit is None:
             return None
-        ordered = sorted(sample)
-        position = self._quantile * (len(ordered) - 1)
-        low = int(position)
-        high = min(low + 1, len(ordered) - 1)
-        seconds = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-        return entered_s + self._margin * seconds
+        return entered_s + fit.watch_from(self._threshold())[0]
+
+    def over_by(self, state_machine: str, state: str, entered_s: float) -> float | None:
+        """By when a visit entered at `entered_s` has almost surely ended (all but 0.5% of the
+        fitted durations); None while too few visits are known."""
+        fit = self._fits.get((state_machine, state))
+        return None if fit is None else entered_s + fit.over
