@@ -93,7 +93,7 @@ class RoundRobinScheduler(PollScheduler):
 
     def done(
         self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False,
-        steady: bool = False,
+        steady: bool = False, by: float | None = None,
     ) -> None:  # fmt: skip
         super().done(key, found_events=True)
 
@@ -108,7 +108,7 @@ class OracleScheduler(PollScheduler):
 
     def done(
         self, key: str, found_events: bool, not_before: float | None = None, failed: bool = False,
-        steady: bool = False,
+        steady: bool = False, by: float | None = None,
     ) -> None:  # fmt: skip
         slot = self._slots.get(key)
         if slot is None:

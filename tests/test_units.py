@@ -414,7 +414,9 @@ def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
     assert fast is not None and fast <= 101.0
 
 
-def _lognormal_visits(model: DurationModel, rng: random.Random, states: dict[str, float], visits: int) -> None:
+def _lognormal_visits(
+    model: DurationModel, rng: random.Random, states: dict[str, float], visits: int
+) -> None:
     for _ in range(visits):
         for state, median in states.items():
             model.observe("M", state, median * math.exp(rng.gauss(0, 0.3)))
@@ -428,7 +430,10 @@ def test_states_are_watched_where_their_ends_are_likeliest_leaving_the_share_ask
     _lognormal_visits(model, rng, states, 64)
     starts = {state: model.earliest_end("M", state, 0.0) for state in states}
     assert all(start is not None for start in starts.values())
-    fresh = {state: [median * math.exp(rng.gauss(0, 0.3)) for _ in range(20000)] for state, median in states.items()}
+    fresh = {
+        state: [median * math.exp(rng.gauss(0, 0.3)) for _ in range(20000)]
+        for state, median in states.items()
+    }
     early = {state: sum(1 for d in fresh[state] if d < starts[state]) / 20000 for state in states}  # type: ignore[operator]
     # the same hazard for both: the hour-long state (whose every second is less likely to be
     # its end) is left alone for more of its typical run, so more of its visits end unwatched
@@ -438,6 +443,20 @@ def test_states_are_watched_where_their_ends_are_likeliest_leaving_the_share_ask
     equal_share = DurationModel(early=0.01, cap_quantile=0.0)  # capped at the shortest: earlier
     _lognormal_visits(equal_share, rng, states, 64)
     assert equal_share.earliest_end("M", "Hour", 0.0) <= min(equal_share._samples[("M", "Hour")])  # type: ignore[operator]
+
+
+def test_a_state_visited_often_does_not_make_a_rare_one_the_one_whose_visits_are_missed() -> None:
+    # a Map's iterations: fifty visits of Item for each of Fetch, whose end the fan-out waits on
+    rng = random.Random(9)
+    model = DurationModel(early=0.01, cap_quantile=0.25)
+    for _ in range(64):
+        model.observe("M", "Fetch", 300 * math.exp(rng.gauss(0, 0.3)))
+        for _ in range(50):
+            model.observe("M", "Item", 3 * math.exp(rng.gauss(0, 0.3)))
+    start = model.earliest_end("M", "Fetch", 0.0)
+    assert start is not None
+    fresh = [300 * math.exp(rng.gauss(0, 0.3)) for _ in range(20000)]
+    assert sum(1 for d in fresh if d < start) / 20000 < 0.03  # about 2% at most, not 25%
 
 
 def test_a_state_the_lognormal_fits_badly_is_watched_no_later_than_a_low_quantile_of_its_visits() -> None:

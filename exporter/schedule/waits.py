@@ -156,9 +156,11 @@ class DurationModel:
     Each state's visits are fitted with a lognormal, and a visit is watched from the moment its
     hazard (the chance of ending in the next second, having run so long) reaches one threshold
     shared by every state: polls go where ends are most likely, so a state of hours is watched
-    from later in its typical run than one of minutes. The threshold is set so that `early` of
-    all visits (each state weighted by how often its visits end) end before they are watched;
-    those are read late, the price of the calls saved. A state's watch never begins later than
+    from later in its typical run than one of minutes. The threshold is set so that, on average
+    over the states, `early` of a state's visits end before they are watched; those are read
+    late, the price of the calls saved. (Every state counts the same, however often it runs: a
+    Map's iterations, hundreds of visits a run, must not make the task before the Map, whose
+    end the whole fan-out waits on, the one whose visits are missed.) A state's watch never begins later than
     the `cap_quantile` of its own durations (a state the lognormal fits badly is not missed
     more often than that)."""
 
@@ -171,7 +173,6 @@ class DurationModel:
         self._cap_quantile = cap_quantile
         self._samples: dict[tuple[str, str], list[float]] = {}
         self._fits: dict[tuple[str, str], _Fit] = {}
-        self._ends: dict[tuple[str, str], float] = {}  # visits that ended lately (decaying counts)
         self._log_threshold: float | None = None  # None: to be worked out again
         self._since_solved = 0
 
@@ -181,27 +182,23 @@ class DurationModel:
         sample.append(seconds)
         if len(sample) > self._keep:
             del sample[0]
-        self._ends[key] = self._ends.get(key, 0.0) + 1.0
         if len(sample) >= self._min_samples:
             if key not in self._fits:
                 self._log_threshold = None  # a state to share the threshold with
             self._fits[key] = _Fit(sample, self._cap_quantile)
         self._since_solved += 1
         if self._since_solved >= self._keep:  # now and then, not on every visit
-            for other in self._ends:
-                self._ends[other] *= 0.5  # recent visits count most
             self._log_threshold = None
             self._since_solved = 0
 
     def _threshold(self) -> float:
         """log of the hazard at which visits are watched: the highest that leaves no more than
-        `early` of the visits (by state, as often as they end) ending before their watch."""
+        `early` of a state's visits, on average over the states, ending before their watch."""
         if self._log_threshold is None:
-            total = sum(self._ends[key] for key in self._fits) or 1.0
-            weights = [(fit, self._ends[key] / total) for key, fit in self._fits.items()]
+            fits = list(self._fits.values())
 
             def early(log_threshold: float) -> float:
-                return sum(weight * fit.watch_from(log_threshold)[1] for fit, weight in weights)
+                return sum(fit.watch_from(log_threshold)[1] for fit in fits) / max(1, len(fits))
 
             low, high = -40.0, 5.0  # hazards of e^-40 to e^5 a second
             for _ in range(40):
