@@ -47,12 +47,13 @@ from exporter.shards import Layout
 
 log = logging.getLogger(__name__)
 
+HISTORY = "GetExecutionHistory"  # the operation whose calls the dispatcher hands out
+
 # Events come in bursts (a Wait's end, the next state entered, its task scheduled and started):
 # a poll whose newest event is younger than BURST_SECONDS may have read only the start of one, so
 # the execution is polled again soon; and the poll after a Wait comes SETTLE_SECONDS after its
 # end, to read what follows it in the same call. (Ages compare AWS's timestamps with this host's
 # clock: a host clock behind AWS's costs a follow-up poll now and then, nothing more.)
-HISTORY = "GetExecutionHistory"
 BURST_SECONDS = 0.5
 SETTLE_SECONDS = 1.0
 # An execution whose history answers stay malformed (an event botocore or we cannot read) this
