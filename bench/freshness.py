@@ -415,14 +415,12 @@ def run(
     return result
 
 
-def run_express(rate: float, seconds: float, seed: int = 1, warmup: float = 60.0) -> Result:
-    """EXPRESS executions started at `rate` a second for `seconds`, each a short workflow that
-    logs every event to one log group; read from there (their only record). Lag is measured for
-    events after `warmup`."""
+def express_workload(sim: Simulator, rate: float, seconds: float, seed: int = 1) -> int:
+    """EXPRESS executions started at `rate` a second for `seconds` (how many: returned), each a
+    short API-backend workflow (11 events over 1 to 3 s, 5% failing) that logs every event to
+    one log group."""
     from simulator.workloads import express_order
 
-    virtual = VirtualRun()
-    sim = virtual.sim
     rng = random.Random(seed)
     machine = sim.add_machine(
         "api", waiter_definition(1), "EXPRESS", logging=Logging("/aws/vendedlogs/states/api")
@@ -431,6 +429,16 @@ def run_express(rate: float, seconds: float, seed: int = 1, warmup: float = 60.0
     count = int(rate * seconds)
     for n in range(count):
         sim.start(machine, templates[n % len(templates)], f"x-{n:07d}", start=EPOCH + n / rate)
+    return count
+
+
+def run_express(rate: float, seconds: float, seed: int = 1, warmup: float = 60.0) -> Result:
+    """EXPRESS executions started at `rate` a second for `seconds`, each a short workflow that
+    logs every event to one log group; read from there (their only record). Lag is measured for
+    events after `warmup`."""
+    virtual = VirtualRun()
+    sim = virtual.sim
+    count = express_workload(sim, rate, seconds, seed)
     lags: list[float] = []
     exported = [0]
 

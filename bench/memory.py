@@ -1,12 +1,20 @@
-"""Memory: resident memory per tracked execution, with 10,000 tracked.
+"""Memory: resident memory per tracked execution, with 10,000 tracked; and what the log source
+holds at 500 EXPRESS executions a second.
 
-    python -m bench.memory [--executions 10000]
+    python -m bench.memory [--executions 10000] [--express-rate 500]
 
 The simulator is built first (10,000 running executions, each a few events in and then in a
 one-hour Wait); the resident set size of this process is read; then the real exporter runs on a
 virtual clock until it tracks every execution and has read each history (assembler state, open
 spans, scheduler slot, checkpoint row). The growth of the resident set, divided by the count,
-is the cost of one tracked execution; tracemalloc's count of Python allocations is shown too."""
+is the cost of one tracked execution; tracemalloc's count of Python allocations is shown too.
+
+The log source's row runs the EXPRESS workload of `bench.freshness --express-rate` (each execution
+11 events over 1 to 3 s, read from its log group) and, 30 simulated seconds in, counts the EXPRESS
+executions under way, the events their re-ordering windows hold, and the Python allocations
+still live from the last ten seconds, the simulator's and this benchmark's left out (traced four
+frames deep): per execution under way. The resident set cannot be used there: the simulator's
+log messages grow beside it."""
 
 from __future__ import annotations
 
@@ -102,11 +110,44 @@ def measure(executions: int, python: bool) -> dict[str, float]:
             "python_per": (after_py - before_py) / tracked}  # fmt: skip
 
 
+def measure_express(rate: float, at: float = 30.0) -> dict[str, float]:
+    from bench.freshness import VirtualRun, express_workload
+
+    virtual = VirtualRun()
+    express_workload(virtual.sim, rate, at + 10)
+    root = Path(__file__).resolve().parent.parent
+    seen: dict[str, float] = {}
+
+    def take() -> None:
+        gc.collect()
+        exporter = virtual.exporter
+        assert exporter is not None
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, f"{root}/simulator/*", all_frames=True),
+             tracemalloc.Filter(False, f"{root}/bench/*", all_frames=True),
+             tracemalloc.Filter(False, tracemalloc.__file__)]
+        )  # fmt: skip
+        windows = [t.reorder for t in exporter.tracked.values() if t.reorder is not None]
+        seen.update(
+            under_way=len(windows), held=sum(len(w.held) for w in windows),
+            exporter_bytes=sum(stat.size for stat in snapshot.statistics("filename")),
+        )  # fmt: skip
+        tracemalloc.stop()
+
+    # traced from ten seconds before (an execution is under way for 1 to 3 s, and its messages
+    # are read 2 to 4 s after they were written): what is held then was allocated since
+    virtual.loop.call_later(at - 10, tracemalloc.start, 4)
+    virtual.loop.call_later(at, take)
+    virtual.run(at + 1)
+    return seen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--executions", type=int, default=10_000)
+    parser.add_argument("--express-rate", type=float, default=500.0, help="0: no log source row")
     args = parser.parse_args()
     result = measure(args.executions, python=False)
     result["python_per"] = measure(args.executions, python=True)["python_per"]
@@ -115,6 +156,15 @@ def main() -> None:
     )
     print(f"{result['tracked']:>8,.0f} {result['open_spans']:>10,.0f} {result['rss_per'] / 1024:>15.1f} KB "
           f"{result['python_per'] / 1024:>30.1f} KB")  # fmt: skip
+    if args.express_rate:
+        express = measure_express(args.express_rate)
+        under_way = max(1.0, express["under_way"])
+        print(f"\nlog source at {args.express_rate:,.0f} EXPRESS executions a second, 30 s in:")
+        print(
+            f"{'under way':>10} {'events held':>12} {'exporter allocations':>21} {'per execution under way':>24}"
+        )
+        print(f"{express['under_way']:>10,.0f} {express['held']:>12,.0f} "
+              f"{express['exporter_bytes'] / 2**20:>18.1f} MB {express['exporter_bytes'] / under_way / 1024:>21.1f} KB")  # fmt: skip
 
 
 if __name__ == "__main__":
