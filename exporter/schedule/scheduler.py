@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Slot:
     """Scheduling state of one execution."""
 
