@@ -11,7 +11,7 @@ import pytest
 
 from exporter.aws.source import diagnose_history, parse_history_body
 from exporter.history.assembler import SpanAssembler
-from exporter.history.events import timestamp_ns
+from exporter.history.events import loads, timestamp_ns
 from tests.corpus import recorded_histories
 
 
@@ -79,3 +79,36 @@ def test_a_body_cut_short_holds_nothing_as_with_botocore() -> None:
     body = aws_body([{"id": 1, "type": "ExecutionStarted", "timestamp": 1.0, "previousEventId": 0}])
     cut = body[: len(body) // 2]
     assert parse_history_body(cut) == botocore_parse(cut) == {}  # then: IncompleteResponse, retried
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"events": [{"id": 1, "timestamp": 1.5, "type": "PassStateEntered"}], "nextToken": "t"}',
+        '{"a": NaN, "b": Infinity}',  # orjson refuses these; the standard library takes them
+        '{"a": "\\ud800"}',  # a lone surrogate
+        '{"a": 123456789012345678901234567890}',  # past 64 bits
+        '{"a": 18446744073709551615, "b": "12345678901234567890123"}',  # the largest orjson keeps
+        '{"a": 1, "a": 2}',  # the last of a repeated key
+        "[1e400, -0.0, 0.1]",
+        '"caf\u00e9 \u2603"',
+    ],
+)
+def test_the_fast_json_decoder_reads_what_the_standard_library_reads(text: str) -> None:
+    expected = json.loads(text)
+    for data in (text, text.encode()):
+        got = loads(data)
+        assert json.dumps(got) == json.dumps(expected)  # NaN compares unequal to itself
+
+
+@pytest.mark.parametrize("text", ["", "{", "{'a': 1}", "[1,]", "\xff"])
+def test_the_fast_json_decoder_refuses_what_is_not_json_with_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        loads(text)
+
+
+def test_the_fast_json_decoder_takes_text_with_a_lone_surrogate_as_the_standard_library_does() -> None:
+    text = '{"a": "\ud800"}'  # the character itself, not its escape: no UTF-8 for it
+    assert loads(text) == json.loads(text) == {"a": "\ud800"}

@@ -9,13 +9,13 @@ that the assembler sees them in id order, as `GetExecutionHistory` gives them.""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.aws.source import CloudWatchLogsApi, LogRecord
+from exporter.history.events import loads
 from exporter.history.logevents import history_event
 from exporter.model import HistoryError
 
@@ -123,7 +123,7 @@ def parse_records(records: Iterable[LogRecord]) -> Parsed:
     for record in records:
         where = f"log message {record.event_id} in stream {record.stream!r}"
         try:
-            message = json.loads(record.message)
+            message = loads(record.message)
             if not isinstance(message, dict):
                 raise HistoryError(f"{where}: expected a JSON object, got {type(message).__name__}")
             arn, event = history_event(message, where)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from exporter.aws.ratelimit import RateLimiter
 from exporter.emit.health import TargetHealth
+from exporter.history.events import loads
 from exporter.model import MAP_RUN_STATUSES, MapRunDescription
 
 log = logging.getLogger(__name__)
@@ -224,11 +225,11 @@ def _history_event_members() -> frozenset[str]:
 
 def parse_history_body(body: bytes) -> dict[str, Any]:
     """A GetExecutionHistory answer's body as botocore's shape walk would give it, at a fraction
-    of the cost: `json.loads`, timestamps checked to be numbers (they stay epoch seconds, which
+    of the cost: `loads` (orjson), timestamps checked to be numbers (they stay epoch seconds, which
     `timestamp_ns` reads exactly as botocore's datetimes), members the model does not know
     dropped. ValueError names what is wrong."""
     try:
-        data = json.loads(body or b"{}")
+        data = loads(body or b"{}")
     except ValueError:
         data = {}  # as botocore has it: a body that is not JSON holds nothing (IncompleteResponse)
     if not isinstance(data, dict):
