@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
-import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -104,10 +103,13 @@ def quiet_until(
 # looked up (see DurationModel._Fit).
 _Z = [-6.0 + 0.05 * n for n in range(181)]
 _NORMAL = NormalDist()
-_LOG_DENSITY = [math.log(_NORMAL.pdf(z)) for z in _Z]
-_LOG_SURVIVAL = [math.log(max(1e-300, 1.0 - _NORMAL.cdf(z))) for z in _Z]
+# log of the normal's density over its survival at each z: the hazard of z itself
+_LOG_Z_HAZARD = [math.log(_NORMAL.pdf(z)) - math.log(max(1e-300, 1.0 - _NORMAL.cdf(z))) for z in _Z]
 _CDF = [_NORMAL.cdf(z) for z in _Z]
 _OVER_Z = _NORMAL.inv_cdf(0.995)
+# A state is fitted again after this many new visits (a fit costs a pass over its sample and the
+# table: not on every visit of a state that runs thousands of times a minute).
+_REFIT = 8
 
 
 class _Fit:
@@ -119,8 +121,8 @@ class _Fit:
 
     def __init__(self, sample: list[float], cap_quantile: float) -> None:
         logs = [math.log(max(seconds, 1e-3)) for seconds in sample]
-        self.mu = statistics.fmean(logs)
-        self.sigma = max(0.02, statistics.pstdev(logs))
+        self.mu = sum(logs) / len(logs)
+        self.sigma = max(0.02, math.sqrt(sum((v - self.mu) ** 2 for v in logs) / len(logs)))
         ordered = sorted(sample)
         position = cap_quantile * (len(ordered) - 1)
         low = int(position)
@@ -129,9 +131,11 @@ class _Fit:
         self.over = math.exp(self.mu + self.sigma * _OVER_Z)  # all but 0.5% have ended by then
         log_hazard = []
         highest = -math.inf
-        for z, density, survival in zip(_Z, _LOG_DENSITY, _LOG_SURVIVAL, strict=True):
-            # f(x) / S(x) for x = exp(mu + sigma z): density of z / (sigma x) over survival
-            value = density - survival - math.log(self.sigma) - (self.mu + self.sigma * z)
+        shift = math.log(self.sigma) + self.mu
+        sigma = self.sigma
+        for z, z_hazard in zip(_Z, _LOG_Z_HAZARD, strict=True):
+            # f(x) / S(x) for x = exp(mu + sigma z): z's hazard over sigma x
+            value = z_hazard - shift - sigma * z
             highest = max(highest, value)
             log_hazard.append(highest)
         self.log_hazard = log_hazard
@@ -173,6 +177,7 @@ class DurationModel:
         self._cap_quantile = cap_quantile
         self._samples: dict[tuple[str, str], list[float]] = {}
         self._fits: dict[tuple[str, str], _Fit] = {}
+        self._unfitted: dict[tuple[str, str], int] = {}  # visits since the state was last fitted
         self._log_threshold: float | None = None  # None: to be worked out again
         self._since_solved = 0
 
@@ -182,10 +187,12 @@ class DurationModel:
         sample.append(seconds)
         if len(sample) > self._keep:
             del sample[0]
-        if len(sample) >= self._min_samples:
+        unfitted = self._unfitted[key] = self._unfitted.get(key, 0) + 1
+        if len(sample) >= self._min_samples and (key not in self._fits or unfitted >= _REFIT):
             if key not in self._fits:
                 self._log_threshold = None  # a state to share the threshold with
             self._fits[key] = _Fit(sample, self._cap_quantile)
+            self._unfitted[key] = 0
         self._since_solved += 1
         if self._since_solved >= self._keep:  # now and then, not on every visit
             self._log_threshold = None
