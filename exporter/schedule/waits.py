@@ -164,9 +164,10 @@ class DurationModel:
     over the states, `early` of a state's visits end before they are watched; those are read
     late, the price of the calls saved. (Every state counts the same, however often it runs: a
     Map's iterations, hundreds of visits a run, must not make the task before the Map, whose
-    end the whole fan-out waits on, the one whose visits are missed.) A state's watch never begins later than
-    the `cap_quantile` of its own durations (a state the lognormal fits badly is not missed
-    more often than that)."""
+    end the whole fan-out waits on, the one whose visits are missed.) A state's watch never
+    begins later than the `cap_quantile` of its own durations (a state the lognormal fits badly
+    is not missed more often than that). A state is fitted once 8 visits are known, and again
+    every 8 visits."""
 
     def __init__(
         self, keep: int = 64, min_samples: int = 8, early: float = 0.002, cap_quantile: float = 0.02
