@@ -107,8 +107,8 @@ _NORMAL = NormalDist()
 _LOG_Z_HAZARD = [math.log(_NORMAL.pdf(z)) - math.log(max(1e-300, 1.0 - _NORMAL.cdf(z))) for z in _Z]
 _CDF = [_NORMAL.cdf(z) for z in _Z]
 _OVER_Z = _NORMAL.inv_cdf(0.995)
-# A state is fitted again after this many new visits (a fit costs a pass over its sample and the
-# table: not on every visit of a state that runs thousands of times a minute).
+# A state is fitted again once an eighth of its sample is new (a fit costs a pass over its sample
+# and the table: at every visit while few are known, every 8th for a state that runs often).
 _REFIT = 8
 
 
@@ -167,7 +167,7 @@ class DurationModel:
     end the whole fan-out waits on, the one whose visits are missed.) A state's watch never
     begins later than the `cap_quantile` of its own durations (a state the lognormal fits badly
     is not missed more often than that). A state is fitted once 8 visits are known, and again
-    every 8 visits."""
+    when an eighth of its sample is new."""
 
     def __init__(
         self, keep: int = 64, min_samples: int = 8, early: float = 0.002, cap_quantile: float = 0.02
@@ -189,7 +189,7 @@ class DurationModel:
         if len(sample) > self._keep:
             del sample[0]
         unfitted = self._unfitted[key] = self._unfitted.get(key, 0) + 1
-        if len(sample) >= self._min_samples and (key not in self._fits or unfitted >= _REFIT):
+        if len(sample) >= self._min_samples and (key not in self._fits or unfitted * _REFIT >= len(sample)):
             if key not in self._fits:
                 self._log_threshold = None  # a state to share the threshold with
             self._fits[key] = _Fit(sample, self._cap_quantile)
