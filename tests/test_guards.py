@@ -182,7 +182,7 @@ def test_a_timed_out_attempt_is_timed_out_not_failed(
 
 def test_a_parked_execution_that_finishes_no_longer_counts_as_waiting() -> None:
     clock = FakeClock()
-    scheduler = PollScheduler(1, 1000, clock, budget=lambda: 1.0, utilisation=1.0)
+    scheduler = PollScheduler(1, 1000, clock, budget=lambda: 1.0)
     for key in ("a", "b", "c", "d"):
         scheduler.add(key)
     scheduler.pop_due()

@@ -43,14 +43,12 @@ class PollScheduler:
     def __init__(
         self, min_interval: float, max_interval: float, clock: Callable[[], float],
         jitter: Callable[[], float] = random.random, budget: Callable[[], float] | None = None,
-        utilisation: float = 1.0,
     ) -> None:  # fmt: skip
         self.min_interval = min_interval
         self.max_interval = max_interval
         self._clock = clock
         self._jitter = jitter
         self._budget = budget  # history polls per second the rate limiter allows now
-        self._utilisation = utilisation
         self._waiting = 0  # slots parked until a Wait ends or their state is likely to: no polls meanwhile
         self._slots: dict[str, Slot] = {}
         self._heap: list[tuple[float, int, str]] = []  # paced slots by due
@@ -89,13 +87,13 @@ class PollScheduler:
 
     def idle_cap(self) -> float:
         """The longest an idle execution waits for its next poll: the interval at which the
-        budget could poll every execution not parked in a Wait (at `utilisation` of it),
+        budget could poll every execution not parked in a Wait (all of it: urgent polls go first),
         bounded below by the minimum interval. Without a budget: the configured maximum."""
         if self._budget is None:
             return self.max_interval
         self._open_due()
         active = max(1, len(self._slots) - self._waiting)
-        return max(self.min_interval, active / max(1e-9, self._budget() * self._utilisation))
+        return max(self.min_interval, active / max(1e-9, self._budget()))
 
     def _open_due(self) -> None:
         """Slots parked until their state was likely to end, and now there: active again."""
