@@ -1,6 +1,7 @@
 """Throughput: events per second through the exporter on one core, end to end.
 
     python -m bench.throughput [--executions 100] [--events 1000] [--source history|logs|both] [--profile]
+                               [--gc-default]
 
 The simulator (AWS JSON protocol over HTTP) and a gRPC OTLP receiver run as processes pinned to
 the second CPU; the exporter runs here, pinned to the first: discovery, aiobotocore calls,
@@ -9,7 +10,8 @@ span). Timed from the exporter's start until every event has been handed to the 
 the parse cost alone: botocore parsing the same GetExecutionHistory responses, in this process.
 The log path (`--source logs`): the same executions as EXPRESS ones whose every event is in one
 log group, read with FilterLogEvents, each message turned into its history event.
-`--profile` adds a second, profiled run and prints where its time went."""
+`--profile` adds a second, profiled run and prints where its time went. The garbage collector is
+tuned as `sfn-exporter run` tunes it; `--gc-default` leaves Python's default thresholds."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 REPO = Path(__file__).resolve().parent.parent
 
-from exporter.app import Hooks, run_exporter  # noqa: E402
+from exporter.app import Hooks, run_exporter, tune_garbage_collector  # noqa: E402
 from exporter.config import Config  # noqa: E402
 
 
@@ -176,7 +178,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--source", choices=("history", "logs", "both"), default="both")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--gc-default", action="store_true", help="leave Python's GC thresholds as they are")
     args = parser.parse_args()
+    if not args.gc_default:
+        tune_garbage_collector()
     other = pin_to_first_cpu()
     sources = ("history", "logs") if args.source == "both" else (args.source,)
     otlp, otlp_port = _start("tests.otlp_receiver", other)

@@ -163,7 +163,7 @@ def _verify_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from exporter.app import run_exporter
+    from exporter.app import run_exporter, tune_garbage_collector
     from exporter.checkpoint import CheckpointError
     from exporter.logs import setup_logging
     from exporter.preflight import preflight
@@ -174,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         if problems:
             raise ConfigError("\n".join(problems))
         setup_logging(config.log.format, config.log.level)
+        tune_garbage_collector()
         return asyncio.run(run_exporter(config))
     except (ConfigError, CheckpointError) as exc:
         print(f"sfn-exporter: refusing to start: {exc}", file=sys.stderr)

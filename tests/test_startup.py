@@ -224,3 +224,29 @@ def test_read_only_and_full_disks_are_refused_at_start(tmpfs: Path) -> None:
     assert read_only.startswith(f"checkpoint.path '{path}': cannot be used: ") and "readonly" in read_only
     fresh = refused_alike(["--checkpoint.path", str(tmpfs / "new" / "checkpoint.sqlite")])
     assert "Read-only file system" in fresh
+
+
+def test_run_tunes_the_garbage_collector_before_the_exporter_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Young collections every GC_YOUNG_THRESHOLD allocations (bench.throughput: the default's
+    old-generation walks took a third of the time); the older generations' ratios unchanged."""
+    import gc
+
+    from exporter import app, cli, logs
+
+    seen: list[tuple[int, int, int]] = []
+
+    async def exporter_started(config: object, hooks: object = None) -> int:
+        seen.append(gc.get_threshold())
+        return 0
+
+    monkeypatch.setattr(app, "run_exporter", exporter_started)
+    monkeypatch.setattr(logs, "setup_logging", lambda fmt, level: None)
+    for name, value in BASE_ENV.items():
+        monkeypatch.setenv(name, value)
+    before = gc.get_threshold()
+    try:
+        assert cli.main(["run"]) == 0
+    finally:
+        gc.set_threshold(*before)
+    assert seen == [(app.GC_YOUNG_THRESHOLD, before[1], before[2])]
+    assert app.GC_YOUNG_THRESHOLD > before[0]

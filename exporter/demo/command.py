@@ -7,7 +7,7 @@ import os
 import sys
 from collections import defaultdict
 
-from exporter.app import Hooks, run_exporter
+from exporter.app import Hooks, run_exporter, tune_garbage_collector
 from exporter.config import Config
 from exporter.daemon import Tracked
 from exporter.demo.emulator import CREDENTIALS, REGION, Workload, embedded_step_functions
@@ -100,6 +100,7 @@ def run_demo(config: Config, interval_s: float, duration_s: float, color: bool) 
                 asyncio.get_running_loop().call_later(duration_s, hooks.stop.set)
             return await run_exporter(config, hooks)
 
+        tune_garbage_collector()  # as `run` does
         try:
             return asyncio.run(main())
         finally:
