@@ -249,4 +249,4 @@ def test_run_tunes_the_garbage_collector_before_the_exporter_starts(monkeypatch:
     finally:
         gc.set_threshold(*before)
     assert seen == [(app.GC_YOUNG_THRESHOLD, before[1], before[2])]
-    assert app.GC_YOUNG_THRESHOLD > before[0]
+    assert before[0] < app.GC_YOUNG_THRESHOLD
