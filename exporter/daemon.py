@@ -34,7 +34,7 @@ from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config
 from exporter.emit.health import TargetHealth
 from exporter.emit.metrics import WorkflowMetrics
-from exporter.emit.otlp import to_readable_spans
+from exporter.emit.otlp import ExecutionSpans
 from exporter.emit.sinks import ExportFailed, SpanSink
 from exporter.history.assembler import Assembled, AssemblerOptions, SpanAssembler
 from exporter.history.catalogue import EXECUTION_METRICS
@@ -707,7 +707,7 @@ class Exporter:
         harmless. Counters go last: after a crash between the checkpoint and the counters, an
         event is counted by neither process, never by both."""
         if not pending.exported:
-            await self.sink.export(to_readable_spans(pending.spans, tracked.identity))
+            await self.sink.export(ExecutionSpans.of(pending.spans, tracked.identity))
             pending.exported = True
             if self._on_spans is not None:
                 self._on_spans(tracked, pending.spans)

@@ -19,10 +19,11 @@ from exporter.aws.ratelimit import RateLimiter
 from exporter.aws.source import HistoryPage, InvalidToken, Malformed
 from exporter.aws.tail import read_new_events, read_whole_history
 from exporter.emit.health import HealthMetrics
+from exporter.emit.otlp import ExecutionSpans
 from exporter.emit.sinks import ExportFailed, SpanSink
 from exporter.history.assembler import SpanAssembler
 from exporter.history.redact import REDACTED, make_redactor
-from exporter.model import ExecutionIdentity, SpanKind, Status
+from exporter.model import ExecutionIdentity, SpanKind, SpanRecord, Status
 from exporter.schedule.scheduler import PollScheduler
 from simulator.builder import History
 from tests.test_units import FakeClock
@@ -52,8 +53,12 @@ class Answering(SpanExporter):
         pass
 
 
-def readable(n: int) -> list[ReadableSpan]:
-    return [ReadableSpan(name=f"s{i}") for i in range(n)]
+def readable(n: int) -> ExecutionSpans:
+    records = [
+        SpanRecord(1, i + 1, None, f"s{i}", SpanKind.STATE, 1, 2, Status.OK, None, None, {}, (), ())
+        for i in range(n)
+    ]
+    return ExecutionSpans.of(records, IDENTITY)
 
 
 @pytest.mark.parametrize(
@@ -107,12 +112,39 @@ async def test_spans_are_batched_up_to_the_maximum_and_lingered_for() -> None:
     await asyncio.gather(sink.export(readable(1)), sink.export(readable(1)))
     assert exporter.sizes[3:] == [2]  # two polls within the linger share a request
     assert registry.get_sample_value("sfn_exporter_spans_exported_total") == 9
-    await sink.export([])  # nothing to send: no request
+    await sink.export(readable(0))  # nothing to send: no request
     assert len(exporter.sizes) == 4
     await sink.close(5)
     assert exporter.shut
     with pytest.raises(ExportFailed, match="shutting down"):
         await sink.export(readable(1))
+
+
+@pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast
+@pytest.mark.parametrize("takes_records", [True, False])
+async def test_an_exporter_that_takes_records_is_given_records_and_any_other_the_sdks_spans(
+    takes_records: bool,
+) -> None:
+    given: list[Sequence[object]] = []
+
+    class Taking(Answering):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            given.append(spans)
+            return SpanExportResult.SUCCESS
+
+    exporter = Taking()
+    exporter.takes_records = takes_records  # type: ignore[attr-defined]
+    sink = SpanSink(exporter, HealthMetrics(CollectorRegistry()), max_spans=10, linger_s=0)
+    sink.start()
+    batch = readable(3)
+    await sink.export(batch)
+    await sink.close(5)
+    if takes_records:  # the records themselves, no ReadableSpan made
+        assert given == [[batch]]
+    else:
+        assert [[(type(s), s.name, s.context.span_id) for s in spans] for spans in given] == [  # type: ignore[attr-defined]
+            [(ReadableSpan, f"s{i}", i + 1) for i in range(3)]
+        ]
 
 
 @pytest.mark.timeout(5)  # a sink that hangs (a mutant) fails fast

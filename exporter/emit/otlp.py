@@ -1,11 +1,13 @@
-"""Span records to OpenTelemetry `ReadableSpan`s, and the OTLP exporter that sends them; over
-gRPC, its requests are encoded by `encode_request` straight to protobuf bytes."""
+"""Span records to OTLP: over gRPC, encoded by `encode_records` straight from the records to the
+request's protobuf bytes; otherwise (and as the reference the fast path is checked against) as the
+OpenTelemetry SDK's `ReadableSpan`s."""
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -154,6 +156,48 @@ def to_readable_spans(
     return [to_readable_span(record, resource, limits) for record in records]
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionSpans:
+    """Finished span records of one execution, with the resource they are sent under: what the
+    sink queues (no `ReadableSpan` is made for an exporter that encodes records itself)."""
+
+    resource: Resource
+    records: Sequence[SpanRecord]
+
+    @classmethod
+    def of(
+        cls,
+        records: Sequence[SpanRecord],
+        identity: ExecutionIdentity,
+        resource_attributes: Mapping[str, str] | None = None,
+    ) -> ExecutionSpans:
+        return cls(resource_for(identity, resource_attributes), records)
+
+
+def readable_spans(batches: Iterable[ExecutionSpans]) -> list[ReadableSpan]:
+    """The batches as the SDK's spans (for exporters that take only those)."""
+    limits = SpanLimits()
+    return [to_readable_span(record, batch.resource, limits) for batch in batches for record in batch.records]
+
+
+def chunks(batches: Iterable[ExecutionSpans], max_spans: int) -> Iterator[list[ExecutionSpans]]:
+    """The batches in order, cut into requests of at most `max_spans` spans each."""
+    chunk: list[ExecutionSpans] = []
+    size = 0
+    for batch in batches:
+        records = batch.records
+        while records:
+            take = records[: max_spans - size]
+            chunk.append(ExecutionSpans(batch.resource, take))
+            size += len(take)
+            records = records[len(take) :]
+            if size == max_spans:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 def make_span_exporter(
     endpoint: str | None = None, protocol: str | None = None, timeout_s: float | None = None
 ) -> SpanExporter:
@@ -187,15 +231,25 @@ def make_span_exporter(
 
         class Exporter(GrpcExporter):
             """The SDK's gRPC exporter (its channel, TLS, headers, compression, retries and
-            reconnection), sending `encode_request`'s bytes."""
+            reconnection), sending `encode_records`'s bytes: it is given `ExecutionSpans`
+            (`takes_records`), or the SDK's spans, encoded by `encode_request`."""
+
+            takes_records = True
 
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(**kwargs)
                 self._stub = _Stub  # the reconnection after UNAVAILABLE makes another
                 self._client = _Stub(self._channel)  # type: ignore[assignment]
 
-            def _translate_data(self, data: Sequence[ReadableSpan]) -> Any:
+            def _translate_data(self, data: Sequence[Any]) -> Any:
+                if data and isinstance(data[0], ExecutionSpans):
+                    return encode_records(data)
                 return encode_request(data)
+
+            def _count_data(self, data: Sequence[Any]) -> int:
+                if data and isinstance(data[0], ExecutionSpans):
+                    return sum(len(batch.records) for batch in data)
+                return len(data)
 
         return Exporter(endpoint=endpoint, insecure=insecure, timeout=timeout_s)
     if protocol == "http/protobuf":
@@ -308,7 +362,10 @@ def _span(span: ReadableSpan) -> bytes:
     out.append(_attributes(b"\x4a", span.attributes))
     if span.dropped_attributes:
         out += (b"\x50", _varint(span.dropped_attributes))
-    out += [_field(b"\x5a", _event(event)) for event in span.events]
+    out += [
+        _field(b"\x5a", _event(event.name, event.timestamp, event.attributes, event.dropped_attributes))
+        for event in span.events
+    ]
     if span.dropped_events:
         out += (b"\x60", _varint(span.dropped_events))
     out += [_field(b"\x6a", _link(link)) for link in span.links]
@@ -319,25 +376,31 @@ def _span(span: ReadableSpan) -> bytes:
     return b"".join(out)
 
 
-def _event(event: Event) -> bytes:
-    body = b"\x09" + _pack_fixed64(event.timestamp) if event.timestamp else b""
-    if event.name:
-        body += _field(b"\x12", event.name.encode())
-    body += _attributes(b"\x1a", event.attributes)
-    if event.dropped_attributes:
-        body += b"\x20" + _varint(event.dropped_attributes)
+def _event(name: str, timestamp: int, attributes: Mapping[str, Any] | None, dropped: int = 0) -> bytes:
+    body = b"\x09" + _pack_fixed64(timestamp) if timestamp else b""
+    if name:
+        body += _field(b"\x12", name.encode())
+    body += _attributes(b"\x1a", attributes)
+    if dropped:
+        body += b"\x20" + _varint(dropped)
     return body
 
 
 def _link(link: trace.Link) -> bytes:
     linked = link.context
-    body: bytes = (
-        b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")
+    return _link_body(
+        linked.trace_id, linked.span_id, link.attributes, link.dropped_attributes, linked.is_remote
     )
-    body += _attributes(b"\x22", link.attributes)
-    if link.dropped_attributes:
-        body += b"\x28" + _varint(link.dropped_attributes)
-    return body + b"\x35" + _pack_fixed32(0x100 | (0x200 if linked.is_remote else 0))
+
+
+def _link_body(
+    trace_id: int, span_id: int, attributes: Mapping[str, Any] | None, dropped: int, remote: bool
+) -> bytes:
+    body = b"\x0a\x10" + trace_id.to_bytes(16, "big") + b"\x12\x08" + span_id.to_bytes(8, "big")
+    body += _attributes(b"\x22", attributes)
+    if dropped:
+        body += b"\x28" + _varint(dropped)
+    return body + b"\x35" + _pack_fixed32(0x100 | (0x200 if remote else 0))
 
 
 def _status(span: ReadableSpan) -> bytes:
@@ -357,6 +420,80 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
         by_resource.setdefault(span.resource, {}).setdefault(span.instrumentation_scope or None, []).append(
             _span(span)
         )
+    return _request(by_resource)
+
+
+def encode_records(batches: Sequence[ExecutionSpans], limits: SpanLimits | None = None) -> bytes:
+    """The same bytes as `encode_request(readable_spans(batches))`, and so as the SDK's
+    (`tests/test_otlp_wire.py` checks it on the recorded corpus, and under span limits), without
+    making a `ReadableSpan`: a span that the OTEL_*_LIMIT variables would cut goes the reference
+    way."""
+    limits = limits or SpanLimits()
+    uncut = limits.max_attribute_length is None and limits.max_span_attribute_length is None
+    by_resource: dict[Any, dict[Any, list[bytes]]] = {}
+    for batch in batches:
+        encoded = by_resource.setdefault(batch.resource, {}).setdefault(_SCOPE, [])
+        for record in batch.records:
+            span = _record(record, limits) if uncut else None
+            encoded.append(
+                span if span is not None else _span(to_readable_span(record, batch.resource, limits))
+            )
+    return _request(by_resource)
+
+
+def _over(count: int, limit: int | None) -> bool:
+    return limit is not None and count > limit
+
+
+def _record(record: SpanRecord, limits: SpanLimits) -> bytes | None:
+    """`_span(to_readable_span(record, ...))`, or None for a span the limits would cut."""
+    attributes = dict(record.attributes)
+    if record.state_type:
+        attributes.setdefault("sfn.state.type", record.state_type)
+    status = record.status
+    if status == Status.ERROR and record.error:
+        attributes["error.type"] = record.error
+    events, links = record.events, record.links
+    if (
+        _over(len(attributes), limits.max_span_attributes)
+        or _over(len(events), limits.max_events)
+        or _over(len(links), limits.max_links)
+        or any(_over(len(event.attributes), limits.max_event_attributes) for event in events)
+        or any(_over(len(link.attributes), limits.max_link_attributes) for link in links)
+    ):
+        return None
+    out = [b"\x0a\x10", record.trace_id.to_bytes(16, "big"), b"\x12\x08", record.span_id.to_bytes(8, "big")]
+    remote = False
+    if record.parent_span_id is not None:
+        remote = record.kind == SpanKind.EXECUTION and record.opening_event_id == 1
+        out += (b"\x22\x08", record.parent_span_id.to_bytes(8, "big"))
+    if record.name:
+        out.append(_field(b"\x2a", record.name.encode()))
+    out.append(b"\x30\x03" if record.kind in _CLIENT_KINDS else b"\x30\x01")
+    if record.start_ns:
+        out += (b"\x39", _pack_fixed64(record.start_ns))
+    if record.end_ns:
+        out += (b"\x41", _pack_fixed64(record.end_ns))
+    out.append(_attributes(b"\x4a", attributes))
+    out += [_field(b"\x5a", _event(event.name, event.time_ns, event.attributes)) for event in events]
+    out += [
+        _field(b"\x6a", _link_body(link.trace_id, link.span_id, link.attributes, 0, False)) for link in links
+    ]
+    if status == Status.ERROR:
+        description = _description(record.error, record.cause)
+        out.append(
+            _field(b"\x7a", (_field(b"\x12", description.encode()) if description else b"") + b"\x18\x02")
+        )
+    elif status == Status.OK:
+        out.append(b"\x7a\x02\x18\x01")
+    else:
+        out.append(b"\x7a\x00")
+    out += (b"\x85\x01", _pack_fixed32(0x300 if remote else 0x100))
+    return b"".join(out)
+
+
+def _request(by_resource: dict[Any, dict[Any, list[bytes]]]) -> bytes:
+    """The request: its encoded spans by resource, then by instrumentation scope."""
     out = []
     for resource, scopes in by_resource.items():
         body = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))

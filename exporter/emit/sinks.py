@@ -1,7 +1,9 @@
 """SpanSink: batches spans from many polls into OTLP requests, sent off the event loop.
 
 `await sink.export(spans)` returns once the request carrying those spans succeeded, and raises
-ExportFailed otherwise; the caller advances its cursor only after the former."""
+ExportFailed otherwise; the caller advances its cursor only after the former. Spans are queued as
+span records (`ExecutionSpans`): an exporter that `takes_records` encodes them itself, any other
+is given the SDK's `ReadableSpan`s, made in the export thread."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from exporter.emit.health import HealthMetrics
+from exporter.emit.otlp import ExecutionSpans, chunks, readable_spans
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,8 @@ class ExportFailed(Exception):
 
 @dataclass
 class _Batch:
-    spans: list[ReadableSpan] = field(default_factory=list)
+    spans: list[ExecutionSpans] = field(default_factory=list)
+    size: int = 0  # spans in all
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
@@ -55,15 +58,16 @@ class SpanSink:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="span-sink")
 
-    async def export(self, spans: Sequence[ReadableSpan]) -> None:
-        if not spans:
+    async def export(self, spans: ExecutionSpans) -> None:
+        if not spans.records:
             return
         if self._exporter is None:  # OTLP switched off: metrics only
             return
         if self._closing:
             raise ExportFailed("the exporter is shutting down")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.spans.extend(spans)
+        self._pending.spans.append(spans)
+        self._pending.size += len(spans.records)
         self._pending.waiters.append(waiter)
         self._wake.set()
         await waiter
@@ -71,7 +75,7 @@ class SpanSink:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            if not self._closing and len(self._pending.spans) < self._max_spans and self._linger_s:
+            if not self._closing and self._pending.size < self._max_spans and self._linger_s:
                 await asyncio.sleep(self._linger_s)
             batch, self._pending = self._pending, _Batch()
             self._wake.clear()
@@ -84,18 +88,20 @@ class SpanSink:
         assert self._exporter is not None
         loop = asyncio.get_running_loop()
         error: BaseException | None = None
-        for start in range(0, len(batch.spans), self._max_spans):
-            chunk = batch.spans[start : start + self._max_spans]
+        sent = 0
+        for chunk in chunks(batch.spans, self._max_spans):
+            size = sum(len(spans.records) for spans in chunk)
             try:
-                result = await loop.run_in_executor(self._thread, self._exporter.export, chunk)
+                result = await loop.run_in_executor(self._thread, self._send_chunk, chunk)
             except Exception as exc:  # an exporter bug must not stop the sink
                 log.exception("OTLP export raised")
                 result, error = SpanExportResult.FAILURE, exc
             if result == SpanExportResult.SUCCESS:
-                self._health.spans_exported.inc(len(chunk))
+                self._health.spans_exported.inc(size)
+                sent += size
             else:
-                self._health.spans_failed.inc(len(batch.spans) - start)
-                error = error or ExportFailed(f"OTLP export of {len(chunk)} spans failed")
+                self._health.spans_failed.inc(batch.size - sent)
+                error = error or ExportFailed(f"OTLP export of {size} spans failed")
                 break
         for waiter in batch.waiters:
             if waiter.done():
@@ -104,6 +110,14 @@ class SpanSink:
                 waiter.set_result(None)
             else:
                 waiter.set_exception(ExportFailed(str(error)))
+
+    def _send_chunk(self, chunk: Sequence[ExecutionSpans]) -> SpanExportResult:
+        """In the export thread: the chunk as records to an exporter that takes them, else as
+        the SDK's spans."""
+        assert self._exporter is not None
+        if getattr(self._exporter, "takes_records", False):
+            return self._exporter.export(chunk)  # type: ignore[arg-type]
+        return self._exporter.export(readable_spans(chunk))
 
     async def close(self, timeout_s: float) -> None:
         """Send what is queued (within `timeout_s`), then shut the exporter down."""
