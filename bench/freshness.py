@@ -78,7 +78,7 @@ class NullSink:
         pass
 
     async def export(self, spans: Any) -> None:
-        self.spans += len(spans)
+        self.spans += len(spans.records)
 
     async def close(self, timeout_s: float) -> None:
         pass

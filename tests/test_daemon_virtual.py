@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from bench.freshness import EPOCH, SyncStore, VirtualRun
 from exporter.checkpoint import Cursor
 from exporter.daemon import MALFORMED_POLLS
+from exporter.emit.otlp import ExecutionSpans, readable_spans
 from exporter.emit.sinks import ExportFailed
 from simulator.stepfunctions import DirectClient, SimExecution, Simulator
 from tests.truth import TARGET, counted_by_all, span_ids, truth, workflow_counts
@@ -68,11 +69,11 @@ class Collector:
     def start(self) -> None:
         pass
 
-    async def export(self, spans: Any) -> None:
+    async def export(self, spans: ExecutionSpans) -> None:
         if self.down:
-            self.refused += len(spans)
+            self.refused += len(spans.records)
             raise ExportFailed("the backend is down")
-        self.spans += spans
+        self.spans += readable_spans([spans])
 
     async def close(self, timeout_s: float) -> None:
         pass
