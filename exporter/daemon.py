@@ -832,8 +832,9 @@ class Exporter:
         # Reorder windows and EXPRESS deadlines run out in quiet times too; executions with
         # nothing held, pending or due are left alone (most of them, at thousands tracked).
         deadline_ms = self._express_deadline_ms(arn)
-        for tracked in [t for t in self.tracked.values() if t.group == arn and self._due(t, deadline_ms)]:
-            await self._release(tracked)
+        await self._release_all(
+            [t for t in self.tracked.values() if t.group == arn and self._due(t, deadline_ms)]
+        )
         self._save_log_watermark(tail)
 
     def _express_deadline_ms(self, group: str | None) -> float:
@@ -870,10 +871,16 @@ class Exporter:
             except Exception:  # a bug with one execution's messages must not lose the others'
                 log.exception("cannot take these log messages", extra={"execution_arn": execution_arn})
                 self.health.log_messages.labels("invalid").inc(len(events))
-        for execution_arn in parsed.by_execution:
-            tracked = self.tracked.get(execution_arn)
-            if tracked is not None and tracked.reorder is not None:
-                await self._release(tracked)
+        await self._release_all([
+            tracked for execution_arn in parsed.by_execution
+            if (tracked := self.tracked.get(execution_arn)) is not None and tracked.reorder is not None
+        ])  # fmt: skip
+
+    async def _release_all(self, executions: list[Tracked]) -> None:
+        """`_release` each execution, all at once: their spans share the sink's requests. (One
+        after another, each waited for its own request: the sink's linger and a round trip to the
+        backend per execution, a few executions a second for a whole log group.)"""
+        await asyncio.gather(*(self._release(tracked) for tracked in executions))
 
     def _hold(self, arn: str, events: list[dict[str, Any]], machines: set[str], group: str) -> None:
         """Put an execution's newly read events in its reorder buffer (tracking it if new)."""

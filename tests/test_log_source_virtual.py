@@ -4,6 +4,7 @@ not Step Functions', and a restart in the middle; in seconds, not minutes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -71,6 +72,30 @@ def test_express_executions_come_whole_and_once_through_late_reordered_messages(
     for execution in executions:  # each one's cursor is at its end
         cursor = exporter.store.get(execution.arn)
         assert cursor is not None and cursor.finished and cursor.event_id == len(execution.history())
+
+
+def test_the_executions_of_a_read_are_handed_to_the_sink_together() -> None:
+    """Each hand-over waits for its request (the sink's linger and a round trip): one after
+    another, a group's executions went out a few a second, far behind a busy group."""
+
+    class Lingering(Collector):
+        in_flight = most = 0
+
+        async def export(self, spans: Any) -> None:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            try:
+                await asyncio.sleep(0.5)  # the linger and a round trip to the backend
+            finally:
+                self.in_flight -= 1
+            await super().export(spans)
+
+    virtual = VirtualRun(settings())
+    executions = express(virtual.sim, count=30)
+    sink = Lingering()
+    virtual.run(120, sink=sink)
+    assert {span.context.span_id for span in sink.spans} == span_ids(executions)
+    assert sink.most >= 10  # one a page, one after another, before
 
 
 def test_an_express_execution_whose_end_is_lost_is_closed_as_incomplete(
