@@ -1,26 +1,36 @@
 """The fast GetExecutionHistory parser (`parse_history_body`) gives exactly what botocore's
 shape walk gives, on every history of the recorded corpus: the same events, and the same spans
-and observations once assembled; and it refuses what botocore refuses, the same way."""
+and observations once assembled; and it refuses what botocore refuses, the same way. So does the
+FilterLogEvents one (`parse_log_events_body`), on the corpus as log messages and on the recorded
+log messages."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import pytest
 
-from exporter.aws.source import diagnose_history, parse_history_body
+from exporter.aws.source import diagnose_history, parse_history_body, parse_log_events_body
 from exporter.history.assembler import SpanAssembler
 from exporter.history.events import loads, timestamp_ns
-from tests.corpus import recorded_histories
+from tests.corpus import as_log_messages, recorded_histories, recorded_log_cases
 
 
-def botocore_parse(body: bytes) -> dict[str, Any]:
-    import botocore.parsers
+@functools.cache
+def output_shape(service: str, operation: str) -> Any:
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("stepfunctions")
-    shape = model.operation_model("GetExecutionHistory").output_shape
+    return botocore.session.get_session().get_service_model(service).operation_model(operation).output_shape
+
+
+def botocore_parse(
+    body: bytes, service: str = "stepfunctions", operation: str = "GetExecutionHistory"
+) -> dict[str, Any]:
+    import botocore.parsers
+
+    shape = output_shape(service, operation)
     parsed: dict[str, Any] = botocore.parsers.create_parser("json").parse(
         {"body": body, "headers": {}, "status_code": 200}, shape
     )
@@ -112,3 +122,68 @@ def test_the_fast_json_decoder_refuses_what_is_not_json_with_a_value_error(text:
 def test_the_fast_json_decoder_takes_text_with_a_lone_surrogate_as_the_standard_library_does() -> None:
     text = '{"a": "\ud800"}'  # the character itself, not its escape: no UTF-8 for it
     assert loads(text) == json.loads(text) == {"a": "\ud800"}
+
+
+# ---------------------------------------------------------------- FilterLogEvents
+
+
+def botocore_log_parse(body: bytes) -> dict[str, Any]:
+    parsed = botocore_parse(body, "logs", "FilterLogEvents")
+    parsed.pop("searchedLogStreams", None)  # not read by the exporter; the fast parser leaves it
+    return parsed
+
+
+def log_body(messages: list[dict[str, Any]], token: str | None = None) -> bytes:
+    """As CloudWatch Logs sends it, with a member the model does not know and one that is null."""
+    events = [
+        {"logStreamName": f"states/run/{position % 3:04d}", "timestamp": 1_700_000_000_000 + position,
+         "message": json.dumps(message), "ingestionTime": 1_700_000_000_500 + position,
+         "eventId": f"{38000000000000000000000000000000000000000000000000000 + position}",
+         **({"somethingNew": [1]} if position % 2 else {"logStreamName": None})}
+        for position, message in enumerate(messages)
+    ]  # fmt: skip
+    return json.dumps({"events": events, "searchedLogStreams": [{"logStreamName": "x"}],
+                       **({"nextToken": token} if token else {})}).encode()  # fmt: skip
+
+
+def test_every_recorded_history_as_log_messages_parses_as_botocore_has_it() -> None:
+    bodies = [
+        log_body(as_log_messages(h.identity.execution_arn, h.events), "more") for h in recorded_histories()
+    ]
+    bodies += [log_body(case.messages) for case in recorded_log_cases()]
+    assert len(bodies) > 600
+    for body in bodies:
+        reference, fast = botocore_log_parse(body), parse_log_events_body(body)
+        assert fast == reference
+        assert all("somethingNew" not in e and None not in e.values() for e in fast["events"])
+
+
+def test_log_answers_that_are_cut_short_or_not_objects_are_as_botocore_has_them() -> None:
+    body = log_body([{"id": "1"}])
+    cut = body[: len(body) // 2]
+    assert parse_log_events_body(cut) == botocore_log_parse(cut) == {}
+    assert parse_log_events_body(b"") == botocore_log_parse(b"") == {}
+    with pytest.raises(ValueError, match="log event at position 0 of the answer is not an object"):
+        parse_log_events_body(b'{"events": [7]}')
+    with pytest.raises(AttributeError):  # botocore fails on it too
+        botocore_log_parse(b'{"events": [7]}')
+    with pytest.raises(ValueError, match=r"^events is not a list$"):
+        parse_log_events_body(b'{"events": 7}')
+
+
+async def test_the_clients_parse_both_answers_on_the_fast_path_and_others_with_botocore() -> None:
+    from exporter.aws.source import history_parsers
+
+    parser = history_parsers().create_parser("json")
+
+    async def parse(service: str, operation: str, body: bytes) -> dict[str, Any]:
+        response = {"body": body, "headers": {}, "status_code": 200}
+        return dict(await parser.parse(response, output_shape(service, operation)))
+
+    history = await parse("stepfunctions", "GetExecutionHistory", aws_body([
+        {"id": 1, "type": "ExecutionStarted", "timestamp": 1.0, "previousEventId": 0}]))  # fmt: skip
+    assert type(history["events"][0]["timestamp"]) is float  # botocore's walk makes a datetime
+    logs = await parse("logs", "FilterLogEvents", log_body([{"id": "1"}]))
+    assert "searchedLogStreams" not in logs and len(logs["events"]) == 1  # botocore's walk keeps it
+    described = await parse("stepfunctions", "DescribeExecution", b'{"startDate": 1.5, "status": "RUNNING"}')
+    assert described["startDate"].timestamp() == 1.5  # botocore's walk: a datetime

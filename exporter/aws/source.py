@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -258,16 +258,76 @@ def parse_history_body(body: bytes) -> dict[str, Any]:
     return parsed
 
 
+@cache
+def _log_event_members() -> frozenset[str]:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("logs")
+    events = model.operation_model("FilterLogEvents").output_shape.members["events"]
+    return frozenset(events.member.members)
+
+
+def parse_log_events_body(body: bytes) -> dict[str, Any]:
+    """A FilterLogEvents answer's body as botocore's shape walk would give it (its events and
+    nextToken; `searchedLogStreams`, which the exporter does not read, is left out): `loads`
+    (orjson), members the model does not know and members that are null dropped. ValueError
+    names what is wrong."""
+    try:
+        data = loads(body or b"{}")
+    except ValueError:
+        data = {}  # as botocore has it: a body that is not JSON holds nothing
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
+    parsed: dict[str, Any] = {}
+    events = data.get("events")
+    if events is not None:
+        if not isinstance(events, list):
+            raise ValueError("events is not a list")
+        known = _log_event_members()
+        kept = []
+        for position, event in enumerate(events):
+            if not isinstance(event, dict):  # botocore's walk fails on it too
+                raise ValueError(f"log event at position {position} of the answer is not an object")
+            if known.issuperset(event) and None not in event.values():
+                kept.append(event)
+            else:
+                kept.append({k: v for k, v in event.items() if k in known and v is not None})
+        parsed["events"] = kept
+    token = data.get("nextToken")
+    if isinstance(token, str):
+        parsed["nextToken"] = token
+    return parsed
+
+
+@cache
+def fast_parsers() -> dict[str, Callable[[bytes], dict[str, Any]]]:
+    """The answers parsed by this module rather than by botocore's shape walk, by the name of
+    their output shape in the service models."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+
+    def shape(service: str, operation: str) -> str:
+        return str(session.get_service_model(service).operation_model(operation).output_shape.name)
+
+    return {
+        shape("stepfunctions", "GetExecutionHistory"): parse_history_body,
+        shape("logs", "FilterLogEvents"): parse_log_events_body,
+    }
+
+
 def history_parsers() -> Any:
     """aiobotocore's response parsers, but for GetExecutionHistory answers `parse_history_body`
-    (botocore's shape walk and datetime conversion were about 40% of the exporter's CPU); the
+    and for FilterLogEvents ones `parse_log_events_body` (botocore's shape walk and datetime
+    conversion were about 40% of the exporter's CPU on the history path, 20% on the log path); the
     other operations, and every error answer, are parsed by botocore as before."""
     from aiobotocore.parsers import AioJSONParser, AioResponseParserFactory
 
     class HistoryJSONParser(AioJSONParser):  # type: ignore[misc]
         async def _do_parse(self, response: dict[str, Any], shape: Any) -> Any:
-            if shape is not None and shape.name == "GetExecutionHistoryOutput":
-                parsed = parse_history_body(response["body"])
+            fast = fast_parsers().get(shape.name) if shape is not None else None
+            if fast is not None:
+                parsed = fast(response["body"])
                 self._inject_response_metadata(parsed, response["headers"])
                 return parsed
             return await super()._do_parse(response, shape)
