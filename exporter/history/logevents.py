@@ -17,22 +17,24 @@ from exporter.history.events import details_key
 from exporter.model import HistoryError
 
 _FIELDS = ("id", "previous_event_id", "event_timestamp", "type", "execution_arn")
+_FIELD_SET = frozenset(_FIELDS)
 
 
 def _number(message: Mapping[str, Any], field: str, where: str) -> int:
-    value = message.get(field)
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise HistoryError(f"{where}: {field}: expected a number as text, got {value!r}"[:300])
-    try:
-        return int(value)
-    except ValueError:
-        raise HistoryError(f"{where}: {field}: expected a number as text, got {value!r}"[:300]) from None
+    value = message[field]
+    kind = type(value)
+    if kind is str or kind is int:  # not a bool (an int to isinstance)
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise HistoryError(f"{where}: {field}: expected a number as text, got {value!r}"[:300])
 
 
 def history_event(message: Mapping[str, Any], where: str = "log message") -> tuple[str, dict[str, Any]]:
     """The execution ARN a log message belongs to, and the history event it carries."""
-    missing = [field for field in _FIELDS if field not in message]
-    if missing:
+    if not _FIELD_SET.issubset(message):
+        missing = [field for field in _FIELDS if field not in message]
         raise HistoryError(f"{where}: missing {', '.join(missing)}")
     arn, event_type = message["execution_arn"], message["type"]
     if not isinstance(arn, str) or not arn:
