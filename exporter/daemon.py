@@ -33,7 +33,7 @@ from exporter.aws.tail import MIN_PAGE, first_page_size, next_peak, read_new_eve
 from exporter.checkpoint import CheckpointError, CursorStore
 from exporter.config import Config
 from exporter.emit.health import TargetHealth
-from exporter.emit.metrics import WorkflowMetrics
+from exporter.emit.metrics import WorkflowMetrics, observe_all
 from exporter.emit.otlp import ExecutionSpans
 from exporter.emit.sinks import ExportFailed, SpanSink
 from exporter.history.assembler import Assembled, AssemblerOptions, SpanAssembler
@@ -731,8 +731,7 @@ class Exporter:
         self.workflow.apply(observations)
         self.health.events.inc(len(pending.event_times_ns))
         now_ns = int(self._wall() * 1e9)
-        for when in pending.event_times_ns:
-            self.health.lag.observe(max(0.0, (now_ns - when) / 1e9))
+        observe_all(self.health.lag, [max(0.0, (now_ns - when) / 1e9) for when in pending.event_times_ns])
         if self._on_events is not None:
             self._on_events(tracked, pending.event_times_ns)
         tracked.pending = None

@@ -108,3 +108,70 @@ def test_long_error_names_are_clipped() -> None:
     assert clip_label("x" * 500) == "x" * 63 + "…"
     assert clip_label(None) == ""
     assert clip_label("States.Timeout") == "States.Timeout"
+
+
+def histogram_samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in registry.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    ]
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_observing_all_at_once_gives_the_samples_observing_each_gives(labelled: bool) -> None:
+    import math
+    import random
+
+    from prometheus_client import Histogram
+
+    from exporter.emit.metrics import observe_all
+
+    rng = random.Random(7)
+    buckets = (0.1, 1.0, 2.5, 10.0)
+    values = [rng.choice([0.0, 0.1, 1.0, 2.5, 10.0, 11.0, -1.0, math.inf, math.nan]) for _ in range(200)]
+    values += [rng.uniform(-1, 20) for _ in range(500)]
+    registries = []
+    for batched in (False, True):
+        registry = CollectorRegistry()
+        histogram = Histogram("h", "h", ["a"] if labelled else [], buckets=buckets, registry=registry)
+        series = histogram.labels("x") if labelled else histogram
+        for start in range(0, len(values), 100):
+            part = values[start : start + 100]
+            if batched:
+                observe_all(series, part)
+            else:
+                for value in part:
+                    series.observe(value)
+        observe_all(series, [])  # nothing: nothing changes
+        registries.append(registry)
+    each, together = (histogram_samples(r) for r in registries)
+    assert [s for s in together if not s[0].endswith("_sum")] == [
+        s for s in each if not s[0].endswith("_sum")
+    ]
+    assert [s[0] for s in together if s[0].endswith("_sum")] == ["h_sum"]  # NaN in the sum, as observe has it
+    assert math.isnan(next(s[2] for s in together if s[0] == "h_sum"))
+    not_a_number = sum(1 for v in values if math.isnan(v))
+    assert not_a_number and next(s[2] for s in together if s[0] == "h_count") == len(values) - not_a_number
+
+
+def test_a_batchs_histogram_values_are_observed_as_one_by_one() -> None:
+    identity = ExecutionIdentity.from_arn("arn:aws:states:us-east-1:123456789012:execution:m:e")
+    observations = [Observation("sfn_state_duration_seconds", ("m", f"s{i % 3}", "Task"), i / 7)
+                    for i in range(60)]  # fmt: skip
+    observations += [Observation("sfn_states_entered_total", ("m", "s0", "Task"))] * 5
+    registries = []
+    for one_by_one in (True, False):
+        metrics = WorkflowMetrics(CollectorRegistry(), (identity.account, identity.region))
+        if one_by_one:
+            for observation in observations:
+                metrics.apply([observation])
+        else:
+            metrics.apply(observations[:30])
+            metrics.apply(observations[30:])
+        registries.append(metrics.registry)
+    one, batched = (histogram_samples(r) for r in registries)
+    assert [s for s in batched if not s[0].endswith("_sum")] == [s for s in one if not s[0].endswith("_sum")]
+    sums = [(s[2], t[2]) for s, t in zip(one, batched, strict=True) if s[0].endswith("_sum")]
+    assert sums and all(abs(a - b) < 1e-9 for a, b in sums)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from math import isnan
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -48,12 +50,14 @@ class WorkflowMetrics:
         # each series' update (its child's inc or observe), by metric and labels: resolving a
         # child through prometheus-client's labels() on every observation costs more than the update
         self._updates: dict[tuple[str, tuple[str, ...]], Callable[[float], None]] = {}
+        self._observed: list[_Gathered] = []  # histogram series with values gathered in `apply`
 
     def for_target(self, account: str, region: str) -> WorkflowMetrics:
         view = copy.copy(self)  # the same metrics (and _shared), another target's series
         view.target = (account, region)
         view._children = {}
         view._updates = {}
+        view._observed = []
         return view
 
     def map_runs(self) -> MapRunMetrics:
@@ -64,20 +68,25 @@ class WorkflowMetrics:
 
     def apply(self, observations: Iterable[Observation]) -> None:
         updates = self._updates
+        observed = self._observed
         for metric, labels, value in observations:
             update = updates.get((metric, labels))
             if update is None:
                 update = self._bind(metric, labels)
             update(value)
+        while observed:  # each histogram series' values of this batch, at once
+            observed.pop().flush()
 
     def _bind(self, name: str, labels: tuple[str, ...]) -> Callable[[float], None]:
-        """A series' update, made once: its child's `observe` for a histogram, else its `inc`."""
+        """A series' update, made once: for a histogram, its child's values gathered to be
+        observed at the end of the batch; else its child's `inc`."""
         spec, metric = self._metrics[name]
         if len(labels) != len(spec.labels):
             raise ValueError(f"{name}: expected labels {spec.labels}, got {labels}")
         child = metric.labels(*self.target, *labels)
         self._children.setdefault(labels[0], set()).add((name, labels))
-        update: Callable[[float], None] = child.observe if spec.type == MetricType.HISTOGRAM else child.inc  # type: ignore[attr-defined]
+        gathered = _Gathered(child, self._observed) if isinstance(child, Histogram) else None
+        update: Callable[[float], None] = gathered.add if gathered is not None else child.inc  # type: ignore[attr-defined]
         self._updates[(name, labels)] = update
         return update
 
@@ -92,6 +101,49 @@ class WorkflowMetrics:
         for name, labels in self._children.pop(state_machine, ()):
             self._metrics[name][1].remove(*self.target, *labels)
             self._updates.pop((name, labels), None)
+
+
+class _Gathered:
+    """One histogram series' values of a batch of observations, observed together."""
+
+    __slots__ = ("child", "pending", "values")
+
+    def __init__(self, child: Histogram, pending: list[_Gathered]) -> None:
+        self.child = child
+        self.pending = pending  # the series with values to observe
+        self.values: list[float] = []
+
+    def add(self, value: float) -> None:
+        if not self.values:
+            self.pending.append(self)
+        self.values.append(value)
+
+    def flush(self) -> None:
+        observe_all(self.child, self.values)
+        self.values.clear()
+
+
+def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(value)` for each value (of a histogram without labels, or of one
+    series), with one increment of each bucket that takes any and one of the sum, where `observe`
+    takes two each (each under its own lock): at 20,000 events a second the event lag histogram
+    alone made 40,000. prometheus-client has no public way to do this; `tests/test_metrics.py`
+    checks the samples against `observe`'s."""
+    if not values:
+        return
+    histogram._raise_if_not_observable()  # type: ignore[no-untyped-call]
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    for value in values:
+        total += value
+        if not isnan(value):  # NaN: in the sum, in no bucket (as `observe` has it)
+            counts[bisect_left(bounds, value)] += 1
+    histogram._sum.inc(total)
+    buckets = histogram._buckets
+    for index, count in enumerate(counts):
+        if count:
+            buckets[index].inc(count)
 
 
 # DescribeMapRun's count keys, as the status label says them (AWS's execution statuses)
