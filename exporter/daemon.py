@@ -901,8 +901,9 @@ class Exporter:
         self.health.log_messages.labels("accepted").inc(new)
         self.health.log_messages.labels("late").inc(late)
         if events:
+            # the earliest timestamp, converted once (the conversion keeps the order)
             tracked.first_ms = min(
-                tracked.first_ms, *(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
+                tracked.first_ms, int(timestamp_ns(min(e["timestamp"] for e in events)) // 1_000_000)
             )
 
     def _track_from_log(
@@ -937,7 +938,7 @@ class Exporter:
         if moved is not None and cursor is None:
             self._take_over_from_log(tracked, events, moved)
         tracked.reorder, tracked.group = Reorder(), group
-        tracked.first_ms = min(int(timestamp_ns(e["timestamp"]) // 1_000_000) for e in events)
+        tracked.first_ms = int(timestamp_ns(min(e["timestamp"] for e in events)) // 1_000_000)
         self.tracked[arn] = tracked
         self._count(tracked, +1)
         tracked.log.debug("tracking from its log (cursor %d)", tracked.replay_to)

@@ -117,7 +117,7 @@ class _Fit:
     hazard (the chance a second of ending, having run so long) made non-decreasing from the
     left, so a threshold gives the first duration at which it is reached."""
 
-    __slots__ = ("cap", "log_hazard", "mu", "over", "sigma")
+    __slots__ = ("_log_hazard", "cap", "mu", "over", "sigma")
 
     def __init__(self, sample: list[float], cap_quantile: float) -> None:
         logs = [math.log(max(seconds, 1e-3)) for seconds in sample]
@@ -129,16 +129,24 @@ class _Fit:
         high = min(low + 1, len(ordered) - 1)
         self.cap = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
         self.over = math.exp(self.mu + self.sigma * _OVER_Z)  # all but 0.5% have ended by then
-        log_hazard = []
-        highest = -math.inf
-        shift = math.log(self.sigma) + self.mu
-        sigma = self.sigma
-        for z, z_hazard in zip(_Z, _LOG_Z_HAZARD, strict=True):
-            # f(x) / S(x) for x = exp(mu + sigma z): z's hazard over sigma x
-            value = z_hazard - shift - sigma * z
-            highest = max(highest, value)
-            log_hazard.append(highest)
-        self.log_hazard = log_hazard
+        self._log_hazard: list[float] | None = None  # tabled when first asked for
+
+    @property
+    def log_hazard(self) -> list[float]:
+        """The log hazard at each z, made non-decreasing. Tabled when first looked up: a state
+        that runs often is fitted again several times between two lookups."""
+        if self._log_hazard is None:
+            log_hazard = []
+            highest = -math.inf
+            shift = math.log(self.sigma) + self.mu
+            sigma = self.sigma
+            for z, z_hazard in zip(_Z, _LOG_Z_HAZARD, strict=True):
+                # f(x) / S(x) for x = exp(mu + sigma z): z's hazard over sigma x
+                value = z_hazard - shift - sigma * z
+                highest = max(highest, value)
+                log_hazard.append(highest)
+            self._log_hazard = log_hazard
+        return self._log_hazard
 
     def watch_from(self, log_threshold: float) -> tuple[float, float]:
         """(seconds after entry at which the hazard reaches the threshold, capped at `cap`; the
