@@ -9,19 +9,18 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.aws.discovery import Discovery, WatchedMachine
-from exporter.aws.logtail import GroupTail, ReadWindow, Reorder, parse_records
+from exporter.aws.logtail import GroupTail, Parsed, ReadWindow, Reorder, parse_records
 from exporter.aws.mapruns import Child, MapRuns, Watch
 from exporter.aws.ratelimit import RateLimiter
 from exporter.aws.source import (
     CloudWatchLogsApi,
     Denied,
     ExecutionSummary,
-    LogRecord,
     Malformed,
     NotFound,
     SourceError,
@@ -302,9 +301,7 @@ class Exporter:
                 if paid is not None and self._limiter is not None:
                     self._limiter.refund(paid)
                 continue
-            task = asyncio.create_task(self._poll_and_reschedule(tracked), context=paid)
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task = self._under_way(self._poll_and_reschedule(tracked), context=paid)
             self._busy += 1
             try:
                 await asyncio.shield(task)  # on shutdown the worker stops; the poll finishes (see run)
@@ -748,6 +745,15 @@ class Exporter:
                 log.exception("log source pass failed; trying again next interval")
             await asyncio.sleep(max(0.0, settings.interval_seconds - (self._clock() - started)))
 
+    def _under_way(
+        self, work: Coroutine[Any, Any, None], context: contextvars.Context | None = None
+    ) -> asyncio.Task[None]:
+        """`work` as a task that shutdown lets finish, within the grace period (see run)."""
+        task = asyncio.create_task(work, context=context)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return task
+
     def _log_groups(self) -> dict[str, set[str]]:
         """The log groups to read: group ARN -> the state machines read from it."""
         groups: dict[str, set[str]] = {}
@@ -779,10 +785,7 @@ class Exporter:
                 await self._read_log_group(arn, machines)
 
         # Each group's pass runs to its end on shutdown (see run), as a poll does.
-        tasks = [asyncio.create_task(one(arn, machines)) for arn, machines in groups.items()]
-        for task in tasks:
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+        tasks = [self._under_way(one(arn, machines)) for arn, machines in groups.items()]
         results = await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
         for arn, result in zip(groups, results, strict=True):
             if isinstance(result, Exception):  # a bug: the group is read again from its watermark
@@ -808,15 +811,21 @@ class Exporter:
             int(settings.settle_seconds * 1000), int(settings.overlap_seconds * 1000),
             int(self.config.discovery.lookback_seconds * 1000),
         )  # fmt: skip
+        handing: asyncio.Task[None] | None = None  # the hand-over of the page before
         try:
-            # Each page is handed over as it comes: a read of many pages (a backlog) exports its
-            # first events while the rest are read.
+            # Each page is handed over as it comes, while the next one is read: a read of many
+            # pages (a backlog) exports its first events while the rest are read, and a busy
+            # group's reads wait for neither the sink nor the backend. One page is handed over
+            # at a time (so no execution is handed over twice at once).
             async for records, again, late in tail.pages(
                 self.logs_api, now_ms, window, self._log_calls_spare
             ):
                 self.health.log_messages.labels("reread").inc(again)
                 self.health.log_late_messages.inc(late)
-                await self._take_page(records, machines, arn)
+                parsed = parse_records(records)
+                if handing is not None:
+                    await handing
+                handing = self._under_way(self._take_page(parsed, machines, arn))
             if tail.late_read is not None:
                 self.health.log_late_reads.labels("read" if tail.late_read else "skipped").inc()
         except SourceError as exc:
@@ -825,6 +834,9 @@ class Exporter:
                 log.error("cannot read log group: %s", exc, extra={"log_group_arn": arn})
             tail.failing = True
             return
+        finally:
+            if handing is not None:
+                await handing
         if tail.failing:
             log.info("reading the log group again", extra={"log_group_arn": arn})
         tail.failing = False
@@ -857,10 +869,9 @@ class Exporter:
             or (tracked.watched.machine.type == "EXPRESS" and tracked.first_ms < deadline_ms)
         )
 
-    async def _take_page(self, records: list[LogRecord], machines: set[str], group: str) -> None:
+    async def _take_page(self, parsed: Parsed, machines: set[str], group: str) -> None:
         """One page of a log group: its messages into their executions' reorder buffers, and
         what those let go to the sinks."""
-        parsed = parse_records(records)
         for _, reason in parsed.invalid:
             log.warning("skipping a log message: %s", reason, extra={"log_group_arn": group})
         self.health.log_messages.labels("invalid").inc(len(parsed.invalid))

@@ -98,6 +98,41 @@ def test_the_executions_of_a_read_are_handed_to_the_sink_together() -> None:
     assert sink.most >= 10  # one a page, one after another, before
 
 
+def test_a_groups_next_page_is_read_while_the_page_before_is_handed_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog read page by page: each page's executions go to the sink while the next page
+    is read (before, a read waited for each page's requests to the backend)."""
+    import simulator.logs
+    from simulator.stepfunctions import DirectLogsClient
+
+    monkeypatch.setattr(simulator.logs, "MAX_LIMIT", 40)  # pages of 40 messages: a backlog of many
+    exporting: list[tuple[float, float]] = []
+    reads: list[float] = []
+
+    class Slow(Collector):
+        async def export(self, spans: Any) -> None:
+            started = virtual.loop.time()
+            await asyncio.sleep(0.5)  # the linger and a round trip to the backend
+            exporting.append((started, virtual.loop.time()))
+            await super().export(spans)
+
+    class Reading(DirectLogsClient):
+        async def filter_log_events(self, **params: Any) -> dict[str, Any]:
+            await asyncio.sleep(0.1)  # a round trip to CloudWatch Logs
+            answer = await super().filter_log_events(**params)
+            reads.append(virtual.loop.time())  # when the page came
+            return answer
+
+    virtual = VirtualRun(settings(interval_seconds=30, settle_seconds=0))
+    executions = express(virtual.sim, count=20)
+    sink = Slow()
+    virtual.run(120, sink=sink, logs_client=Reading(virtual.sim))
+    assert {span.context.span_id for span in sink.spans} == span_ids(executions)
+    during = [when for when in reads if any(start < when < end for start, end in exporting)]
+    assert len(reads) > 10 and len(during) >= len(reads) // 2  # none, one page after another
+
+
 def test_an_express_execution_whose_end_is_lost_is_closed_as_incomplete(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
