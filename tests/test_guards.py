@@ -461,6 +461,7 @@ def test_a_forgotten_state_machine_leaves_no_series_and_counters_have_no_created
     assert 'state_machine="Refunds"' in text and 'state_machine="Orders"' not in text
     assert "_created" not in text
     assert "process_cpu_seconds_total" in text and "python_info" in text
+    assert 'python_gc_collections_total{generation="0"}' in text
     assert 'revision="' in text and 'python_version="' in text
 
 

@@ -10,6 +10,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     Info,
     PlatformCollector,
@@ -38,6 +39,7 @@ class HealthMetrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         PlatformCollector(registry=r)  # python_info
+        GCCollector(registry=r)  # python_gc_collections_total, ... (see app.tune_garbage_collector)
         self.build_info = Info(
             "sfn_exporter_build", "Version, source revision and Python version of this exporter.", registry=r
         )
