@@ -201,6 +201,8 @@ def test_messages_that_are_not_step_functions_ones_are_counted_named_and_skipped
     assert "expected a JSON object, got list" in caplog.text
     assert "missing id, previous_event_id, event_timestamp, execution_arn" in caplog.text
     assert "id: expected a number as text, got 'x7'" in caplog.text
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping a log message")]
+    assert len(skipped) == 4 and all(" in stream 'states/other/0000': " in m for m in skipped)  # each named
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)  # the others go on
     assert workflow_counts(registry) == truth(executions)
     assert_settled(exporter, registry)

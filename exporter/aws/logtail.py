@@ -120,21 +120,36 @@ class Parsed:
 
 def parse_records(records: Iterable[LogRecord]) -> Parsed:
     parsed = Parsed()
+    by_execution = parsed.by_execution
     for record in records:
-        where = f"log message {record.event_id} in stream {record.stream!r}"
         try:
             message = loads(record.message)
-            if not isinstance(message, dict):
-                raise HistoryError(f"{where}: expected a JSON object, got {type(message).__name__}")
-            arn, event = history_event(message, where)
+            if type(message) is not dict:
+                raise HistoryError(f"expected a JSON object, got {type(message).__name__}")
+            arn, event = history_event(message, "")
         except ValueError as exc:  # HistoryError is one; so is a message that is not JSON
-            reason = (
-                str(exc) if isinstance(exc, HistoryError) else f"{where}: not JSON: {record.message[:80]!r}"
-            )
-            parsed.invalid.append((record, reason))
+            parsed.invalid.append((record, _reason(record, exc)))
             continue
-        parsed.by_execution.setdefault(arn, []).append(event)
+        events = by_execution.get(arn)
+        if events is None:
+            by_execution[arn] = [event]
+        else:
+            events.append(event)
     return parsed
+
+
+def _reason(record: LogRecord, exc: ValueError) -> str:
+    """Why a message was not taken, naming it (made only for those: most are fine)."""
+    where = f"log message {record.event_id} in stream {record.stream!r}"
+    if not isinstance(exc, HistoryError):
+        return f"{where}: not JSON: {record.message[:80]!r}"
+    message = loads(record.message)
+    if isinstance(message, dict):
+        try:
+            history_event(message, where)  # fails again, now naming the message
+        except HistoryError as named:
+            return str(named)
+    return f"{where}: {exc}"
 
 
 @dataclass
