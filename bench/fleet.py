@@ -10,7 +10,7 @@ second of each operation against what its share allows (the refill rate, plus th
 over the run: at most 1.00; a last row whose many short histories want more calls than that
 shows the share holding), and the exporter's CPU seconds per 1,000 events against the
 single-account run of the same command (the baseline: the targets' parts must not cost more per
-event as they multiply)."""
+event as they multiply). The garbage collector is tuned as `sfn-exporter run` tunes it."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.throughput import _start, _stop, pin_to_first_cpu, run_until_handled
+from exporter.app import tune_garbage_collector
 from exporter.config import Config
 
 ROLE = "arn:aws:iam::{account}:role/sfn-exporter"
@@ -104,6 +105,7 @@ def main() -> None:
         "share allows (many short histories); empty: none",
     )
     args = parser.parse_args()
+    tune_garbage_collector()  # as `sfn-exporter run` does
     other = pin_to_first_cpu()
     otlp, otlp_port = _start("tests.otlp_receiver", other)
     try:
