@@ -163,6 +163,9 @@ def test_log_answers_that_are_cut_short_or_not_objects_are_as_botocore_has_them(
     cut = body[: len(body) // 2]
     assert parse_log_events_body(cut) == botocore_log_parse(cut) == {}
     assert parse_log_events_body(b"") == botocore_log_parse(b"") == {}
+    null = b'{"events": null, "nextToken": "t"}'
+    assert parse_log_events_body(null) == botocore_log_parse(null) == {"nextToken": "t"}
+    assert parse_history_body(null) == botocore_parse(null) == {"nextToken": "t"}
     with pytest.raises(ValueError, match="log event at position 0 of the answer is not an object"):
         parse_log_events_body(b'{"events": [7]}')
     with pytest.raises(AttributeError):  # botocore fails on it too

@@ -214,12 +214,36 @@ def _event_problem(events: list[Any]) -> str | None:
 
 
 @cache
-def _history_event_members() -> frozenset[str]:
+def _event_members(service: str, operation: str) -> frozenset[str]:
+    """The members the service model knows of the items of an answer's `events`."""
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("stepfunctions")
-    events = model.operation_model("GetExecutionHistory").output_shape.members["events"]
+    model = botocore.session.get_session().get_service_model(service)
+    events = model.operation_model(operation).output_shape.members["events"]
     return frozenset(events.member.members)
+
+
+def _answer(body: bytes) -> tuple[dict[str, Any], list[Any] | None]:
+    """An answer's JSON object and its `events` (None: none), as botocore reads them (a body that
+    is not JSON holds nothing: then IncompleteResponse). ValueError names what is wrong."""
+    try:
+        data = loads(body or b"{}")
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError("the answer is not a JSON object")
+    events = data.get("events")
+    if events is not None and not isinstance(events, list):
+        raise ValueError("events is not a list")
+    return data, events
+
+
+def _parsed(data: dict[str, Any], events: list[dict[str, Any]] | None) -> dict[str, Any]:
+    parsed: dict[str, Any] = {} if events is None else {"events": events}
+    token = data.get("nextToken")
+    if isinstance(token, str):
+        parsed["nextToken"] = token
+    return parsed
 
 
 def parse_history_body(body: bytes) -> dict[str, Any]:
@@ -227,43 +251,22 @@ def parse_history_body(body: bytes) -> dict[str, Any]:
     of the cost: `loads` (orjson), timestamps checked to be numbers (they stay epoch seconds, which
     `timestamp_ns` reads exactly as botocore's datetimes), members the model does not know
     dropped. ValueError names what is wrong."""
-    try:
-        data = loads(body or b"{}")
-    except ValueError:
-        data = {}  # as botocore has it: a body that is not JSON holds nothing (IncompleteResponse)
-    if not isinstance(data, dict):
-        raise ValueError("the answer is not a JSON object")
-    parsed: dict[str, Any] = {}
-    events = data.get("events")
-    if events is not None:
-        if not isinstance(events, list):
-            raise ValueError("events is not a list")
-        for position, event in enumerate(events):  # what botocore's walk refuses; ids and types
-            if not isinstance(event, dict):  # are left to exporter.history.events, as before
-                raise ValueError(f"event at position {position} of the answer is not an object")
-            stamp = event.get("timestamp")
-            if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, int | float)):
-                raise ValueError(
-                    _event_problem(events)
-                    or f"event at position {position}: timestamp {str(stamp)[:40]!r} is not a time"
-                )
-        known = _history_event_members()
-        parsed["events"] = [
-            e if known.issuperset(e) else {k: v for k, v in e.items() if k in known} for e in events
-        ]
-    token = data.get("nextToken")
-    if isinstance(token, str):
-        parsed["nextToken"] = token
-    return parsed
-
-
-@cache
-def _log_event_members() -> frozenset[str]:
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("logs")
-    events = model.operation_model("FilterLogEvents").output_shape.members["events"]
-    return frozenset(events.member.members)
+    data, events = _answer(body)
+    if events is None:
+        return _parsed(data, None)
+    for position, event in enumerate(events):  # what botocore's walk refuses; ids and types
+        if not isinstance(event, dict):  # are left to exporter.history.events, as before
+            raise ValueError(f"event at position {position} of the answer is not an object")
+        stamp = event.get("timestamp")
+        if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, int | float)):
+            raise ValueError(
+                _event_problem(events)
+                or f"event at position {position}: timestamp {str(stamp)[:40]!r} is not a time"
+            )
+    known = _event_members("stepfunctions", "GetExecutionHistory")
+    return _parsed(
+        data, [e if known.issuperset(e) else {k: v for k, v in e.items() if k in known} for e in events]
+    )
 
 
 def parse_log_events_body(body: bytes) -> dict[str, Any]:
@@ -271,31 +274,19 @@ def parse_log_events_body(body: bytes) -> dict[str, Any]:
     nextToken; `searchedLogStreams`, which the exporter does not read, is left out): `loads`
     (orjson), members the model does not know and members that are null dropped. ValueError
     names what is wrong."""
-    try:
-        data = loads(body or b"{}")
-    except ValueError:
-        data = {}  # as botocore has it: a body that is not JSON holds nothing
-    if not isinstance(data, dict):
-        raise ValueError("the answer is not a JSON object")
-    parsed: dict[str, Any] = {}
-    events = data.get("events")
-    if events is not None:
-        if not isinstance(events, list):
-            raise ValueError("events is not a list")
-        known = _log_event_members()
-        kept = []
-        for position, event in enumerate(events):
-            if not isinstance(event, dict):  # botocore's walk fails on it too
-                raise ValueError(f"log event at position {position} of the answer is not an object")
-            if known.issuperset(event) and None not in event.values():
-                kept.append(event)
-            else:
-                kept.append({k: v for k, v in event.items() if k in known and v is not None})
-        parsed["events"] = kept
-    token = data.get("nextToken")
-    if isinstance(token, str):
-        parsed["nextToken"] = token
-    return parsed
+    data, events = _answer(body)
+    if events is None:
+        return _parsed(data, None)
+    known = _event_members("logs", "FilterLogEvents")
+    kept = []
+    for position, event in enumerate(events):
+        if not isinstance(event, dict):  # botocore's walk fails on it too
+            raise ValueError(f"log event at position {position} of the answer is not an object")
+        if known.issuperset(event) and None not in event.values():
+            kept.append(event)
+        else:
+            kept.append({k: v for k, v in event.items() if k in known and v is not None})
+    return _parsed(data, kept)
 
 
 @cache
