@@ -132,3 +132,52 @@ def test_unknown_event_types_in_logs_are_counted_not_fatal() -> None:
                         "type": "QuantumEntangled", "execution_arn": arn, "details": {"spin": 1}})  # fmt: skip
     ((loaded_arn, events),) = load_executions(json.dumps(messages))[0]
     assert loaded_arn == arn and events[-1]["type"] == "QuantumEntangled"
+
+
+def outcome(read: Any, message: dict[str, Any]) -> object:
+    try:
+        return read(message, "log message 1 in stream 's'")
+    except HistoryError as exc:
+        return ("error", str(exc))
+
+
+def test_the_usual_message_path_gives_what_the_field_by_field_one_gives() -> None:
+    """`history_event` reads the usual message in one go and hands anything else to
+    `_history_event`, which checks field by field: the two agree on every recorded message and
+    on every way a field can be wrong."""
+    from exporter.history.logevents import _history_event, history_event
+
+    messages = [m for case in recorded_log_cases() for m in case.messages]
+    messages += [
+        m
+        for h in list(recorded_histories())[:50]
+        for m in as_log_messages(h.identity.execution_arn, h.events)
+    ]
+    rng = random.Random(5)
+    wrong: list[object] = [
+        None,
+        7,
+        True,
+        1.5,
+        "",
+        "x7",
+        " 12 ",
+        "1_000",
+        "-3",
+        [],
+        {},
+        "12345678901234567890123",
+    ]
+    variants = []
+    for message in rng.sample(messages, 300):
+        variants.append(dict(message))
+        field = rng.choice(["id", "previous_event_id", "event_timestamp", "type", "execution_arn", "details"])
+        changed = dict(message)
+        if rng.random() < 0.2:
+            changed.pop(field, None)
+        else:
+            changed[field] = rng.choice(wrong)
+        variants.append(changed)
+    assert len(messages) > 400
+    for message in variants:
+        assert outcome(history_event, message) == outcome(_history_event, message), message

@@ -33,6 +33,30 @@ def _number(message: Mapping[str, Any], field: str, where: str) -> int:
 
 def history_event(message: Mapping[str, Any], where: str = "log message") -> tuple[str, dict[str, Any]]:
     """The execution ARN a log message belongs to, and the history event it carries."""
+    get = message.get
+    arn, event_type, event_id = get("execution_arn"), get("type"), get("id")
+    previous, stamp, details = get("previous_event_id"), get("event_timestamp"), get("details")
+    if (  # the usual message, as Step Functions writes it: numbers as text, details an object
+        type(arn) is str and arn and type(event_type) is str and event_type
+        and type(event_id) is str and type(previous) is str and type(stamp) is str
+        and (details is None or type(details) is dict)
+    ):  # fmt: skip
+        try:
+            event: dict[str, Any] = {
+                "id": int(event_id), "previousEventId": int(previous), "timestamp": int(stamp) / 1000,
+                "type": event_type,
+            }  # fmt: skip
+        except ValueError:
+            pass  # named below
+        else:
+            if details is not None:
+                event[details_key(event_type)] = dict(details)
+            return arn, event
+    return _history_event(message, where)
+
+
+def _history_event(message: Mapping[str, Any], where: str) -> tuple[str, dict[str, Any]]:
+    """`history_event`, field by field, each error naming the field."""
     if not _FIELD_SET.issubset(message):
         missing = [field for field in _FIELDS if field not in message]
         raise HistoryError(f"{where}: missing {', '.join(missing)}")
