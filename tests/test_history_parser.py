@@ -175,9 +175,9 @@ def test_log_answers_that_are_cut_short_or_not_objects_are_as_botocore_has_them(
 
 
 async def test_the_clients_parse_both_answers_on_the_fast_path_and_others_with_botocore() -> None:
-    from exporter.aws.source import history_parsers
+    from exporter.aws.source import response_parsers
 
-    parser = history_parsers().create_parser("json")
+    parser = response_parsers().create_parser("json")
 
     async def parse(service: str, operation: str, body: bytes) -> dict[str, Any]:
         response = {"body": body, "headers": {}, "status_code": 200}

@@ -224,6 +224,8 @@ def test_batches_are_cut_into_requests_in_order() -> None:
     batches = [ExecutionSpans.of([record(span_id=i) for i in range(start, end)], IDENTITY)
                for start, end in ((0, 5), (5, 6), (6, 13))]  # fmt: skip
     cut = list(chunks(batches, 4))
-    assert [sum(len(b.records) for b in chunk) for chunk in cut] == [4, 4, 4, 1]
-    assert [r.span_id for chunk in cut for b in chunk for r in b.records] == list(range(13))
-    assert all(b.resource is batches[0].resource for chunk in cut for b in chunk)
+    assert (
+        [sum(len(b.records) for b in chunk) for chunk, _ in cut] == [size for _, size in cut] == [4, 4, 4, 1]
+    )
+    assert [r.span_id for chunk, _ in cut for b in chunk for r in b.records] == list(range(13))
+    assert all(b.resource is batches[0].resource for chunk, _ in cut for b in chunk)

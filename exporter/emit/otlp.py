@@ -180,8 +180,9 @@ def readable_spans(batches: Iterable[ExecutionSpans]) -> list[ReadableSpan]:
     return [to_readable_span(record, batch.resource, limits) for batch in batches for record in batch.records]
 
 
-def chunks(batches: Iterable[ExecutionSpans], max_spans: int) -> Iterator[list[ExecutionSpans]]:
-    """The batches in order, cut into requests of at most `max_spans` spans each."""
+def chunks(batches: Iterable[ExecutionSpans], max_spans: int) -> Iterator[tuple[list[ExecutionSpans], int]]:
+    """The batches in order, cut into requests of at most `max_spans` spans each (with how many
+    each holds)."""
     chunk: list[ExecutionSpans] = []
     size = 0
     for batch in batches:
@@ -192,10 +193,10 @@ def chunks(batches: Iterable[ExecutionSpans], max_spans: int) -> Iterator[list[E
             size += len(take)
             records = records[len(take) :]
             if size == max_spans:
-                yield chunk
+                yield chunk, size
                 chunk, size = [], 0
     if chunk:
-        yield chunk
+        yield chunk, size
 
 
 def make_span_exporter(

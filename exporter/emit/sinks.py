@@ -89,8 +89,7 @@ class SpanSink:
         loop = asyncio.get_running_loop()
         error: BaseException | None = None
         sent = 0
-        for chunk in chunks(batch.spans, self._max_spans):
-            size = sum(len(spans.records) for spans in chunk)
+        for chunk, size in chunks(batch.spans, self._max_spans):
             try:
                 result = await loop.run_in_executor(self._thread, self._send_chunk, chunk)
             except Exception as exc:  # an exporter bug must not stop the sink
