@@ -37,9 +37,8 @@ from exporter.emit.otlp import ExecutionSpans
 from exporter.emit.sinks import ExportFailed, SpanSink
 from exporter.history.assembler import Assembled, AssemblerOptions, SpanAssembler
 from exporter.history.catalogue import EXECUTION_METRICS
-from exporter.history.events import timestamp_ns
 from exporter.history.redact import make_redactor
-from exporter.model import ExecutionIdentity, HistoryError, Observation, SpanKind, SpanRecord
+from exporter.model import ExecutionIdentity, HistoryError, HistoryEvent, Observation, SpanKind, SpanRecord
 from exporter.schedule.scheduler import PollScheduler
 from exporter.schedule.waits import DurationModel, quiet_until
 from exporter.shards import Layout
@@ -620,7 +619,7 @@ class Exporter:
         tracked.last_new = len(events)
         if not events:
             return False
-        await self._consume(tracked, assembler, events, assembler.feed(events))
+        await self._consume(tracked, assembler, assembler.feed(events))
         return True
 
     def _restored(self, tracked: Tracked) -> SpanAssembler | None:
@@ -658,16 +657,14 @@ class Exporter:
         await self._emit(tracked, tracked.pending)
         tracked.log.info("taken over from another shard after event %d", assembler.last_event_id)
 
-    async def _consume(
-        self, tracked: Tracked, assembler: SpanAssembler, events: list[dict[str, Any]], out: Assembled
-    ) -> None:
+    async def _consume(self, tracked: Tracked, assembler: SpanAssembler, out: Assembled) -> None:
         """What a batch of events gave, to the sinks and the checkpoint."""
         machine = tracked.identity.state_machine_name
         for span in out.spans:  # what states take, to know when not to poll
             if span.kind == SpanKind.STATE and span.end_ns is not None and span.state_type != "Wait":
                 self.durations.observe(machine, span.name, (span.end_ns - span.start_ns) / 1e9)
         tracked.pending = Pending(
-            out.spans, out.observations, [timestamp_ns(e.get("timestamp")) for e in events],
+            out.spans, out.observations, out.event_times_ns,
             cursor=assembler.last_event_id, finished=assembler.finished, redrives=assembler.redrive_count,
             state=self._state(tracked, assembler),
         )  # fmt: skip
@@ -892,7 +889,7 @@ class Exporter:
         backend per execution, a few executions a second for a whole log group.)"""
         await asyncio.gather(*(self._release(tracked) for tracked in executions))
 
-    def _hold(self, arn: str, events: list[dict[str, Any]], machines: set[str], group: str) -> None:
+    def _hold(self, arn: str, events: list[HistoryEvent], machines: set[str], group: str) -> None:
         """Put an execution's newly read events in its reorder buffer (tracking it if new)."""
         tracked = self.tracked.get(arn)
         if tracked is None:
@@ -904,7 +901,7 @@ class Exporter:
             return
         assert tracked.reorder is not None
         if tracked.silent_before_ns:  # another shard's, from before the move (exporter.shards)
-            kept = [e for e in events if timestamp_ns(e["timestamp"]) >= tracked.silent_before_ns]
+            kept = [e for e in events if e.timestamp_ns >= tracked.silent_before_ns]
             self.health.log_messages.labels("ignored").inc(len(events) - len(kept))
             events = kept
         after = tracked.assembler.last_event_id if tracked.assembler is not None else 0
@@ -912,13 +909,10 @@ class Exporter:
         self.health.log_messages.labels("accepted").inc(new)
         self.health.log_messages.labels("late").inc(late)
         if events:
-            # the earliest timestamp, converted once (the conversion keeps the order)
-            tracked.first_ms = min(
-                tracked.first_ms, int(timestamp_ns(min(e["timestamp"] for e in events)) // 1_000_000)
-            )
+            tracked.first_ms = min(tracked.first_ms, min(e.timestamp_ns for e in events) // 1_000_000)
 
     def _track_from_log(
-        self, arn: str, events: list[dict[str, Any]], machines: set[str], group: str
+        self, arn: str, events: list[HistoryEvent], machines: set[str], group: str
     ) -> Tracked | None:
         """An execution the log shows for the first time, tracked if it is to be read from this
         log; if not, its messages are counted as what they are."""
@@ -949,14 +943,14 @@ class Exporter:
         if moved is not None and cursor is None:
             self._take_over_from_log(tracked, events, moved)
         tracked.reorder, tracked.group = Reorder(), group
-        tracked.first_ms = int(timestamp_ns(min(e["timestamp"] for e in events)) // 1_000_000)
+        tracked.first_ms = min(e.timestamp_ns for e in events) // 1_000_000
         self.tracked[arn] = tracked
         self._count(tracked, +1)
         tracked.log.debug("tracking from its log (cursor %d)", tracked.replay_to)
         return tracked
 
     def _child_in_log(
-        self, arn: str, identity: ExecutionIdentity, events: list[dict[str, Any]]
+        self, arn: str, identity: ExecutionIdentity, events: list[HistoryEvent]
     ) -> Tracked | None:
         """Under `map_runs.follow: all`, an EXPRESS child of a map run being watched (the only one
         with its label) is followed from its first message in the log (it would be listed a
@@ -966,21 +960,21 @@ class Exporter:
         watch = self.map_runs.watch_of_child(identity.state_machine_arn)
         if watch is None:
             return None
-        first_s = min(timestamp_ns(e["timestamp"]) for e in events) / 1e9
+        first_s = min(e.timestamp_ns for e in events) / 1e9
         self.map_runs.follow(watch, Child(arn, first_s, None))
         tracked = self.tracked.get(arn)
-        if tracked is not None and any(e["id"] == 1 for e in events):
+        if tracked is not None and any(e.id == 1 for e in events):
             tracked.backfill = None  # its first event is here: nothing of it was read before
         return tracked
 
-    def _take_over_from_log(self, tracked: Tracked, events: list[dict[str, Any]], moved: float) -> None:
+    def _take_over_from_log(self, tracked: Tracked, events: list[HistoryEvent], moved: float) -> None:
         """An execution read from the log of a state machine that moved to this shard, with no
         cursor of this shard since: unless its first events show it started after the move, it
         is taken over (exporter.shards). A STANDARD one is rebuilt from its history without
         exporting it (its log's later events go on from there); an EXPRESS one, which has no
         history, exports only what its log says happened after the move."""
-        started = [e for e in events if e.get("type") == "ExecutionStarted"]
-        if started and timestamp_ns(started[0]["timestamp"]) >= moved * 1e9:
+        started = [e for e in events if e.type == "ExecutionStarted"]
+        if started and started[0].timestamp_ns >= moved * 1e9:
             return  # it began here
         if tracked.watched.machine.type == "EXPRESS":
             tracked.silent_before_ns = int(moved * 1e9)
@@ -1060,46 +1054,25 @@ class Exporter:
             assembler.last_event_id, self._clock(), 0.0 if overdue else settings.reorder_window_seconds,
             eager=assembler.options.partial,
         )  # fmt: skip
-        replay = [e for e in events if e["id"] <= tracked.replay_to]
+        replay = [e for e in events if e.id <= tracked.replay_to]
         if replay:
-            self._feed_each(tracked, assembler, replay)  # exported before a restart: state only
+            assembler.feed(replay)  # exported before a restart: state only
             events = events[len(replay) :]
         if events:
-            await self._consume(tracked, assembler, events, self._feed_each(tracked, assembler, events))
+            await self._consume(tracked, assembler, assembler.feed(events))
         if overdue and not assembler.finished:
             tracked.log.warning(
                 "no %s of this EXPRESS execution in its log after %.0fs; %s",
                 *(("end", settings.express_max_seconds, "closed as incomplete") if assembler.last_event_id
                   else ("message", settings.express_max_seconds, "given up")),
             )  # fmt: skip
-            await self._consume(tracked, assembler, [], assembler.abandon())
+            await self._consume(tracked, assembler, assembler.abandon())
             if not assembler.finished:  # nothing to close (no start of it was read): given up
                 tracked.pending = Pending([], [], [], cursor=assembler.last_event_id, finished=True,
                                           redrives=assembler.redrive_count, exported=True)  # fmt: skip
                 await self._emit(tracked, tracked.pending)
                 self._ended[tracked.arn] = self._clock()
                 self._untrack(tracked)
-
-    def _feed_each(
-        self, tracked: Tracked, assembler: SpanAssembler, events: list[dict[str, Any]]
-    ) -> Assembled:
-        """Feed a batch; if one of its events cannot be read, feed the others one by one and
-        count and name each that cannot."""
-        try:
-            return assembler.feed(events)
-        except HistoryError:
-            pass
-        merged = Assembled()
-        for event in events:
-            try:
-                out = assembler.feed([event])
-            except HistoryError as exc:
-                self.health.log_messages.labels("invalid").inc()
-                tracked.log.warning("skipping a logged event: %s", exc)
-                continue
-            merged.spans.extend(out.spans)
-            merged.observations.extend(out.observations)
-        return merged
 
     async def _release_standard(self, tracked: Tracked) -> None:
         """A STANDARD execution read from its log: what follows on goes at once; a hole the
@@ -1113,7 +1086,7 @@ class Exporter:
             reorder = tracked.reorder
             events = reorder.take(assembler.last_event_id, self._clock(), float("inf"))
             if events:
-                await self._consume(tracked, assembler, events, self._feed_each(tracked, assembler, events))
+                await self._consume(tracked, assembler, assembler.feed(events))
             if not reorder.waiting:
                 return
             since = reorder.hole_since if reorder.hole_since is not None else self._clock()

@@ -456,7 +456,7 @@ def test_messages_of_executions_that_ended_or_that_have_no_execution_arn_are_cou
     sim.logs.put(GROUP, EPOCH + 50, json.dumps(first), stream="states/orders/late")
     bad_arn = {**first, "execution_arn": "arn:aws:states:us-east-1:123456789012:activity:nope"}
     sim.logs.put(GROUP, EPOCH + 6, json.dumps(bad_arn))
-    # an event the assembler refuses (a negative predecessor), among good ones of its execution
+    # an event that cannot be read (a negative predecessor), among good ones of its execution
     other = executions[1]
     broken = {
         **first,
@@ -471,8 +471,11 @@ def test_messages_of_executions_that_ended_or_that_have_no_execution_arn_are_cou
     value = registry.get_sample_value
     assert value("sfn_exporter_log_messages_total", {"outcome": "late"}) == 1
     assert value("sfn_exporter_log_messages_total", {"outcome": "invalid"}) == 2
-    refused = [r for r in caplog.records if r.getMessage().startswith("skipping a logged event")]
-    assert len(refused) == 1 and getattr(refused[0], "execution_arn", None) == other.arn
+    # the broken one is refused as it is read, naming the message and what is wrong with it
+    refused = [r for r in caplog.records if "previousEventId" in r.getMessage()]
+    assert len(refused) == 1 and getattr(refused[0], "log_group_arn", "").endswith(GROUP)
+    assert refused[0].getMessage().startswith("skipping a log message: log message ")
+    assert refused[0].getMessage().endswith("previousEventId: expected an integer >= 0, got -1")
     assert {s.context.span_id for s in sink.spans} == span_ids(executions)  # the rest of it went on
     warning = next(
         r for r in caplog.records if r.getMessage().startswith("skipping log messages: execution ARN")

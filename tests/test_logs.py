@@ -141,18 +141,16 @@ def outcome(read: Any, message: dict[str, Any]) -> object:
         return ("error", str(exc))
 
 
-def test_the_usual_message_path_gives_what_the_field_by_field_one_gives() -> None:
-    """`history_event` reads the usual message in one go and hands anything else to
-    `_history_event`, which checks field by field: the two agree on every recorded message and
-    on every way a field can be wrong."""
-    from exporter.history.logevents import _history_event, history_event
-
+def message_variants() -> list[dict[str, Any]]:
+    """Every recorded log message and 50 recorded histories' as log messages; then 300 of them
+    each as it is and with one field missing or made wrong."""
     messages = [m for case in recorded_log_cases() for m in case.messages]
     messages += [
         m
         for h in list(recorded_histories())[:50]
         for m in as_log_messages(h.identity.execution_arn, h.events)
     ]
+    assert len(messages) > 400
     rng = random.Random(5)
     wrong: list[object] = [
         None,
@@ -160,6 +158,7 @@ def test_the_usual_message_path_gives_what_the_field_by_field_one_gives() -> Non
         True,
         1.5,
         "",
+        "0",
         "x7",
         " 12 ",
         "1_000",
@@ -168,9 +167,8 @@ def test_the_usual_message_path_gives_what_the_field_by_field_one_gives() -> Non
         {},
         "12345678901234567890123",
     ]
-    variants = []
+    variants = [dict(m) for m in messages]
     for message in rng.sample(messages, 300):
-        variants.append(dict(message))
         field = rng.choice(["id", "previous_event_id", "event_timestamp", "type", "execution_arn", "details"])
         changed = dict(message)
         if rng.random() < 0.2:
@@ -178,6 +176,38 @@ def test_the_usual_message_path_gives_what_the_field_by_field_one_gives() -> Non
         else:
             changed[field] = rng.choice(wrong)
         variants.append(changed)
-    assert len(messages) > 400
-    for message in variants:
+    return variants
+
+
+def test_the_usual_message_path_gives_what_the_field_by_field_one_gives() -> None:
+    """`history_event` reads the usual message in one go and hands anything else to
+    `_history_event`, which checks field by field: the two agree on every recorded message and
+    on every way a field can be wrong."""
+    from exporter.history.logevents import _history_event, history_event
+
+    for message in message_variants():
         assert outcome(history_event, message) == outcome(_history_event, message), message
+
+
+def test_the_log_source_reads_a_message_as_its_history_event_is_read() -> None:
+    """`logged_event` (the log source's read) gives the event `parse_event` makes of what
+    `history_event` gives, or refuses what either of them refuses, naming the message."""
+    from exporter.history.events import parse_event
+    from exporter.history.logevents import history_event, logged_event
+
+    where = "log message 1 in stream 's'"
+
+    def reference(message: dict[str, Any], where: str) -> object:
+        arn, event = history_event(message, where)
+        return arn, parse_event(event)
+
+    refused = 0
+    for message in message_variants():
+        expected, got = outcome(reference, message), outcome(logged_event, message)
+        if isinstance(expected, tuple) and expected[0] == "error":
+            assert isinstance(got, tuple) and got[0] == "error", message
+            assert got[1].startswith(where) and got[1].endswith(expected[1].removeprefix(where)), message
+            refused += 1
+        else:
+            assert got == expected, message
+    assert 100 < refused < 300  # the wrong fields were tried, and most messages read

@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from exporter.aws.source import CloudWatchLogsApi, LogRecord
 from exporter.history.events import loads
-from exporter.history.logevents import history_event
-from exporter.model import HistoryError
+from exporter.history.logevents import logged_event
+from exporter.model import HistoryError, HistoryEvent
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class Parsed:
     """The messages of one read, as history events by execution ARN, and those that were not
     Step Functions log messages (each with the reason)."""
 
-    by_execution: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    by_execution: dict[str, list[HistoryEvent]] = field(default_factory=dict)
     invalid: list[tuple[LogRecord, str]] = field(default_factory=list)
 
 
@@ -126,7 +125,7 @@ def parse_records(records: Iterable[LogRecord]) -> Parsed:
             message = loads(record.message)
             if type(message) is not dict:
                 raise HistoryError(f"expected a JSON object, got {type(message).__name__}")
-            arn, event = history_event(message, "")
+            arn, event = logged_event(message, "")
         except ValueError as exc:  # HistoryError is one; so is a message that is not JSON
             parsed.invalid.append((record, _reason(record, exc)))
             continue
@@ -146,7 +145,7 @@ def _reason(record: LogRecord, exc: ValueError) -> str:
     message = loads(record.message)
     if isinstance(message, dict):
         try:
-            history_event(message, where)  # fails again, now naming the message
+            logged_event(message, where)  # fails again, now naming the message
         except HistoryError as named:
             return str(named)
     return f"{where}: {exc}"
@@ -160,15 +159,15 @@ class Reorder:
     a hole has stayed open for `window` seconds (or `eager`: the log level leaves holes on
     purpose and the execution's end has come), everything held goes, hole and all."""
 
-    held: dict[int, dict[str, Any]] = field(default_factory=dict)
+    held: dict[int, HistoryEvent] = field(default_factory=dict)
     hole_since: float | None = None  # when the oldest still-open hole was first seen
 
-    def add(self, events: Iterable[dict[str, Any]], after: int) -> tuple[int, int]:
+    def add(self, events: Iterable[HistoryEvent], after: int) -> tuple[int, int]:
         """Hold the events; returns how many were new and how many came too late (at or before
         `after`, or held already)."""
         new = late = 0
         for event in events:
-            event_id = event["id"]
+            event_id = event.id
             if event_id <= after or event_id in self.held:
                 late += 1
                 continue
@@ -176,8 +175,8 @@ class Reorder:
             new += 1
         return new, late
 
-    def take(self, after: int, now: float, window: float, eager: bool = False) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def take(self, after: int, now: float, window: float, eager: bool = False) -> list[HistoryEvent]:
+        out: list[HistoryEvent] = []
         held = self.held
         while after + 1 in held:
             after += 1
@@ -187,7 +186,7 @@ class Reorder:
             return out
         if self.hole_since is None or out:  # a hole, or a new one after the last went
             self.hole_since = now
-        ending = eager and any(event["type"] in TERMINAL_TYPES for event in held.values())
+        ending = eager and any(event.type in TERMINAL_TYPES for event in held.values())
         if ending or now - self.hole_since >= window:
             out.extend(held.pop(key) for key in sorted(held))
             self.hole_since = None

@@ -117,10 +117,12 @@ class AssemblerOptions:
 
 @dataclass(slots=True)
 class Assembled:
-    """What one `feed` call produced: spans that finished, and metric observations."""
+    """What one `feed` call produced: spans that finished, metric observations, and the times of
+    the events it consumed (nanoseconds since the epoch, in id order)."""
 
     spans: list[SpanRecord] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
+    event_times_ns: list[int] = field(default_factory=list)
 
 
 _NO_ITERATIONS: dict[int, _Span] = {}  # shared, never written to
@@ -371,9 +373,13 @@ class SpanAssembler:
         return len(self._open)
 
     def feed(self, raw_events: Iterable[object]) -> Assembled:
-        """Consume a batch of raw events. The whole batch is checked first: on a HistoryError
-        nothing of it was consumed."""
-        events = [parse_event(raw, position) for position, raw in enumerate(raw_events)]
+        """Consume a batch of events: raw ones (as `GetExecutionHistory` gives them) or
+        `HistoryEvent`s validated already (the log source's). The whole batch is checked first:
+        on a HistoryError nothing of it was consumed."""
+        events = [
+            raw if type(raw) is HistoryEvent else parse_event(raw, position)
+            for position, raw in enumerate(raw_events)
+        ]
         last = self.last_event_id
         for event in events:
             if event.id <= last:
@@ -385,6 +391,7 @@ class SpanAssembler:
         for event in events:
             self._apply(event)
         out, self._out = self._out, Assembled()
+        out.event_times_ns = [event.timestamp_ns for event in events]
         return out
 
     # ------------------------------------------------------------------ snapshots

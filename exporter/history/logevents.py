@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from exporter.history.events import details_key
-from exporter.model import HistoryError
+from exporter.history.events import details_key, parse_event
+from exporter.model import HistoryError, HistoryEvent
 
 _FIELDS = ("id", "previous_event_id", "event_timestamp", "type", "execution_arn")
 _FIELD_SET = frozenset(_FIELDS)
@@ -53,6 +53,36 @@ def history_event(message: Mapping[str, Any], where: str = "log message") -> tup
                 event[details_key(event_type)] = dict(details)
             return arn, event
     return _history_event(message, where)
+
+
+def logged_event(message: Mapping[str, Any], where: str = "log message") -> tuple[str, HistoryEvent]:
+    """The execution ARN a log message belongs to, and its event validated: what `parse_event`
+    makes of the history event `history_event` gives (the same event, or an error naming the
+    message), without that dict in between. The log source reads each message this way."""
+    get = message.get
+    arn, event_type, event_id = get("execution_arn"), get("type"), get("id")
+    previous, stamp, details = get("previous_event_id"), get("event_timestamp"), get("details")
+    if (  # the usual message, as in history_event
+        type(arn) is str and arn and type(event_type) is str and event_type
+        and type(event_id) is str and type(previous) is str and type(stamp) is str
+        and (details is None or type(details) is dict)
+    ):  # fmt: skip
+        try:
+            number, before, when = int(event_id), int(previous), int(stamp) / 1000
+        except ValueError:
+            pass  # named below
+        else:
+            if number > 0 and before >= 0:
+                # the time as parse_event reads the history event's epoch seconds
+                when_ns = round(when * 1_000_000) * 1000
+                return arn, HistoryEvent(
+                    number, before, when_ns, event_type, {} if details is None else details
+                )
+    arn, event = _history_event(message, where)
+    try:
+        return arn, parse_event(event)
+    except HistoryError as exc:
+        raise HistoryError(f"{where}: {exc}") from None
 
 
 def _history_event(message: Mapping[str, Any], where: str) -> tuple[str, dict[str, Any]]:
