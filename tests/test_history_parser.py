@@ -99,6 +99,11 @@ def test_a_body_cut_short_holds_nothing_as_with_botocore() -> None:
         '{"a": "\\ud800"}',  # a lone surrogate
         '{"a": 123456789012345678901234567890}',  # past 64 bits
         '{"a": 18446744073709551615, "b": "12345678901234567890123"}',  # the largest orjson keeps
+        '{"a": -9223372036854775808, "b": -9223372036854775809}',  # the smallest, and past it
+        "[1,\n18446744073709551616, 2]",  # past 64 bits, after a line break
+        " 123456789012345678901234",  # a long integer alone, after white space
+        "123456789012345678901234",  # and at the very start
+        '{"a": "id: 12345678901234567890123"}',  # long digits in a string: either reader is right
         '{"a": 1, "a": 2}',  # the last of a repeated key
         "[1e400, -0.0, 0.1]",
         '"caf\u00e9 \u2603"',
@@ -109,6 +114,40 @@ def test_the_fast_json_decoder_reads_what_the_standard_library_reads(text: str) 
     for data in (text, text.encode()):
         got = loads(data)
         assert json.dumps(got) == json.dumps(expected)  # NaN compares unequal to itself
+
+
+def test_answers_as_aws_sends_them_are_read_by_orjson_and_long_integers_by_the_standard_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CloudWatch Logs' event ids are 56 digits in a string: an answer holding them is orjson's
+    to read (the standard library takes four times as long over a 1 MB answer); a number past 64
+    bits anywhere is the standard library's."""
+    from exporter.history import events
+
+    read_slowly: list[object] = []
+
+    class Counting:
+        @staticmethod
+        def loads(data: str | bytes) -> Any:
+            read_slowly.append(data)
+            return json.loads(data)
+
+    monkeypatch.setattr(events, "json", Counting)
+    messages = [
+        m
+        for h in list(recorded_histories())[:20]
+        for m in as_log_messages(h.identity.execution_arn, h.events)
+    ]
+    body = log_body(messages, "f/31132629323784151764587387538205132201699397759403884544")
+    assert b'"eventId": "380000000000000000000' in body
+    assert loads(body)["events"][0]["eventId"] == "38000000000000000000000000000000000000000000000000000"
+    for message in messages:
+        loads(json.dumps(message))
+    assert read_slowly == []
+    assert type(loads('{"a": 18446744073709551616}')["a"]) is int
+    assert type(loads('{"a": -9223372036854775809}')["a"]) is int
+    assert type(loads("[0, 123456789012345678901]")[1]) is int
+    assert len(read_slowly) == 3
 
 
 @pytest.mark.parametrize("text", ["", "{", "{'a': 1}", "[1,]", "\xff"])

@@ -14,10 +14,20 @@ from exporter.model import HistoryError, HistoryEvent
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-# Digits made zeros: twenty zeros in a row then say an integer may be past 64 bits (orjson reads
-# one as a float). A translation and a find are ten times as fast as a regular expression.
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_LONG_NUMBER = b"0" * 20
+# orjson reads an integer past 64 bits (from 18446744073709551616 up, or below
+# -9223372036854775808) as a float. Such a number has 19 digits or more, right after what may come
+# before a JSON number (`:`, `,`, `[`, white space, a minus sign) or at the very start. With the
+# digits made zeros and those characters colons, `:` and 19 zeros say such a number may be there.
+# Digits inside strings follow other characters: CloudWatch Logs' 56-digit event ids ("eventId":
+# "3113...") follow a quote. A translation and a find are ten times as fast as a regular
+# expression.
+_NUMBER_STARTS = bytes.maketrans(b"123456789,[ \t\n\r-", b"000000000:::::::")
+_LONG_INTEGER = b":" + b"0" * 19
+
+
+def _may_hold_long_integer(raw: bytes) -> bool:
+    marked = raw.translate(_NUMBER_STARTS)
+    return marked.find(_LONG_INTEGER) >= 0 or marked.startswith(_LONG_INTEGER[1:])
 
 
 def loads(data: bytes | str) -> Any:
@@ -29,7 +39,7 @@ def loads(data: bytes | str) -> Any:
         raw = data.encode() if isinstance(data, str) else data
     except UnicodeEncodeError:  # a lone surrogate
         return json.loads(data)
-    if raw.translate(_DIGITS).find(_LONG_NUMBER) < 0:
+    if not _may_hold_long_integer(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
