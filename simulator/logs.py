@@ -197,7 +197,7 @@ class Logs:
                 continue
             found.append({
                 "logStreamName": item.stream, "timestamp": item.timestamp_ms, "message": item.message,
-                "ingestionTime": round(item.delivered * 1000), "eventId": f"{item.timestamp_ms}-{item.sequence}",
+                "ingestionTime": round(item.delivered * 1000), "eventId": _event_id(item),
             })  # fmt: skip
             size += len(item.message) + 100
         result: dict[str, Any] = {"events": found, "searchedLogStreams": []}
@@ -205,6 +205,11 @@ class Logs:
         if more and last is not None:
             result["nextToken"] = json.dumps([last.timestamp_ms, last.sequence])
         return result
+
+
+def _event_id(item: LogEvent) -> str:
+    """A CloudWatch Logs event id as AWS writes them: 56 digits, as a string."""
+    return f"{item.timestamp_ms:020d}{item.sequence:036d}"
 
 
 _EQUALS = re.compile(r'^\{\s*\$\.(?P<field>[A-Za-z_][\w.]*)\s*=\s*"(?P<value>[^"]*)"\s*\}$')

@@ -142,3 +142,21 @@ def test_filter_log_events_takes_a_json_equality_pattern_and_refuses_others() ->
     assert len(answer["events"]) == len(runs[1].history())
     with pytest.raises(SimError, match="Invalid filter pattern"):
         sim.call("FilterLogEvents", {"logGroupName": "/g", "filterPattern": "ERROR"})
+
+
+def test_log_event_ids_are_56_digit_strings_as_aws_writes_them() -> None:
+    """What the exporter's answer reading must handle at speed (a JSON reader that takes long
+    digit runs for big integers would send every answer to the slow path)."""
+    from simulator.logs import Logging
+
+    clock = Clock()
+    sim = Simulator(clock=clock)
+    machine = sim.add_machine("m", waiter_definition(1), "EXPRESS", logging=Logging("/g"))
+    for n in range(3):
+        sim.start(machine, waiter(random.Random(n), 1, 1, (0.5, 1.0)), f"e-{n}", start=clock.now)
+    clock.now += 60
+    answer = sim.call("FilterLogEvents", {"logGroupName": "/g"})
+    assert isinstance(answer, dict)
+    ids = [e["eventId"] for e in answer["events"]]
+    assert len(ids) > 3 and len(set(ids)) == len(ids)
+    assert all(isinstance(i, str) and len(i) == 56 and i.isdigit() for i in ids)
