@@ -213,6 +213,43 @@ def test_log_answers_that_are_cut_short_or_not_objects_are_as_botocore_has_them(
         parse_log_events_body(b'{"events": 7}')
 
 
+def test_log_answers_are_read_without_the_long_integer_check_and_as_botocore_has_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A log answer is read by orjson without `loads`' check for long integers (as costly as the
+    parse over a megabyte); a kept number orjson made a float (an integer past 64 bits) sends it
+    to the exact reading. Either way it is what botocore makes of it."""
+    from exporter.history import events
+
+    checked: list[bytes] = []
+    check = events._may_hold_long_integer
+
+    def counting(raw: bytes) -> bool:
+        checked.append(raw)
+        return check(raw)
+
+    monkeypatch.setattr(events, "_may_hold_long_integer", counting)
+    usual = log_body(
+        [{"id": str(n)} for n in range(5)], "f/31132629323784151764587387538205132201699397759403884544"
+    )
+    assert parse_log_events_body(usual) == botocore_log_parse(usual)
+    assert checked == []
+    message = json.dumps({"id": "1"})
+    for events_ in (
+        [{"timestamp": 18446744073709551616, "message": message, "eventId": "1"}],  # past 64 bits
+        [{"timestamp": 1, "ingestionTime": -9223372036854775809, "message": message, "eventId": "1"}],
+        [{"timestamp": 1.5, "message": message, "eventId": "1"}],  # a float: kept as one
+        [{"timestamp": 1, "message": message, "somethingNew": 123456789012345678901234}],  # dropped
+        [{"timestamp": 1, "message": message, "somethingNew": float("nan")}],  # orjson refuses NaN
+    ):
+        body = json.dumps({"events": events_, "nextToken": "t"}).encode()
+        parsed = parse_log_events_body(body)
+        assert parsed == botocore_log_parse(body)
+        kinds = [{k: type(v) for k, v in e.items()} for e in parsed["events"]]
+        assert kinds == [{k: type(v) for k, v in e.items()} for e in botocore_log_parse(body)["events"]]
+    assert len(checked) == 4  # by `loads`: the long integers and the float again, NaN (orjson refuses it)
+
+
 async def test_the_clients_parse_both_answers_on_the_fast_path_and_others_with_botocore() -> None:
     from exporter.aws.source import response_parsers
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 from exporter.aws.ratelimit import RateLimiter
 from exporter.emit.health import TargetHealth
-from exporter.history.events import loads
+from exporter.history.events import loads, loads_unchecked
 from exporter.model import MAP_RUN_STATUSES, MapRunDescription
 
 log = logging.getLogger(__name__)
@@ -223,11 +223,11 @@ def _event_members(service: str, operation: str) -> frozenset[str]:
     return frozenset(events.member.members)
 
 
-def _answer(body: bytes) -> tuple[dict[str, Any], list[Any] | None]:
+def _answer(body: bytes, read: Callable[[bytes], Any] = loads) -> tuple[dict[str, Any], list[Any] | None]:
     """An answer's JSON object and its `events` (None: none), as botocore reads them (a body that
     is not JSON holds nothing: then IncompleteResponse). ValueError names what is wrong."""
     try:
-        data = loads(body or b"{}")
+        data = read(body or b"{}")
     except ValueError:
         data = {}
     if not isinstance(data, dict):
@@ -271,10 +271,24 @@ def parse_history_body(body: bytes) -> dict[str, Any]:
 
 def parse_log_events_body(body: bytes) -> dict[str, Any]:
     """A FilterLogEvents answer's body as botocore's shape walk would give it (its events and
-    nextToken; `searchedLogStreams`, which the exporter does not read, is left out): `loads`
-    (orjson), members the model does not know and members that are null dropped. ValueError
-    names what is wrong."""
-    data, events = _answer(body)
+    nextToken; `searchedLogStreams`, which the exporter does not read, is left out): orjson,
+    members the model does not know and members that are null dropped. ValueError names what
+    is wrong.
+
+    The numbers kept are each event's `timestamp` and `ingestionTime`: when orjson read one as a
+    float (it may be an integer past 64 bits, which botocore's reading keeps exact), the answer is
+    read again by `loads`. Reading with `loads` first would check the whole megabyte for long
+    integers, and find the event ids' 56 digits in every answer."""
+    parsed = _log_events(*_answer(body, loads_unchecked), quick=True)
+    if parsed is None:
+        parsed = _log_events(*_answer(body), quick=False)
+        assert parsed is not None  # (a reading that is not quick is taken as it is)
+    return parsed
+
+
+def _log_events(data: dict[str, Any], events: list[Any] | None, quick: bool) -> dict[str, Any] | None:
+    """`parse_log_events_body` of a reading; None when the reading is `quick` and a number kept
+    is a float."""
     if events is None:
         return _parsed(data, None)
     known = _event_members("logs", "FilterLogEvents")
@@ -282,6 +296,8 @@ def parse_log_events_body(body: bytes) -> dict[str, Any]:
     for position, event in enumerate(events):
         if not isinstance(event, dict):  # botocore's walk fails on it too
             raise ValueError(f"log event at position {position} of the answer is not an object")
+        if quick and (type(event.get("timestamp")) is float or type(event.get("ingestionTime")) is float):
+            return None
         if known.issuperset(event) and None not in event.values():
             kept.append(event)
         else:

@@ -47,6 +47,16 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
+def loads_unchecked(data: bytes) -> Any:
+    """orjson's reading without `loads`' check for long integers (as costly as the parse over a
+    1 MB answer), the standard library's where orjson refuses the text: for a caller that keeps
+    only numbers it checks itself, since an integer past 64 bits comes back a float."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return loads(data)
+
+
 def _where(raw: Mapping[str, Any], position: int) -> str:
     event_id = raw.get("id")
     event_type = raw.get("type")
