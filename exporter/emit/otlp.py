@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
@@ -289,8 +290,12 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL_VARINTS = [bytes((n,)) for n in range(0x80)]
+
+
 def _field(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
+    size = len(payload)
+    return tag + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size)) + payload
 
 
 def _value(value: Any) -> bytes:
@@ -330,18 +335,31 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     cache = _CACHE
     out = []
     for key, value in attributes.items():
-        if isinstance(value, str | bool | int | float):  # hashable: remembered
-            entry = (tag, key, value, type(value))
+        kind = type(value)
+        if (
+            kind is str
+            or kind is int
+            or kind is bool
+            or kind is float
+            or isinstance(value, str | int | float)
+        ):
+            entry = (tag, key, value, kind)  # hashable: remembered
             encoded = cache.get(entry)
             if encoded is None:
-                encoded = _field(tag, _key_value(key, value))
-                if len(cache) >= _CACHE_SIZE:
-                    cache.clear()
-                cache[entry] = encoded
+                encoded = _remember(entry)
         else:
             encoded = _field(tag, _key_value(key, value))
         out.append(encoded)
     return b"".join(out)
+
+
+def _remember(entry: tuple[bytes, str, Any, type]) -> bytes:
+    tag, key, value, _ = entry
+    encoded = _field(tag, _key_value(key, value))
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[entry] = encoded
+    return encoded
 
 
 def _span(span: ReadableSpan) -> bytes:
@@ -431,36 +449,47 @@ def encode_records(batches: Sequence[ExecutionSpans], limits: SpanLimits | None 
     way."""
     limits = limits or SpanLimits()
     uncut = limits.max_attribute_length is None and limits.max_span_attribute_length is None
+    counts = _Counts.of(limits)
     by_resource: dict[Any, dict[Any, list[bytes]]] = {}
     for batch in batches:
         encoded = by_resource.setdefault(batch.resource, {}).setdefault(_SCOPE, [])
         for record in batch.records:
-            span = _record(record, limits) if uncut else None
+            span = _record(record, counts) if uncut else None
             encoded.append(
                 span if span is not None else _span(to_readable_span(record, batch.resource, limits))
             )
     return _request(by_resource)
 
 
-def _over(count: int, limit: int | None) -> bool:
-    return limit is not None and count > limit
+class _Counts(NamedTuple):
+    """The span limits on counts, each a number (no limit: the largest)."""
+
+    attributes: int
+    events: int
+    links: int
+    event_attributes: int
+    link_attributes: int
+
+    @classmethod
+    def of(cls, limits: SpanLimits) -> _Counts:
+        values = (limits.max_span_attributes, limits.max_events, limits.max_links,
+                  limits.max_event_attributes, limits.max_link_attributes)  # fmt: skip
+        return cls(*(sys.maxsize if value is None else value for value in values))
 
 
-def _record(record: SpanRecord, limits: SpanLimits) -> bytes | None:
+_NAMES: dict[str, bytes] = {}  # span names (state names, mostly) as their encoded field
+
+
+def _record(record: SpanRecord, limits: _Counts) -> bytes | None:
     """`_span(to_readable_span(record, ...))`, or None for a span the limits would cut."""
-    attributes = dict(record.attributes)
-    if record.state_type:
-        attributes.setdefault("sfn.state.type", record.state_type)
-    status = record.status
-    if status == Status.ERROR and record.error:
-        attributes["error.type"] = record.error
+    attributes, added = _span_attributes(record)
     events, links = record.events, record.links
     if (
-        _over(len(attributes), limits.max_span_attributes)
-        or _over(len(events), limits.max_events)
-        or _over(len(links), limits.max_links)
-        or any(_over(len(event.attributes), limits.max_event_attributes) for event in events)
-        or any(_over(len(link.attributes), limits.max_link_attributes) for link in links)
+        len(attributes) + len(added) > limits.attributes
+        or len(events) > limits.events
+        or len(links) > limits.links
+        or (events and any(len(event.attributes) > limits.event_attributes for event in events))
+        or (links and any(len(link.attributes) > limits.link_attributes for link in links))
     ):
         return None
     out = [b"\x0a\x10", record.trace_id.to_bytes(16, "big"), b"\x12\x08", record.span_id.to_bytes(8, "big")]
@@ -469,28 +498,55 @@ def _record(record: SpanRecord, limits: SpanLimits) -> bytes | None:
         remote = record.kind == SpanKind.EXECUTION and record.opening_event_id == 1
         out += (b"\x22\x08", record.parent_span_id.to_bytes(8, "big"))
     if record.name:
-        out.append(_field(b"\x2a", record.name.encode()))
+        out.append(_NAMES.get(record.name) or _name_field(record.name))
     out.append(b"\x30\x03" if record.kind in _CLIENT_KINDS else b"\x30\x01")
     if record.start_ns:
         out += (b"\x39", _pack_fixed64(record.start_ns))
     if record.end_ns:
         out += (b"\x41", _pack_fixed64(record.end_ns))
     out.append(_attributes(b"\x4a", attributes))
-    out += [_field(b"\x5a", _event(event.name, event.time_ns, event.attributes)) for event in events]
-    out += [
-        _field(b"\x6a", _link_body(link.trace_id, link.span_id, link.attributes, 0, False)) for link in links
-    ]
-    if status == Status.ERROR:
-        description = _description(record.error, record.cause)
-        out.append(
-            _field(b"\x7a", (_field(b"\x12", description.encode()) if description else b"") + b"\x18\x02")
-        )
-    elif status == Status.OK:
-        out.append(b"\x7a\x02\x18\x01")
-    else:
-        out.append(b"\x7a\x00")
+    if added:
+        out.append(_attributes(b"\x4a", added))
+    if events:
+        out += [_field(b"\x5a", _event(event.name, event.time_ns, event.attributes)) for event in events]
+    if links:
+        out += [
+            _field(b"\x6a", _link_body(link.trace_id, link.span_id, link.attributes, 0, False))
+            for link in links
+        ]
+    out.append(_record_status(record))
     out += (b"\x85\x01", _pack_fixed32(0x300 if remote else 0x100))
     return b"".join(out)
+
+
+def _span_attributes(record: SpanRecord) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """`to_readable_span`'s attributes as the record's and those it adds after them: the record's,
+    then sfn.state.type unless there, then error.type (in its place if there); without a copy
+    of the record's unless error.type is in them."""
+    attributes: Mapping[str, Any] = record.attributes
+    added: dict[str, Any] = {}
+    if record.state_type and "sfn.state.type" not in attributes:
+        added["sfn.state.type"] = record.state_type
+    if record.status == Status.ERROR and record.error:
+        if "error.type" in attributes:
+            attributes = {**attributes, "error.type": record.error}
+        else:
+            added["error.type"] = record.error
+    return attributes, added
+
+
+def _name_field(name: str) -> bytes:
+    encoded = _field(b"\x2a", name.encode())
+    if len(_NAMES) < _CACHE_SIZE:
+        _NAMES[name] = encoded
+    return encoded
+
+
+def _record_status(record: SpanRecord) -> bytes:
+    if record.status == Status.ERROR:
+        description = _description(record.error, record.cause)
+        return _field(b"\x7a", (_field(b"\x12", description.encode()) if description else b"") + b"\x18\x02")
+    return b"\x7a\x02\x18\x01" if record.status == Status.OK else b"\x7a\x00"
 
 
 def _request(by_resource: dict[Any, dict[Any, list[bytes]]]) -> bytes:
