@@ -414,6 +414,26 @@ def test_a_state_that_always_takes_a_while_is_not_polled_early() -> None:
     assert fast is not None and fast <= 101.0
 
 
+def test_a_state_seen_a_few_times_is_fitted_with_a_spread_borrowed_from_states_known_better() -> None:
+    model = DurationModel()
+    for seconds in (1000, 1005, 995):  # three visits that happen to agree
+        model.observe("M", "Long", seconds)
+    watched = model.earliest_end("M", "Long", 0.0)
+    assert watched is not None and watched < 995 / 2  # fitted, with the prior's spread, not theirs
+    assert model._fits[("M", "Long")].sigma == 0.5
+    rng = random.Random(3)
+    for _ in range(8):
+        model.observe("M", "Known", 60 * math.exp(rng.gauss(0, 0.2)))
+    known = model._fits[("M", "Known")].sigma
+    assert 0.05 < known < 0.5  # its own, from eight visits
+    for seconds in (200, 201, 199):
+        model.observe("M", "Other", seconds)
+    assert model._fits[("M", "Other")].sigma == known  # the widest of those known from eight
+    for seconds in (1000, 1002, 998, 1001, 999):
+        model.observe("M", "Long", seconds)
+    assert model._fits[("M", "Long")].sigma < 0.05  # eight visits: its own spread
+
+
 def _lognormal_visits(
     model: DurationModel, rng: random.Random, states: dict[str, float], visits: int
 ) -> None:

@@ -115,14 +115,15 @@ _REFIT = 8
 class _Fit:
     """A state's visits as a lognormal (the log durations' mean and spread), tabled on `_Z`: the
     hazard (the chance a second of ending, having run so long) made non-decreasing from the
-    left, so a threshold gives the first duration at which it is reached."""
+    left, so a threshold gives the first duration at which it is reached. The spread is at least
+    `least_sigma` (a few visits say little of it)."""
 
     __slots__ = ("_log_hazard", "cap", "mu", "over", "sigma")
 
-    def __init__(self, sample: list[float], cap_quantile: float) -> None:
+    def __init__(self, sample: list[float], cap_quantile: float, least_sigma: float = 0.02) -> None:
         logs = [math.log(max(seconds, 1e-3)) for seconds in sample]
         self.mu = sum(logs) / len(logs)
-        self.sigma = max(0.02, math.sqrt(sum((v - self.mu) ** 2 for v in logs) / len(logs)))
+        self.sigma = max(least_sigma, math.sqrt(sum((v - self.mu) ** 2 for v in logs) / len(logs)))
         ordered = sorted(sample)
         position = cap_quantile * (len(ordered) - 1)
         low = int(position)
@@ -174,14 +175,21 @@ class DurationModel:
     Map's iterations, hundreds of visits a run, must not make the task before the Map, whose
     end the whole fan-out waits on, the one whose visits are missed.) A state's watch never
     begins later than the `cap_quantile` of its own durations (a state the lognormal fits badly
-    is not missed more often than that). A state is fitted once 8 visits are known, and again
-    when an eighth of its sample is new."""
+    is not missed more often than that). A state is fitted once 3 visits are known, and again
+    when an eighth of its sample is new; while fewer than 8 are, its spread is taken to be at
+    least the widest fitted on 8 or more visits of a state (0.5 before there is one): a state of
+    long visits, seen a few times an hour, is not polled blindly for hours (bench.freshness at
+    100 executions), nor trusted on a spread that three visits cannot show."""
 
     def __init__(
-        self, keep: int = 64, min_samples: int = 8, early: float = 0.002, cap_quantile: float = 0.02
-    ) -> None:
+        self, keep: int = 64, min_samples: int = 3, early: float = 0.002, cap_quantile: float = 0.02,
+        trusted_samples: int = 8, prior_sigma: float = 0.5,
+    ) -> None:  # fmt: skip
         self._keep = keep
         self._min_samples = min_samples
+        self._trusted_samples = trusted_samples
+        self._prior_sigma = prior_sigma
+        self._widest: float | None = None  # the widest spread fitted on `trusted_samples` visits or more
         self._early = early
         self._cap_quantile = cap_quantile
         self._samples: dict[tuple[str, str], list[float]] = {}
@@ -200,12 +208,20 @@ class DurationModel:
         if len(sample) >= self._min_samples and (key not in self._fits or unfitted * _REFIT >= len(sample)):
             if key not in self._fits:
                 self._log_threshold = None  # a state to share the threshold with
-            self._fits[key] = _Fit(sample, self._cap_quantile)
+            fit = self._fits[key] = _Fit(sample, self._cap_quantile, self._least_sigma(len(sample)))
+            if len(sample) >= self._trusted_samples:
+                self._widest = max(fit.sigma, self._widest or 0.0)
             self._unfitted[key] = 0
         self._since_solved += 1
         if self._since_solved >= self._keep:  # now and then, not on every visit
             self._log_threshold = None
             self._since_solved = 0
+
+    def _least_sigma(self, visits: int) -> float:
+        """The least spread of a fit of so many visits."""
+        if visits >= self._trusted_samples:
+            return 0.02
+        return self._prior_sigma if self._widest is None else self._widest
 
     def _threshold(self) -> float:
         """log of the hazard at which visits are watched: the highest that leaves no more than
