@@ -58,9 +58,9 @@ def tune_garbage_collector() -> None:
     Each young collection that finds survivors brings an old one closer, and an old one walks every
     object the process holds (botocore's service models, every tracked execution's spans): at the
     default threshold of 700 those walks took a third of the exporter's time (`bench.throughput`,
-    which says so with `--gc-default`). At 10,000 the young collections themselves still took
-    about 7% of the log path's time, walking pages of records still in use: at 100,000 most of
-    what a page made is freed (by reference counting) before a collection comes. Garbage that
+    which says so with `--gc-default`). At 10,000 the young collections themselves still took 6
+    to 12% of the log path's time, walking pages of records still in use: at 100,000 most of what
+    a page made is freed (by reference counting) before a collection comes. Garbage that
     forms cycles waits longer (at most 100,000 objects more per generation) before it is
     freed; the exporter makes little of it (`python_gc_objects_collected_total`)."""
     _, middle, old = gc.get_threshold()
