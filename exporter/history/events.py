@@ -18,9 +18,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # -9223372036854775808) as a float. Such a number has 19 digits or more, right after what may come
 # before a JSON number (`:`, `,`, `[`, white space, a minus sign) or at the very start. With the
 # digits made zeros and those characters colons, `:` and 19 zeros say such a number may be there.
-# Digits inside strings follow other characters: CloudWatch Logs' 56-digit event ids ("eventId":
-# "3113...") follow a quote. A translation and a find are ten times as fast as a regular
-# expression.
+# Digits in a string may follow those characters too (the standard library then reads the text:
+# the same result, later), but CloudWatch Logs' 56-digit event ids ("eventId": "3113...") follow
+# a quote. A translation and a find are ten times as fast as a regular expression.
 _NUMBER_STARTS = bytes.maketrans(b"123456789,[ \t\n\r-", b"000000000:::::::")
 _LONG_INTEGER = b":" + b"0" * 19
 
