@@ -31,54 +31,53 @@ def _number(message: Mapping[str, Any], field: str, where: str) -> int:
     raise HistoryError(f"{where}: {field}: expected a number as text, got {value!r}"[:300])
 
 
-def history_event(message: Mapping[str, Any], where: str = "log message") -> tuple[str, dict[str, Any]]:
-    """The execution ARN a log message belongs to, and the history event it carries."""
+def _usual(message: Mapping[str, Any]) -> tuple[str, str, int, int, int, dict[str, Any] | None] | None:
+    """The usual message, as Step Functions writes it (numbers as text, details an object), read:
+    ARN, type, id, previous id, epoch milliseconds and details; None for anything else (which
+    the field-by-field reading names)."""
     get = message.get
     arn, event_type, event_id = get("execution_arn"), get("type"), get("id")
     previous, stamp, details = get("previous_event_id"), get("event_timestamp"), get("details")
-    if (  # the usual message, as Step Functions writes it: numbers as text, details an object
+    if (
         type(arn) is str and arn and type(event_type) is str and event_type
         and type(event_id) is str and type(previous) is str and type(stamp) is str
         and (details is None or type(details) is dict)
     ):  # fmt: skip
         try:
-            event: dict[str, Any] = {
-                "id": int(event_id), "previousEventId": int(previous), "timestamp": int(stamp) / 1000,
-                "type": event_type,
-            }  # fmt: skip
+            return arn, event_type, int(event_id), int(previous), int(stamp), details
         except ValueError:
-            pass  # named below
-        else:
-            if details is not None:
-                event[details_key(event_type)] = dict(details)
-            return arn, event
-    return _history_event(message, where)
+            return None
+    return None
+
+
+def history_event(message: Mapping[str, Any], where: str = "log message") -> tuple[str, dict[str, Any]]:
+    """The execution ARN a log message belongs to, and the history event it carries."""
+    usual = _usual(message)
+    if usual is None:
+        return _history_event(message, where)
+    arn, event_type, event_id, previous, stamp_ms, details = usual
+    event: dict[str, Any] = {
+        "id": event_id, "previousEventId": previous, "timestamp": stamp_ms / 1000, "type": event_type,
+    }  # fmt: skip
+    if details is not None:
+        event[details_key(event_type)] = dict(details)
+    return arn, event
 
 
 def logged_event(message: Mapping[str, Any], where: str = "log message") -> tuple[str, HistoryEvent]:
     """The execution ARN a log message belongs to, and its event validated: what `parse_event`
     makes of the history event `history_event` gives (the same event, or an error naming the
     message), without that dict in between. The log source reads each message this way."""
-    get = message.get
-    arn, event_type, event_id = get("execution_arn"), get("type"), get("id")
-    previous, stamp, details = get("previous_event_id"), get("event_timestamp"), get("details")
-    if (  # the usual message, as in history_event
-        type(arn) is str and arn and type(event_type) is str and event_type
-        and type(event_id) is str and type(previous) is str and type(stamp) is str
-        and (details is None or type(details) is dict)
-    ):  # fmt: skip
-        try:
-            number, before, when = int(event_id), int(previous), int(stamp) / 1000
-        except ValueError:
-            pass  # named below
-        else:
-            if number > 0 and before >= 0:
-                # the time as parse_event reads the history event's epoch seconds
-                when_ns = round(when * 1_000_000) * 1000
-                return arn, HistoryEvent(
-                    number, before, when_ns, event_type, {} if details is None else details
-                )
-    arn, event = _history_event(message, where)
+    usual = _usual(message)
+    if usual is not None:
+        arn, event_type, event_id, previous, stamp_ms, details = usual
+        if event_id > 0 and previous >= 0:
+            # the time as parse_event reads the history event's epoch seconds
+            when_ns = round(stamp_ms / 1000 * 1_000_000) * 1000
+            return arn, HistoryEvent(
+                event_id, previous, when_ns, event_type, {} if details is None else details
+            )
+    arn, event = history_event(message, where)
     try:
         return arn, parse_event(event)
     except HistoryError as exc:
