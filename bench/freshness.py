@@ -2,6 +2,7 @@
 spending the same API budget, with 100, 1,000 and 10,000 running executions.
 
     python -m bench.freshness [--sizes 100,1000,10000] [--hours 3] [--workloads steady,fanout,slowdown]
+                              [--seeds 1,2,3]
 
 The real exporter (discovery, scheduler, rate limiter, tail, assembler, checkpoint) runs against
 the in-process simulator at the default quotas (the exporter's share: half of each), on a
@@ -463,7 +464,11 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--hours", type=float, default=3.0)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--seeds",
+        default="1",
+        help="workload seeds: one table for each (the state machines' task medians and waits differ)",
+    )
     parser.add_argument("--rows", default="exporter,round-robin,oracle,logs")
     parser.add_argument(
         "--express-rate", type=float, default=500.0, help="EXPRESS executions a second (0: none)"
@@ -479,14 +484,18 @@ def main() -> None:
         f"{'executions':>10} {'scheduler':<12} {'events':>8} {'p50 lag s':>10} {'p99 lag s':>10} "
         f"{'history calls':>14} {'log calls':>10} {'calls/1k ev':>11} {'unexported':>10} {'wall s':>7}"
     )
-    for workload in workloads:
-        if workload != "steady":
-            print(f"workload: {workload}", flush=True)
-        for size in (int(s) for s in args.sizes.split(",") if s):
-            _rows(size, workload, args)
+    seeds = [int(seed) for seed in args.seeds.split(",") if seed]
+    for seed in seeds:
+        if len(seeds) > 1:
+            print(f"seed: {seed}", flush=True)
+        for workload in workloads:
+            if workload != "steady":
+                print(f"workload: {workload}", flush=True)
+            for size in (int(s) for s in args.sizes.split(",") if s):
+                _rows(size, workload, seed, args)
     if args.express_rate:
         started = time.perf_counter()
-        result = run_express(args.express_rate, args.express_seconds, args.seed)
+        result = run_express(args.express_rate, args.express_seconds, seeds[0])
         print(
             f"{'EXPRESS ' + format(args.express_rate, ',.0f') + '/s':>10} {'logs':<12} {len(result.lags):>8,} "
             f"{result.quantile(0.5):>10.1f} {result.quantile(0.99):>10.1f} {result.history_calls:>14,} "
@@ -496,12 +505,12 @@ def main() -> None:
         )
 
 
-def _rows(size: int, workload: str, args: argparse.Namespace) -> None:
+def _rows(size: int, workload: str, seed: int, args: argparse.Namespace) -> None:
     """The rows of one size and workload, and how they compare."""
     results = {}
     for scheduler in args.rows.split(","):
         started = time.perf_counter()
-        result = run(size, scheduler, args.hours, args.seed, workload=workload)
+        result = run(size, scheduler, args.hours, seed, workload=workload)
         results[scheduler] = result
         print(
             f"{size:>10,} {scheduler:<12} {len(result.lags):>8,} {result.quantile(0.5):>10.1f} "
@@ -520,7 +529,7 @@ def _rows(size: int, workload: str, args: argparse.Namespace) -> None:
         return
     bound = math.nan
     if "exporter" in results:
-        bound = p99_lower_bound(size, args.seed, results["exporter"].budget)
+        bound = p99_lower_bound(size, seed, results["exporter"].budget)
         print(f"{size:>10,} {'bound':<12} {'':>8} {'':>10} {bound:>10.1f}", flush=True)
     if {"exporter", "round-robin", "oracle"} <= set(results):
         print(

@@ -107,23 +107,45 @@ _NORMAL = NormalDist()
 _LOG_Z_HAZARD = [math.log(_NORMAL.pdf(z)) - math.log(max(1e-300, 1.0 - _NORMAL.cdf(z))) for z in _Z]
 _CDF = [_NORMAL.cdf(z) for z in _Z]
 _OVER_Z = _NORMAL.inv_cdf(0.995)
+_TAIL_Z = _NORMAL.inv_cdf(0.005)
+
+
+def _t_over_normal(dof: float) -> float:
+    """Student t's 0.5% quantile over the standard normal's, for `dof` degrees of freedom
+    (Cornish-Fisher's expansion: within 1% of the exact value from 8 degrees of freedom)."""
+    z = _TAIL_Z
+    t = z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+    return t / z
+
+
 # A state is fitted again once an eighth of its sample is new (a fit costs a pass over its sample
 # and the table: at every visit while few are known, every 8th for a state that runs often).
 _REFIT = 8
 
 
 class _Fit:
-    """A state's visits as a lognormal (the log durations' mean and spread), tabled on `_Z`: the
-    hazard (the chance a second of ending, having run so long) made non-decreasing from the
-    left, so a threshold gives the first duration at which it is reached. The spread is at least
-    `least_sigma` (a few visits say little of it)."""
+    """A state's visits as a lognormal, tabled on `_Z`: the hazard (the chance a second of ending,
+    having run so long) made non-decreasing from the left, so a threshold gives the first
+    duration at which it is reached.
 
-    __slots__ = ("_log_hazard", "cap", "mu", "over", "sigma")
+    The log durations' spread is not taken from the visits alone: a few visits say little of it,
+    and a lognormal fitted to them is overconfident exactly where the watch begins, in its lower
+    tail. It is the Bayesian predictive one: the visits' own sum of squares weighed with a prior
+    spread `sigma0` counted as `weight` visits (a scaled inverse chi-squared prior; the model
+    passes the spread of the states it knows well), widened for the uncertainty of the mean
+    (sqrt(1 + 1/n)) and for the predictive Student t's heavier lower tail (its 0.5% quantile over
+    the normal's, with weight + n - 1 degrees of freedom)."""
 
-    def __init__(self, sample: list[float], cap_quantile: float, least_sigma: float = 0.02) -> None:
+    __slots__ = ("_log_hazard", "cap", "mu", "over", "sigma", "squares")
+
+    def __init__(self, sample: list[float], cap_quantile: float, sigma0: float, weight: float) -> None:
         logs = [math.log(max(seconds, 1e-3)) for seconds in sample]
-        self.mu = sum(logs) / len(logs)
-        self.sigma = max(least_sigma, math.sqrt(sum((v - self.mu) ** 2 for v in logs) / len(logs)))
+        n = len(logs)
+        self.mu = sum(logs) / n
+        self.squares = sum((v - self.mu) ** 2 for v in logs)  # for the prior the model pools
+        dof = weight + n - 1
+        scale = math.sqrt((weight * sigma0**2 + self.squares) / dof * (1 + 1 / n))
+        self.sigma = max(0.02, scale * _t_over_normal(dof))
         ordered = sorted(sample)
         position = cap_quantile * (len(ordered) - 1)
         low = int(position)
@@ -176,20 +198,29 @@ class DurationModel:
     end the whole fan-out waits on, the one whose visits are missed.) A state's watch never
     begins later than the `cap_quantile` of its own durations (a state the lognormal fits badly
     is not missed more often than that). A state is fitted once 3 visits are known, and again
-    when an eighth of its sample is new; while fewer than 8 are, its spread is taken to be at
-    least the widest fitted on 8 or more visits of a state (0.5 before there is one): a state of
-    long visits, seen a few times an hour, is not polled blindly for hours (bench.freshness at
-    100 executions), nor trusted on a spread that three visits cannot show."""
+    when an eighth of its sample is new.
+
+    A state seen a few times says little of how its visits spread, and a spread fitted too
+    narrow starts the watch too late: its ends are missed, each read as late as the watch
+    begins (at 100 executions in bench.freshness, one seed in two missed over 1% of its events
+    so). Each fit weighs its own visits with the spread pooled over the states known from
+    `trusted_samples` visits or more that take a second or longer (instant states say nothing of
+    what is polled for), counted as `prior_weight` visits; `prior_sigma` until there is one. See
+    `_Fit` for the rest of the predictive spread."""
 
     def __init__(
         self, keep: int = 64, min_samples: int = 3, early: float = 0.002, cap_quantile: float = 0.02,
-        trusted_samples: int = 8, prior_sigma: float = 0.5,
+        trusted_samples: int = 8, prior_sigma: float = 0.5, prior_weight: float = 32,
     ) -> None:  # fmt: skip
         self._keep = keep
         self._min_samples = min_samples
         self._trusted_samples = trusted_samples
         self._prior_sigma = prior_sigma
-        self._widest: float | None = None  # the widest spread fitted on `trusted_samples` visits or more
+        self._prior_weight = prior_weight
+        # the pooled spread: sums of squares and degrees of freedom of the states it is made of
+        self._pool: dict[tuple[str, str], tuple[float, int]] = {}
+        self._pool_squares = 0.0
+        self._pool_dof = 0
         self._early = early
         self._cap_quantile = cap_quantile
         self._samples: dict[tuple[str, str], list[float]] = {}
@@ -208,20 +239,28 @@ class DurationModel:
         if len(sample) >= self._min_samples and (key not in self._fits or unfitted * _REFIT >= len(sample)):
             if key not in self._fits:
                 self._log_threshold = None  # a state to share the threshold with
-            fit = self._fits[key] = _Fit(sample, self._cap_quantile, self._least_sigma(len(sample)))
-            if len(sample) >= self._trusted_samples:
-                self._widest = max(fit.sigma, self._widest or 0.0)
+            fit = self._fits[key] = _Fit(sample, self._cap_quantile, self.pooled_sigma(), self._prior_weight)
             self._unfitted[key] = 0
+            if len(sample) >= self._trusted_samples and fit.mu >= 0.0:  # a second or longer
+                self._pooled(key, fit.squares, len(sample) - 1)
         self._since_solved += 1
         if self._since_solved >= self._keep:  # now and then, not on every visit
             self._log_threshold = None
             self._since_solved = 0
 
-    def _least_sigma(self, visits: int) -> float:
-        """The least spread of a fit of so many visits."""
-        if visits >= self._trusted_samples:
-            return 0.02
-        return self._prior_sigma if self._widest is None else self._widest
+    def _pooled(self, key: tuple[str, str], squares: float, dof: int) -> None:
+        """A state's part of the pooled spread, in place of its part from an earlier fit."""
+        old_squares, old_dof = self._pool.get(key, (0.0, 0))
+        self._pool[key] = (squares, dof)
+        self._pool_squares += squares - old_squares
+        self._pool_dof += dof - old_dof
+
+    def pooled_sigma(self) -> float:
+        """The log durations' spread pooled over the states known well (`prior_sigma` before
+        there is one)."""
+        if self._pool_dof <= 0:
+            return self._prior_sigma
+        return math.sqrt(max(0.0, self._pool_squares) / self._pool_dof)
 
     def _threshold(self) -> float:
         """log of the hazard at which visits are watched: the highest that leaves no more than
