@@ -445,8 +445,8 @@ def test_a_state_seen_a_few_times_is_fitted_with_a_spread_pooled_from_states_kno
 
 def test_a_spread_fitted_from_few_visits_does_not_start_the_watch_too_late() -> None:
     # states of a spread of 0.3, each seen 3 to 12 times, beside one known from 64 visits: the
-    # watch is to miss about the share asked for, not the several percent a fit of their own
-    # visits misses (the lognormal of a few visits is too narrow, its mean uncertain)
+    # watch is to miss about the share asked for, not the more a fit of their own visits misses
+    # (the lognormal of a few visits is too narrow, its mean uncertain)
     rng = random.Random(11)
     model = DurationModel(early=0.002)
     _lognormal_visits(model, rng, {"Known": 600.0}, 64)
